@@ -1,0 +1,98 @@
+# echomaster: a plain GNU Makefile.
+#
+#   make            build build/echomaster
+#   make run        install missing build dependencies, build, run conf/echo.conf
+#   make check      install missing build dependencies, build, run every test
+#   make check SANITIZE=1   the same, built with ASan and UBSan
+#   make install    DESTDIR and PREFIX honoured (see packaging/packaging.mk)
+#
+# CC, CFLAGS, CPPFLAGS, LDFLAGS, PREFIX and DESTDIR come from the caller;
+# the flags the code needs are added to them, never instead of them.
+# Quiet unless V=1.
+
+VERSION := $(shell cat VERSION)
+BUILD   := build
+
+CC         ?= cc
+PKG_CONFIG ?= pkg-config
+CFLAGS     ?= -O2 -g
+PREFIX     ?= /usr/local
+
+# Recursively expanded on purpose: pkg-config runs when a recipe needs the
+# flags, after `deps` had a chance to install libconfig and cmocka.
+LIBCONFIG_CFLAGS = $(shell $(PKG_CONFIG) --cflags libconfig)
+LIBCONFIG_LIBS   = $(shell $(PKG_CONFIG) --libs libconfig)
+CMOCKA_CFLAGS    = $(shell $(PKG_CONFIG) --cflags cmocka)
+CMOCKA_LIBS      = $(shell $(PKG_CONFIG) --libs cmocka)
+
+EM_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+	-Wstrict-prototypes -Wmissing-prototypes -Isrc \
+	-DEM_VERSION='"$(VERSION)"' $(LIBCONFIG_CFLAGS)
+ifeq ($(SANITIZE),1)
+EM_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS   += -fsanitize=address,undefined
+endif
+ifeq ($(TEST_HOOKS),1)
+# Compiled in only for tests: lets a test make a worker crash at start-up.
+EM_CFLAGS += -DEM_TEST_HOOKS
+endif
+
+ifneq ($(V),1)
+Q = @
+quiet = @printf '  %-6s %s\n' $(1) $(2);
+endif
+
+SRCS      := $(wildcard src/common/*.c src/master/*.c src/worker/*.c)
+MAIN_SRC  := src/master/main.c
+LIB_OBJS  := $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(MAIN_SRC),$(SRCS)))
+MAIN_OBJ  := $(BUILD)/src/master/main.o
+
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
+INTEG_SRCS := $(wildcard tests/integration/test_*.c)
+INTEG_LIB  := $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(INTEG_SRCS),$(wildcard tests/integration/*.c)))
+INTEG_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRCS))
+
+.PHONY: all run check deps tests check-run clean
+all: $(BUILD)/echomaster
+
+$(BUILD)/echomaster: $(MAIN_OBJ) $(BUILD)/libechomaster.a
+	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBCONFIG_LIBS)
+
+$(BUILD)/libechomaster.a: $(LIB_OBJS)
+	$(call quiet,AR,$@)rm -f $@ && $(AR) rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(call quiet,CC,$<)$(CC) $(CPPFLAGS) $(EM_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(call quiet,CC,$<)$(CC) $(CPPFLAGS) $(EM_CFLAGS) $(CMOCKA_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/libechomaster.a
+	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBCONFIG_LIBS) $(CMOCKA_LIBS)
+
+$(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(INTEG_LIB)
+	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS)
+
+deps:
+	@packaging/build-deps.sh build
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	exec $(BUILD)/echomaster -F -c conf/echo.conf
+
+tests: $(BUILD)/echomaster $(UNIT_BINS) $(INTEG_BINS)
+
+# The integration tests start the real daemon: ECHOMASTER names the binary.
+check: deps
+	$(Q)$(MAKE) --no-print-directory tests
+	$(Q)ECHOMASTER=$(CURDIR)/$(BUILD)/echomaster tests/run-tests.sh $(UNIT_BINS) $(INTEG_BINS)
+
+clean:
+	rm -rf $(BUILD)
+
+-include packaging/packaging.mk
+-include tests/bench/bench.mk
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,42 @@
+#!/bin/sh
+# Installs what building and testing echomaster needs, when it is missing.
+# Usage: build-deps.sh [build|packages]...   (default: build)
+#   build     compiler, make, pkg-config, libconfig, cmocka
+#   packages  what `make deb`, `make rpm` and `make check-packages` use
+# Uses apt-get on Debian-like systems and dnf on Fedora-like ones; needs root
+# only when something is actually missing.
+set -eu
+
+groups=${*:-build}
+
+deb_build="gcc make pkg-config libconfig-dev libcmocka-dev"
+deb_packages="debhelper dpkg-dev fakeroot lintian mandoc rpm debootstrap systemd-container"
+rpm_build="gcc make pkgconf-pkg-config libconfig-devel libcmocka-devel"
+rpm_packages="rpm-build mandoc"
+
+if command -v dpkg-query >/dev/null 2>&1; then
+	want=""
+	for g in $groups; do eval "want=\"\$want \$deb_$g\""; done
+	missing=""
+	for p in $want; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
+			missing="$missing $p"
+	done
+	[ -z "$missing" ] && exit 0
+	echo "build-deps: installing missing Debian packages:$missing"
+	[ "$(id -u)" = 0 ] || { echo "build-deps: run as root (or: sudo apt-get install$missing)" >&2; exit 1; }
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+elif command -v rpm >/dev/null 2>&1 && command -v dnf >/dev/null 2>&1; then
+	want=""
+	for g in $groups; do eval "want=\"\$want \$rpm_$g\""; done
+	missing=""
+	for p in $want; do rpm -q "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+	[ -z "$missing" ] && exit 0
+	echo "build-deps: installing missing packages:$missing"
+	[ "$(id -u)" = 0 ] || { echo "build-deps: run as root (or: sudo dnf install$missing)" >&2; exit 1; }
+	dnf install -y $missing
+else
+	echo "build-deps: neither apt-get nor dnf found; install by hand: a C compiler, make, pkg-config, libconfig and cmocka development files" >&2
+	exit 1
+fi
