@@ -1,0 +1,37 @@
+# The benchmark suite (included by the top Makefile).
+#
+#   make bench            build echobench, refserver and echomaster, then run
+#                         the table: echomaster against the reference server
+#   make bench-tools      only build echobench and refserver
+#   make bench-callgrind  instructions per echoed request under callgrind
+#
+# Knobs (environment or make variables): BENCH_PASSES (3), BENCH_DURATION
+# (seconds per measurement, 2), BENCH_PIN=1 (load generator on CPU 0,
+# servers on the other CPUs), BENCH_THREADS (load generator threads, 1),
+# BENCH_ONLY="pingpong-1 udp" (a subset of the rows). See BENCHMARKS.md.
+
+BENCH_DIR    := $(BUILD)/bench
+BENCH_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+	-Wstrict-prototypes -Wmissing-prototypes -pthread
+ECHOBENCH_SRCS := tests/bench/echobench.c tests/bench/eb_tcp.c \
+	tests/bench/eb_udp.c tests/bench/eb_util.c
+
+.PHONY: bench bench-tools bench-callgrind
+
+bench-tools: $(BENCH_DIR)/echobench $(BENCH_DIR)/refserver
+
+$(BENCH_DIR)/echobench: $(ECHOBENCH_SRCS) tests/bench/eb.h
+	@mkdir -p $(@D)
+	$(call quiet,CCLD,$@)$(CC) $(CPPFLAGS) $(BENCH_CFLAGS) $(CFLAGS) \
+		$(LDFLAGS) -o $@ $(ECHOBENCH_SRCS)
+
+$(BENCH_DIR)/refserver: tests/bench/refserver.c
+	@mkdir -p $(@D)
+	$(call quiet,CCLD,$@)$(CC) $(CPPFLAGS) $(BENCH_CFLAGS) $(CFLAGS) \
+		$(LDFLAGS) -o $@ $<
+
+bench: bench-tools $(BUILD)/echomaster
+	$(Q)BUILD=$(BUILD) tests/bench/run-bench.sh
+
+bench-callgrind: bench-tools $(BUILD)/echomaster
+	$(Q)BUILD=$(BUILD) tests/bench/callgrind.sh

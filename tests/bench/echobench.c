@@ -1,0 +1,313 @@
+/*
+ * echobench: a load generator for upper-case (or plain) echo servers on
+ * loopback. One epoll loop per thread; every reply byte is checked.
+ *
+ *   echobench -w pingpong|churn|stream|idle|udp -p PORT [options]
+ *   echobench --free-port          print a port free for TCP and UDP
+ *   echobench --wait SECS -p PORT  wait until the server echoes on both
+ *
+ * The last line printed is "RESULT key=value ..." for scripts. Exit status:
+ * 0 when every reply was right and nothing failed, 1 on any mismatch or
+ * error (or, for idle, a connection that did not echo), 2 on bad usage.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "eb.h"
+
+volatile int		eb_measuring;
+pthread_barrier_t	eb_barrier;
+
+struct eb_workload {
+	const char	*name;
+	void		*(*run)(void *);
+	size_t		 msglen;	/* default message or write size */
+};
+
+static const struct eb_workload eb_workloads[] = {
+	{ "pingpong",	eb_pingpong,	64 },
+	{ "churn",	eb_churn,	64 },
+	{ "stream",	eb_stream,	16384 },
+	{ "idle",	eb_idle,	32 },
+	{ "udp",	eb_udp,		64 },
+};
+
+struct eb_result {
+	struct eb_stats	st;
+	double		secs;		/* measured period */
+	long		rss_base, rss_held;	/* idle, KiB */
+	int		failed;
+};
+
+static void __attribute__((noreturn))
+eb_usage(int status)
+{
+	fprintf(status ? stderr : stdout,
+"usage: echobench -w WORKLOAD -p PORT [options]\n"
+"       echobench --free-port\n"
+"       echobench --wait SECS -p PORT [-a ADDR] [-M MODE]\n"
+"workloads: pingpong churn stream idle udp\n"
+"  -a, --addr ADDR         server IPv4 address (127.0.0.1)\n"
+"  -p, --port PORT         server port (TCP and UDP)\n"
+"  -c, --conns N           connections or UDP sockets (100; idle: to hold)\n"
+"  -m, --msg BYTES         message size (64; stream: write size 16384)\n"
+"  -d, --duration SECS     measured time (5)\n"
+"  -W, --warmup SECS       unmeasured time first (0.5)\n"
+"  -n, --count N           pingpong: exactly N requests, then stop\n"
+"  -t, --threads N         threads, one epoll loop each (1)\n"
+"  -M, --mode upper|echo   what the server does to the bytes (upper)\n"
+"  -s, --sources N         spread connections over 127.0.0.1..N (1)\n"
+"  -P, --pid PID           idle: server (master) pid, to sum RSS\n"
+"  -H, --hold SECS         idle: seconds to hold the connections (2)\n"
+"  -T, --udp-timeout SECS  udp: a datagram is lost after this (0.2)\n"
+"  -L, --linger0           churn: close with RST (no TIME_WAIT left)\n");
+	exit(status);
+}
+
+static double
+eb_secs(const char *s)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (*end != '\0' || v < 0 || v > 86400)
+		eb_usage(2);
+	return v;
+}
+
+static long
+eb_num(const char *s, long lo, long hi)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	if (*end != '\0' || v < lo || v > hi)
+		eb_usage(2);
+	return v;
+}
+
+static void
+eb_sleep(double secs)
+{
+	struct timespec ts = { (time_t)secs,
+	    (long)((secs - (double)(time_t)secs) * 1e9) };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+static const struct eb_workload *
+eb_parse(int argc, char *argv[], struct eb_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "workload", 1, NULL, 'w' }, { "addr", 1, NULL, 'a' },
+		{ "port", 1, NULL, 'p' }, { "conns", 1, NULL, 'c' },
+		{ "msg", 1, NULL, 'm' }, { "duration", 1, NULL, 'd' },
+		{ "warmup", 1, NULL, 'W' }, { "count", 1, NULL, 'n' },
+		{ "threads", 1, NULL, 't' }, { "mode", 1, NULL, 'M' },
+		{ "sources", 1, NULL, 's' }, { "pid", 1, NULL, 'P' },
+		{ "hold", 1, NULL, 'H' }, { "udp-timeout", 1, NULL, 'T' },
+		{ "linger0", 0, NULL, 'L' }, { "free-port", 0, NULL, 'f' },
+		{ "wait", 1, NULL, 'r' }, { "help", 0, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const struct eb_workload *w = NULL;
+	const char *addr = "127.0.0.1";
+	double wait = -1;
+	long port = 0;
+	int c;
+
+	*o = (struct eb_opts){ .conns = 100, .duration = 5, .warmup = 0.5,
+	    .threads = 1, .upper = 1, .nsrc = 1, .hold = 2,
+	    .udp_timeout = 0.2 };
+	while ((c = getopt_long(argc, argv, "w:a:p:c:m:d:W:n:t:M:s:P:H:T:Lh",
+	    longopts, NULL)) != -1) {
+		switch (c) {
+		case 'w':
+			for (size_t i = 0; i < sizeof(eb_workloads) /
+			    sizeof(eb_workloads[0]); i++)
+				if (strcmp(optarg, eb_workloads[i].name) == 0)
+					w = &eb_workloads[i];
+			if (w == NULL)
+				eb_usage(2);
+			break;
+		case 'a': addr = optarg; break;
+		case 'p': port = eb_num(optarg, 1, 65535); break;
+		case 'c': o->conns = (int)eb_num(optarg, 1, 10000000); break;
+		case 'm': o->msglen = (size_t)eb_num(optarg, 1, 1 << 24); break;
+		case 'd': o->duration = eb_secs(optarg); break;
+		case 'W': o->warmup = eb_secs(optarg); break;
+		case 'n': o->count = (uint64_t)eb_num(optarg, 1, 1L << 40); break;
+		case 't': o->threads = (int)eb_num(optarg, 1, 256); break;
+		case 's': o->nsrc = (int)eb_num(optarg, 1, 254); break;
+		case 'P': o->server_pid = (pid_t)eb_num(optarg, 1, 1 << 30); break;
+		case 'H': o->hold = eb_secs(optarg); break;
+		case 'T': o->udp_timeout = eb_secs(optarg); break;
+		case 'L': o->linger0 = 1; break;
+		case 'M':
+			if (strcmp(optarg, "upper") && strcmp(optarg, "echo"))
+				eb_usage(2);
+			o->upper = strcmp(optarg, "upper") == 0;
+			break;
+		case 'f':
+			port = eb_free_port();
+			if (port < 0)
+				exit(1);
+			printf("%ld\n", port);
+			exit(0);
+		case 'r': wait = eb_secs(optarg); break;
+		case 'h': eb_usage(0);
+		default: eb_usage(2);
+		}
+	}
+	if (optind != argc || port == 0 || (w == NULL && wait < 0))
+		eb_usage(2);
+	o->server.sin_family = AF_INET;
+	o->server.sin_port = htons((uint16_t)port);
+	if (inet_pton(AF_INET, addr, &o->server.sin_addr) != 1)
+		eb_usage(2);
+	if (wait >= 0)
+		exit(eb_wait_ready(o, wait) == 0 ? 0 : 1);
+	o->workload = w->name;
+	if (o->msglen == 0)
+		o->msglen = w->msglen;
+	if (o->threads > o->conns)
+		o->threads = o->conns;
+	return w;
+}
+
+/* Runs the threads; fills r with their merged counts and the timing. */
+static void
+eb_run(const struct eb_workload *w, const struct eb_opts *o,
+    struct eb_result *r)
+{
+	struct eb_thread *t = calloc((size_t)o->threads, sizeof(*t));
+	int idle = w->run == eb_idle, first = 0;
+	uint64_t t0, t1 = 0;
+
+	if (t == NULL || (idle && pthread_barrier_init(&eb_barrier, NULL,
+	    (unsigned)o->threads + 1) != 0)) {
+		perror("echobench: set-up");
+		exit(2);
+	}
+	if (idle && o->server_pid)
+		r->rss_base = eb_server_rss_kib(o->server_pid);
+	eb_measuring = o->count || idle ? 1 : 0;
+	t0 = eb_now();
+	for (int i = 0; i < o->threads; i++) {
+		t[i].id = i;
+		t[i].o = o;
+		t[i].first = first;
+		t[i].nconns = o->conns / o->threads +
+		    (i < o->conns % o->threads);
+		first += t[i].nconns;
+		if (pthread_create(&t[i].tid, NULL, w->run, &t[i]) != 0) {
+			perror("echobench: pthread_create");
+			exit(2);
+		}
+	}
+	if (idle) {
+		pthread_barrier_wait(&eb_barrier);	/* open, echoed once */
+		t1 = eb_now();
+		eb_sleep(o->hold);
+		if (o->server_pid)
+			r->rss_held = eb_server_rss_kib(o->server_pid);
+		pthread_barrier_wait(&eb_barrier);
+		pthread_barrier_wait(&eb_barrier);	/* echoed again */
+	} else if (!o->count) {
+		eb_sleep(o->warmup);
+		eb_measuring = 1;
+		t0 = eb_now();
+		eb_sleep(o->duration);
+		eb_measuring = 2;
+		t1 = eb_now();
+	}
+	for (int i = 0; i < o->threads; i++) {
+		pthread_join(t[i].tid, NULL);
+		eb_stats_merge(&r->st, &t[i].st);
+		r->failed |= t[i].failed;
+	}
+	if (o->count)
+		t1 = eb_now();
+	r->secs = (double)(t1 - t0) / 1e9;
+	free(t);
+}
+
+static void
+eb_report(const struct eb_opts *o, const struct eb_result *r)
+{
+	const struct eb_stats *s = &r->st;
+	double rate = r->secs > 0 ? (double)s->ops / r->secs : 0;
+	double mbps = r->secs > 0 ? (double)s->bytes / r->secs / 1e6 : 0;
+	double loss = s->sent ? (double)s->lost / (double)s->sent : 0;
+	double perconn = s->opened ? (double)(r->rss_held - r->rss_base) *
+	    1024.0 / (double)s->opened : 0;
+
+	printf("%s: %d conns, %zu-byte messages, %d threads, %.2f s\n",
+	    o->workload, o->conns, o->msglen, o->threads, r->secs);
+	if (strcmp(o->workload, "idle") == 0)
+		printf("  opened %llu, echoed %llu before and %llu after the "
+		    "hold; server RSS %ld KiB empty, %ld KiB held: %.0f bytes "
+		    "per connection\n", (unsigned long long)s->opened,
+		    (unsigned long long)s->echoed1, (unsigned long long)s->ops,
+		    r->rss_base, r->rss_held, perconn);
+	else
+		printf("  %.0f ops/s, %.2f MB/s, latency p50 %.1f us, "
+		    "p99 %.1f us, p99.9 %.1f us\n", rate, mbps,
+		    (double)eb_hist_pct(&s->lat, 0.50) / 1e3,
+		    (double)eb_hist_pct(&s->lat, 0.99) / 1e3,
+		    (double)eb_hist_pct(&s->lat, 0.999) / 1e3);
+	if (strcmp(o->workload, "udp") == 0)
+		printf("  sent %llu, lost %llu (%.4f%%), late %llu\n",
+		    (unsigned long long)s->sent, (unsigned long long)s->lost,
+		    loss * 100, (unsigned long long)s->late);
+	printf("  mismatches %llu, errors %llu\n",
+	    (unsigned long long)s->mismatches, (unsigned long long)s->errors);
+	printf("RESULT workload=%s conns=%d msg=%zu secs=%.3f ops=%llu "
+	    "rate=%.1f mbps=%.3f p50_us=%.2f p99_us=%.2f p999_us=%.2f "
+	    "sent=%llu lost=%llu loss=%.6f late=%llu opened=%llu "
+	    "echoed1=%llu rss_base_kib=%ld rss_held_kib=%ld "
+	    "bytes_per_conn=%.1f mismatches=%llu errors=%llu\n",
+	    o->workload, o->conns, o->msglen, r->secs,
+	    (unsigned long long)s->ops, rate, mbps,
+	    (double)eb_hist_pct(&s->lat, 0.50) / 1e3,
+	    (double)eb_hist_pct(&s->lat, 0.99) / 1e3,
+	    (double)eb_hist_pct(&s->lat, 0.999) / 1e3,
+	    (unsigned long long)s->sent, (unsigned long long)s->lost, loss,
+	    (unsigned long long)s->late, (unsigned long long)s->opened,
+	    (unsigned long long)s->echoed1, r->rss_base, r->rss_held, perconn,
+	    (unsigned long long)s->mismatches, (unsigned long long)s->errors);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct eb_opts o;
+	struct eb_result r;
+	const struct eb_workload *w = eb_parse(argc, argv, &o);
+	int bad;
+
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (eb_nofile((size_t)o.conns + 1024) == -1)
+		fprintf(stderr, "echobench: cannot raise RLIMIT_NOFILE to %d\n",
+		    o.conns + 1024);
+	eb_pattern_init(o.msglen, o.upper);
+	memset(&r, 0, sizeof(r));
+	eb_run(w, &o, &r);
+	eb_report(&o, &r);
+	bad = r.failed || r.st.mismatches || r.st.errors ||
+	    (w->run == eb_idle && r.st.ops < (uint64_t)o.conns) ||
+	    (o.count && r.st.ops < o.count);
+	if (bad)
+		fprintf(stderr, "echobench: %s FAILED\n", o.workload);
+	return bad ? 1 : 0;
+}
