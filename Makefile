@@ -26,7 +26,7 @@ CMOCKA_CFLAGS    = $(shell $(PKG_CONFIG) --cflags cmocka)
 CMOCKA_LIBS      = $(shell $(PKG_CONFIG) --libs cmocka)
 
 EM_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
-	-Wstrict-prototypes -Wmissing-prototypes -Isrc \
+	-Wstrict-prototypes -Wmissing-prototypes -D_GNU_SOURCE -Isrc \
 	-DEM_VERSION='"$(VERSION)"' $(LIBCONFIG_CFLAGS)
 ifeq ($(SANITIZE),1)
 EM_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

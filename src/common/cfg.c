@@ -1,0 +1,713 @@
+#include "common/cfg.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <libconfig.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/sock.h"
+
+enum key_type {
+	KT_INT,
+	KT_BOOL,
+	KT_STRING,
+	KT_ENUM,
+	KT_WORKERS, /* an integer, or "auto" */
+	KT_GROUP,
+	KT_LISTEN,  /* a list of listener groups */
+};
+
+struct key_choice {
+	const char *name;
+	int value;
+};
+
+/* One configuration key: the single description parser, defaults and dump share. */
+struct key {
+	const char *name;
+	enum key_type type;
+	size_t offset;                     /* into struct cfg, or struct cfg_listen */
+	long long min, max;                /* KT_INT, KT_WORKERS */
+	long long def_int;                 /* KT_INT, KT_BOOL, KT_ENUM, KT_WORKERS (0 = auto) */
+	const char *def_str;               /* KT_STRING */
+	const struct key_choice *choices;  /* KT_ENUM */
+	const struct key *members;         /* KT_GROUP, KT_LISTEN */
+	bool required;
+};
+
+static const struct key_choice facility_choices[] = {
+	{ "daemon", LOG_DAEMON }, { "user", LOG_USER },
+	{ "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 },
+	{ "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 },
+	{ "local4", LOG_LOCAL4 }, { "local5", LOG_LOCAL5 },
+	{ "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 },
+	{ NULL, 0 },
+};
+
+static const struct key_choice level_choices[] = {
+	{ "debug", LOG_DEBUG }, { "info", LOG_INFO }, { "notice", LOG_NOTICE },
+	{ "warning", LOG_WARNING }, { "error", LOG_ERR },
+	{ NULL, 0 },
+};
+
+static const struct key_choice proto_choices[] = {
+	{ "tcp", CFG_PROTO_TCP }, { "udp", CFG_PROTO_UDP }, { NULL, 0 },
+};
+
+static const struct key_choice mode_choices[] = {
+	{ "upper", CFG_MODE_UPPER }, { "echo", CFG_MODE_ECHO }, { NULL, 0 },
+};
+
+#define CFG_OFF(field)    offsetof(struct cfg, field)
+#define LISTEN_OFF(field) offsetof(struct cfg_listen, field)
+
+static const struct key log_keys[] = {
+	{ .name = "facility", .type = KT_ENUM, .offset = CFG_OFF(log_facility),
+	  .def_int = LOG_DAEMON, .choices = facility_choices },
+	{ .name = "level", .type = KT_ENUM, .offset = CFG_OFF(log_level),
+	  .def_int = LOG_INFO, .choices = level_choices },
+	{ .name = "stderr", .type = KT_BOOL, .offset = CFG_OFF(log_stderr), .def_int = 1 },
+	{ .name = NULL },
+};
+
+static const struct key limits_keys[] = {
+	{ .name = "max_connections", .type = KT_INT, .offset = CFG_OFF(max_connections),
+	  .min = 1, .max = 1000000, .def_int = 10000 },
+	{ .name = "idle_timeout", .type = KT_INT, .offset = CFG_OFF(idle_timeout),
+	  .min = 0, .max = 86400, .def_int = 300 },
+	{ .name = NULL },
+};
+
+static const struct key listen_keys[] = {
+	{ .name = "proto", .type = KT_ENUM, .offset = LISTEN_OFF(proto),
+	  .choices = proto_choices, .required = true },
+	{ .name = "address", .type = KT_STRING, .offset = LISTEN_OFF(address),
+	  .def_str = "", .required = true },
+	{ .name = "port", .type = KT_INT, .offset = LISTEN_OFF(port),
+	  .min = 1, .max = 65535, .required = true },
+	{ .name = "mode", .type = KT_ENUM, .offset = LISTEN_OFF(mode),
+	  .def_int = CFG_MODE_UPPER, .choices = mode_choices },
+	{ .name = NULL },
+};
+
+static const struct key root_keys[] = {
+	{ .name = "workers", .type = KT_WORKERS, .offset = CFG_OFF(workers),
+	  .min = 1, .max = CFG_WORKERS_MAX, .def_int = 0 },
+	{ .name = "daemon", .type = KT_BOOL, .offset = CFG_OFF(daemon), .def_int = 0 },
+	{ .name = "pid_file", .type = KT_STRING, .offset = CFG_OFF(pid_file), .def_str = "" },
+	{ .name = "user", .type = KT_STRING, .offset = CFG_OFF(user), .def_str = "" },
+	{ .name = "group", .type = KT_STRING, .offset = CFG_OFF(group), .def_str = "" },
+	{ .name = "shutdown_timeout", .type = KT_INT, .offset = CFG_OFF(shutdown_timeout),
+	  .min = 0, .max = 3600, .def_int = 10 },
+	{ .name = "log", .type = KT_GROUP, .members = log_keys },
+	{ .name = "limits", .type = KT_GROUP, .members = limits_keys },
+	{ .name = "listen", .type = KT_LISTEN, .members = listen_keys, .required = true },
+	{ .name = NULL },
+};
+
+/* State of one parse: where messages point, and the first error. */
+struct parse {
+	const char *name;  /* the file as messages name it */
+	char *err;
+	bool failed;
+};
+
+static EM_PRINTF(3, 4) int
+parse_fail(struct parse *p, const config_setting_t *where, const char *fmt, ...)
+{
+	const char *file = p->name;
+	int line = 1;
+	char msg[CFG_ERR_LEN];
+	va_list ap;
+
+	if (p->failed)
+		return -1;
+	if (where != NULL) {
+		if (config_setting_source_file(where) != NULL)
+			file = config_setting_source_file(where);
+		if (config_setting_source_line(where) > 0)
+			line = config_setting_source_line(where);
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (snprintf(p->err, CFG_ERR_LEN, "%s:%d: %s", file, line, msg) >= CFG_ERR_LEN)
+		memcpy(p->err + CFG_ERR_LEN - 4, "...", 4);  /* keep the FILE:LINE: part */
+	p->failed = true;
+	return -1;
+}
+
+static int *
+field_int(void *base, const struct key *k)
+{
+	return (int *)((char *)base + k->offset);
+}
+
+static bool *
+field_bool(void *base, const struct key *k)
+{
+	return (bool *)((char *)base + k->offset);
+}
+
+static char **
+field_str(void *base, const struct key *k)
+{
+	return (char **)((char *)base + k->offset);
+}
+
+static const char *
+choice_name(const struct key_choice *c, int value)
+{
+	for (; c->name != NULL; c++)
+		if (c->value == value)
+			return c->name;
+	return "?";
+}
+
+const char *
+cfg_proto_name(int proto)
+{
+	return choice_name(proto_choices, proto);
+}
+
+const char *
+cfg_mode_name(int mode)
+{
+	return choice_name(mode_choices, mode);
+}
+
+/* Fills in every default of a key table; strings become owned copies. */
+static int
+keys_set_defaults(const struct key *keys, void *base)
+{
+	for (const struct key *k = keys; k->name != NULL; k++) {
+		switch (k->type) {
+		case KT_INT:
+		case KT_ENUM:
+		case KT_WORKERS:
+			*field_int(base, k) = (int)k->def_int;
+			break;
+		case KT_BOOL:
+			*field_bool(base, k) = k->def_int != 0;
+			break;
+		case KT_STRING:
+			if ((*field_str(base, k) = strdup(k->def_str)) == NULL)
+				return -1;
+			break;
+		case KT_GROUP:
+			if (keys_set_defaults(k->members, base) == -1)
+				return -1;
+			break;
+		case KT_LISTEN:
+			break;
+		}
+	}
+	return 0;
+}
+
+static void
+keys_free_strings(const struct key *keys, void *base)
+{
+	for (const struct key *k = keys; k->name != NULL; k++) {
+		if (k->type == KT_STRING) {
+			free(*field_str(base, k));
+			*field_str(base, k) = NULL;
+		} else if (k->type == KT_GROUP) {
+			keys_free_strings(k->members, base);
+		}
+	}
+}
+
+static const char *
+type_name(int type)
+{
+	switch (type) {
+	case CONFIG_TYPE_GROUP: return "a group";
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64: return "an integer";
+	case CONFIG_TYPE_FLOAT: return "a float";
+	case CONFIG_TYPE_STRING: return "a string";
+	case CONFIG_TYPE_BOOL: return "a boolean";
+	case CONFIG_TYPE_ARRAY: return "an array";
+	case CONFIG_TYPE_LIST: return "a list";
+	default: return "unknown";
+	}
+}
+
+static bool
+is_integer(const config_setting_t *s)
+{
+	int t = config_setting_type(s);
+	return t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64;
+}
+
+static int
+parse_int(struct parse *p, const config_setting_t *s, const struct key *k, void *base)
+{
+	long long v;
+
+	if (!is_integer(s))
+		return parse_fail(p, s, "'%s' must be an integer, not %s", k->name,
+		    type_name(config_setting_type(s)));
+	v = config_setting_get_int64(s);
+	if (v < k->min || v > k->max)
+		return parse_fail(p, s, "'%s' is %lld, out of range %lld..%lld", k->name, v,
+		    k->min, k->max);
+	*field_int(base, k) = (int)v;
+	return 0;
+}
+
+static int
+parse_string(struct parse *p, const config_setting_t *s, const struct key *k, void *base)
+{
+	char *copy;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return parse_fail(p, s, "'%s' must be a string, not %s", k->name,
+		    type_name(config_setting_type(s)));
+	if ((copy = strdup(config_setting_get_string(s))) == NULL)
+		return parse_fail(p, s, "out of memory");
+	free(*field_str(base, k));
+	*field_str(base, k) = copy;
+	return 0;
+}
+
+static int
+parse_enum(struct parse *p, const config_setting_t *s, const struct key *k, void *base)
+{
+	const char *v;
+	char allowed[256] = "";
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return parse_fail(p, s, "'%s' must be a string, not %s", k->name,
+		    type_name(config_setting_type(s)));
+	v = config_setting_get_string(s);
+	for (const struct key_choice *c = k->choices; c->name != NULL; c++) {
+		if (strcmp(c->name, v) == 0) {
+			*field_int(base, k) = c->value;
+			return 0;
+		}
+		if (allowed[0] != '\0')
+			strncat(allowed, ", ", sizeof(allowed) - strlen(allowed) - 1);
+		strncat(allowed, c->name, sizeof(allowed) - strlen(allowed) - 1);
+	}
+	return parse_fail(p, s, "unknown %s \"%s\" (one of: %s)", k->name, v, allowed);
+}
+
+static int
+parse_workers(struct parse *p, const config_setting_t *s, const struct key *k, void *base)
+{
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		if (strcmp(config_setting_get_string(s), "auto") != 0)
+			return parse_fail(p, s, "'workers' must be \"auto\" or an integer %lld..%lld",
+			    k->min, k->max);
+		*field_int(base, k) = 0;
+		return 0;
+	}
+	if (!is_integer(s))
+		return parse_fail(p, s, "'workers' must be \"auto\" or an integer %lld..%lld",
+		    k->min, k->max);
+	return parse_int(p, s, k, base);
+}
+
+static int parse_members(struct parse *p, const config_setting_t *group,
+    const struct key *keys, void *base, const char *prefix);
+static int parse_listen_list(struct parse *p, const config_setting_t *s, struct cfg *cfg);
+
+static int
+parse_value(struct parse *p, const config_setting_t *s, const struct key *k, void *base)
+{
+	switch (k->type) {
+	case KT_INT:
+		return parse_int(p, s, k, base);
+	case KT_BOOL:
+		if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+			return parse_fail(p, s, "'%s' must be true or false, not %s", k->name,
+			    type_name(config_setting_type(s)));
+		*field_bool(base, k) = config_setting_get_bool(s) != 0;
+		return 0;
+	case KT_STRING:
+		return parse_string(p, s, k, base);
+	case KT_ENUM:
+		return parse_enum(p, s, k, base);
+	case KT_WORKERS:
+		return parse_workers(p, s, k, base);
+	case KT_GROUP:
+		if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+			return parse_fail(p, s, "'%s' must be a group { ... }, not %s", k->name,
+			    type_name(config_setting_type(s)));
+		return parse_members(p, s, k->members, base, k->name);
+	case KT_LISTEN:
+		return parse_listen_list(p, s, base);
+	}
+	return -1;
+}
+
+static const struct key *
+key_find(const struct key *keys, const char *name)
+{
+	for (const struct key *k = keys; k->name != NULL; k++)
+		if (strcmp(k->name, name) == 0)
+			return k;
+	return NULL;
+}
+
+/* Parses every member of a group against a key table; unknown keys are errors. */
+static int
+parse_members(struct parse *p, const config_setting_t *group, const struct key *keys,
+    void *base, const char *prefix)
+{
+	int n = config_setting_length(group);
+
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+		const char *name = config_setting_name(s);
+		const struct key *k = key_find(keys, name != NULL ? name : "");
+
+		if (k == NULL)
+			return parse_fail(p, s, "unknown setting '%s%s%s'", prefix ? prefix : "",
+			    prefix ? "." : "", name != NULL ? name : "");
+		if (parse_value(p, s, k, base) == -1)
+			return -1;
+	}
+	for (const struct key *k = keys; k->name != NULL; k++)
+		if (k->required && config_setting_get_member(group, k->name) == NULL)
+			return parse_fail(p, group, "missing required setting '%s%s%s'",
+			    prefix ? prefix : "", prefix ? "." : "", k->name);
+	return 0;
+}
+
+static int
+resolve_listen(struct parse *p, const config_setting_t *s, struct cfg_listen *l)
+{
+	char err[256];
+
+	if (sock_resolve(l->address, l->port, l->proto == CFG_PROTO_TCP ? SOCK_STREAM : SOCK_DGRAM,
+	    &l->addr, &l->addrlen, err, sizeof(err)) == -1)
+		return parse_fail(p, s, "%s", err);
+	return 0;
+}
+
+bool
+cfg_listen_same(const struct cfg_listen *a, const struct cfg_listen *b)
+{
+	return a->proto == b->proto && a->addrlen == b->addrlen &&
+	    memcmp(&a->addr, &b->addr, a->addrlen) == 0;
+}
+
+static int
+parse_listen_entry(struct parse *p, const config_setting_t *s, struct cfg *cfg, size_t i)
+{
+	struct cfg_listen *l = &cfg->listen[i];
+	char where[128];
+
+	l->line = config_setting_source_line(s);
+	if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+		return parse_fail(p, s, "each 'listen' entry must be a group { ... }, not %s",
+		    type_name(config_setting_type(s)));
+	if (keys_set_defaults(listen_keys, l) == -1)
+		return parse_fail(p, s, "out of memory");
+	cfg->nlisten = i + 1;  /* from here on cfg_free owns the entry's strings */
+	if (parse_members(p, s, listen_keys, l, "listen") == -1 ||
+	    resolve_listen(p, s, l) == -1)
+		return -1;
+	for (size_t j = 0; j < i; j++) {
+		if (cfg_listen_same(&cfg->listen[j], l)) {
+			sock_addr_format(&l->addr, where, sizeof(where));
+			return parse_fail(p, s, "duplicate listener %s %s (first at line %d)",
+			    cfg_proto_name(l->proto), where, cfg->listen[j].line);
+		}
+	}
+	return 0;
+}
+
+static int
+parse_listen_list(struct parse *p, const config_setting_t *s, struct cfg *cfg)
+{
+	int n;
+
+	if (config_setting_type(s) != CONFIG_TYPE_LIST && config_setting_type(s) != CONFIG_TYPE_ARRAY)
+		return parse_fail(p, s, "'listen' must be a list ( { ... }, ... ), not %s",
+		    type_name(config_setting_type(s)));
+	n = config_setting_length(s);
+	if (n == 0)
+		return parse_fail(p, s, "'listen' is empty: at least one listener is needed");
+	if ((cfg->listen = calloc((size_t)n, sizeof(*cfg->listen))) == NULL)
+		return parse_fail(p, s, "out of memory");
+	for (int i = 0; i < n; i++)
+		if (parse_listen_entry(p, config_setting_get_elem(s, (unsigned)i), cfg, (size_t)i) == -1)
+			return -1;
+	return 0;
+}
+
+/*
+ * user and group matter only when the master runs as root, so they are
+ * looked up only then; as anyone else the workers simply keep our identity.
+ */
+static int
+resolve_identity(struct parse *p, const config_t *lc, struct cfg *cfg)
+{
+	struct passwd *pw;
+	struct group *gr;
+
+	cfg->uid = getuid();
+	cfg->gid = getgid();
+	if (geteuid() != 0)
+		return 0;
+	if (cfg->user[0] != '\0') {
+		errno = 0;
+		if ((pw = getpwnam(cfg->user)) == NULL)
+			return parse_fail(p, config_lookup(lc, "user"), "unknown user \"%s\"", cfg->user);
+		cfg->uid = pw->pw_uid;
+		cfg->gid = pw->pw_gid;
+	}
+	if (cfg->group[0] != '\0') {
+		if ((gr = getgrnam(cfg->group)) == NULL)
+			return parse_fail(p, config_lookup(lc, "group"), "unknown group \"%s\"", cfg->group);
+		cfg->gid = gr->gr_gid;
+	}
+	return 0;
+}
+
+static int
+resolve_workers(struct cfg *cfg)
+{
+	long n;
+
+	cfg->workers_auto = cfg->workers == 0;
+	if (!cfg->workers_auto)
+		return 0;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	cfg->workers = n > CFG_WORKERS_MAX ? CFG_WORKERS_MAX : (int)n;
+	return 0;
+}
+
+/* Turns a parsed libconfig tree into a validated struct cfg. */
+static struct cfg *
+cfg_build(struct parse *p, const config_t *lc, const char *path)
+{
+	struct cfg *cfg;
+
+	if ((cfg = calloc(1, sizeof(*cfg))) == NULL ||
+	    keys_set_defaults(root_keys, cfg) == -1 ||
+	    (cfg->path = strdup(path)) == NULL) {
+		parse_fail(p, NULL, "out of memory");
+		cfg_free(cfg);
+		return NULL;
+	}
+	if (parse_members(p, config_root_setting(lc), root_keys, cfg, NULL) == -1 ||
+	    resolve_identity(p, lc, cfg) == -1 || resolve_workers(cfg) == -1) {
+		cfg_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+static void
+libconfig_error(struct parse *p, const config_t *lc)
+{
+	const char *file = config_error_file(lc) ? config_error_file(lc) : p->name;
+
+	if (config_error_type(lc) == CONFIG_ERR_FILE_IO)
+		snprintf(p->err, CFG_ERR_LEN, "%s:0: cannot read the file: %s", p->name,
+		    strerror(errno ? errno : EIO));
+	else
+		snprintf(p->err, CFG_ERR_LEN, "%s:%d: %s", file, config_error_line(lc),
+		    config_error_text(lc));
+}
+
+struct cfg *
+cfg_load(const char *path, char err[CFG_ERR_LEN])
+{
+	struct parse p = { .name = path, .err = err };
+	struct cfg *cfg = NULL;
+	config_t lc;
+
+	config_init(&lc);
+	errno = 0;
+	if (config_read_file(&lc, path) == CONFIG_FALSE)
+		libconfig_error(&p, &lc);
+	else
+		cfg = cfg_build(&p, &lc, path);
+	config_destroy(&lc);
+	return cfg;
+}
+
+struct cfg *
+cfg_load_string(const char *name, const char *text, char err[CFG_ERR_LEN])
+{
+	struct parse p = { .name = name, .err = err };
+	struct cfg *cfg = NULL;
+	config_t lc;
+
+	config_init(&lc);
+	if (config_read_string(&lc, text) == CONFIG_FALSE)
+		libconfig_error(&p, &lc);
+	else
+		cfg = cfg_build(&p, &lc, name);
+	config_destroy(&lc);
+	return cfg;
+}
+
+void
+cfg_free(struct cfg *cfg)
+{
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < cfg->nlisten; i++)
+		keys_free_strings(listen_keys, &cfg->listen[i]);
+	free(cfg->listen);
+	keys_free_strings(root_keys, cfg);
+	free(cfg->path);
+	free(cfg);
+}
+
+static void
+dump_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', out);
+		fputc(*s, out);
+	}
+	fputc('"', out);
+}
+
+static void
+dump_value(FILE *out, const struct key *k, const void *base, const struct cfg *cfg)
+{
+	const char *b = base;
+
+	switch (k->type) {
+	case KT_INT:
+		fprintf(out, "%d", *(const int *)(b + k->offset));
+		break;
+	case KT_BOOL:
+		fputs(*(const bool *)(b + k->offset) ? "true" : "false", out);
+		break;
+	case KT_STRING:
+		dump_string(out, *(char *const *)(b + k->offset));
+		break;
+	case KT_ENUM:
+		dump_string(out, choice_name(k->choices, *(const int *)(b + k->offset)));
+		break;
+	case KT_WORKERS:
+		if (cfg->workers_auto)
+			fputs("\"auto\"", out);
+		else
+			fprintf(out, "%d", cfg->workers);
+		break;
+	case KT_GROUP:
+	case KT_LISTEN:
+		break;
+	}
+}
+
+static void
+dump_members(FILE *out, const struct key *keys, const void *base, const struct cfg *cfg,
+    const char *sep)
+{
+	for (const struct key *k = keys; k->name != NULL; k++) {
+		if (k->type == KT_GROUP || k->type == KT_LISTEN)
+			continue;
+		fprintf(out, "%s = ", k->name);
+		dump_value(out, k, base, cfg);
+		fputs(sep, out);
+	}
+}
+
+void
+cfg_dump(const struct cfg *cfg, FILE *out)
+{
+	fprintf(out, "# effective configuration of %s\n", cfg->path);
+	dump_members(out, root_keys, cfg, cfg, ";\n");
+	for (const struct key *k = root_keys; k->name != NULL; k++) {
+		if (k->type != KT_GROUP)
+			continue;
+		fprintf(out, "%s = { ", k->name);
+		dump_members(out, k->members, cfg, cfg, "; ");
+		fputs("};\n", out);
+	}
+	fputs("listen = (\n", out);
+	for (size_t i = 0; i < cfg->nlisten; i++) {
+		fputs("  { ", out);
+		dump_members(out, listen_keys, &cfg->listen[i], cfg, "; ");
+		fprintf(out, "}%s\n", i + 1 < cfg->nlisten ? "," : "");
+	}
+	fputs(");\n", out);
+}
+
+/* The fallback of cfg_read_pid_file for a file libconfig cannot parse. */
+static int
+scan_pid_file(const char *path, char *out, size_t outlen)
+{
+	FILE *f = fopen(path, "r");
+	char line[1024];
+	int found = -1;
+
+	if (f == NULL)
+		return -1;
+	out[0] = '\0';
+	while (found == -1 && fgets(line, sizeof(line), f) != NULL) {
+		char *s = line + strspn(line, " \t");
+		char *end;
+
+		if (strncmp(s, "pid_file", 8) != 0)
+			continue;
+		s += 8;
+		s += strspn(s, " \t");
+		if (*s != '=' && *s != ':')
+			continue;
+		s++;
+		s += strspn(s, " \t");
+		if (*s != '"' || (end = strchr(s + 1, '"')) == NULL)
+			continue;
+		*end = '\0';
+		snprintf(out, outlen, "%s", s + 1);
+		found = 0;
+	}
+	fclose(f);
+	return found == 0 ? 0 : 1;
+}
+
+int
+cfg_read_pid_file(const char *path, char *out, size_t outlen, char err[CFG_ERR_LEN])
+{
+	config_t lc;
+	const char *v;
+	int rc = 0;
+
+	out[0] = '\0';
+	config_init(&lc);
+	errno = 0;
+	if (config_read_file(&lc, path) == CONFIG_TRUE) {
+		if (config_lookup_string(&lc, "pid_file", &v) == CONFIG_TRUE)
+			snprintf(out, outlen, "%s", v);
+		else if (config_lookup(&lc, "pid_file") != NULL)
+		{
+			snprintf(err, CFG_ERR_LEN, "%s:%d: 'pid_file' must be a string", path,
+			    config_setting_source_line(config_lookup(&lc, "pid_file")));
+			rc = -1;
+		}
+	} else if (config_error_type(&lc) == CONFIG_ERR_FILE_IO) {
+		snprintf(err, CFG_ERR_LEN, "%s:0: cannot read the file: %s", path,
+		    strerror(errno ? errno : EIO));
+		rc = -1;
+	} else if (scan_pid_file(path, out, outlen) == -1) {
+		snprintf(err, CFG_ERR_LEN, "%s:0: cannot read the file: %s", path, strerror(errno));
+		rc = -1;
+	}
+	config_destroy(&lc);
+	return rc;
+}

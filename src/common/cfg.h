@@ -1,0 +1,84 @@
+/*
+ * cfg: the configuration, parsed once from a libconfig file into an immutable
+ * struct cfg. A reload builds a whole new struct and swaps it in; nothing
+ * ever edits a loaded one. Every key is described once, in the tables of
+ * cfg.c: name, type, default, bounds. The parser, the -T dump and the
+ * defaults all follow those tables.
+ */
+#ifndef EM_CFG_H
+#define EM_CFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#define CFG_DEFAULT_PATH "/etc/echomaster/echomaster.conf"
+#define CFG_WORKERS_MAX  1024
+#define CFG_ERR_LEN      512
+
+enum cfg_proto { CFG_PROTO_TCP, CFG_PROTO_UDP };
+enum cfg_mode { CFG_MODE_UPPER, CFG_MODE_ECHO };
+
+struct cfg_listen {
+	int proto;                    /* enum cfg_proto */
+	int mode;                     /* enum cfg_mode */
+	char *address;                /* as written: "*", "::", a literal or a name */
+	int port;
+	struct sockaddr_storage addr; /* resolved at load time */
+	socklen_t addrlen;
+	int line;                     /* where it was defined, for messages */
+};
+
+struct cfg {
+	char *path;
+	int workers;          /* resolved: "auto" became the online CPU count */
+	bool workers_auto;
+	bool daemon;
+	char *pid_file;       /* "" = none */
+	char *user;           /* "" = do not change */
+	char *group;
+	uid_t uid;            /* resolved when started as root and user is set */
+	gid_t gid;
+	int shutdown_timeout;
+	int log_facility;     /* LOG_DAEMON... */
+	int log_level;        /* LOG_ERR...LOG_DEBUG */
+	bool log_stderr;
+	int max_connections;  /* per worker */
+	int idle_timeout;     /* seconds, 0 = none */
+	size_t nlisten;
+	struct cfg_listen *listen;
+};
+
+/*
+ * Loads and validates PATH. On success returns a new struct the caller owns
+ * (free with cfg_free). On failure returns NULL and writes "FILE:LINE: message"
+ * into err.
+ */
+struct cfg *cfg_load(const char *path, char err[CFG_ERR_LEN]);
+
+/* Same, from a string; name is what messages call the file. For tests and fuzzing. */
+struct cfg *cfg_load_string(const char *name, const char *text, char err[CFG_ERR_LEN]);
+
+void cfg_free(struct cfg *cfg);
+
+/* Prints the effective configuration, defaults filled in, in libconfig syntax. */
+void cfg_dump(const struct cfg *cfg, FILE *out);
+
+/*
+ * Finds only pid_file in PATH, even when the rest of the file is wrong, so
+ * that `-s stop` works exactly when an operator needs it. Returns 0 and fills
+ * out (possibly with ""), or -1 with a message in err.
+ */
+int cfg_read_pid_file(const char *path, char *out, size_t outlen, char err[CFG_ERR_LEN]);
+
+/* "tcp"/"udp", "upper"/"echo". */
+const char *cfg_proto_name(int proto);
+const char *cfg_mode_name(int mode);
+
+/* True when two listeners are the same socket: protocol, address and port. */
+bool cfg_listen_same(const struct cfg_listen *a, const struct cfg_listen *b);
+
+#endif

@@ -1,0 +1,168 @@
+/*
+ * main: the command line. Parses options, loads the configuration, and
+ * either answers at once (-t, -T, -s, -v, -h) or hands over to the master.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cfg.h"
+#include "common/exitcode.h"
+#include "common/log.h"
+#include "common/proctitle.h"
+#include "master/master.h"
+#include "master/pidfile.h"
+
+struct options {
+	const char *config;
+	const char *signal;
+	bool test;
+	bool dump;
+	bool foreground;
+};
+
+static const struct {
+	const char *name;
+	int signo;
+} signal_names[] = {
+	{ "reload", SIGHUP }, { "stop", SIGTERM }, { "quit", SIGQUIT }, { "reopen", SIGUSR1 },
+};
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+	    "usage: echomaster [-tTFvh] [-c file] [-s signal]\n"
+	    "\n"
+	    "  -c, --config FILE   configuration file (default %s)\n"
+	    "  -t, --test          check the configuration and exit\n"
+	    "  -T, --dump          check the configuration, print it with defaults filled in, exit\n"
+	    "  -F, --foreground    stay in the foreground, whatever 'daemon' says\n"
+	    "  -s, --signal SIG    send SIG to the running master (found through pid_file):\n"
+	    "                      reload (HUP), stop (TERM), quit (QUIT), reopen (USR1)\n"
+	    "  -v, --version       print the version and exit\n"
+	    "  -h, --help          print this help and exit\n"
+	    "\n"
+	    "Signals to the master: HUP reload, QUIT graceful stop, TERM/INT fast stop,\n"
+	    "USR1 reopen logs. Exit status: 0 ok, 1 usage or configuration error,\n"
+	    "2 runtime failure.\n",
+	    CFG_DEFAULT_PATH);
+}
+
+static int
+options_parse(struct options *o, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "test", no_argument, NULL, 't' },
+		{ "dump", no_argument, NULL, 'T' },
+		{ "foreground", no_argument, NULL, 'F' },
+		{ "signal", required_argument, NULL, 's' },
+		{ "version", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	o->config = CFG_DEFAULT_PATH;
+	while ((ch = getopt_long(argc, argv, "c:tTFs:vh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': o->config = optarg; break;
+		case 't': o->test = true; break;
+		case 'T': o->test = o->dump = true; break;
+		case 'F': o->foreground = true; break;
+		case 's': o->signal = optarg; break;
+		case 'v':
+			printf("echomaster %s\n", EM_VERSION);
+			exit(EXIT_OK);
+		case 'h':
+			usage(stdout);
+			exit(EXIT_OK);
+		default:
+			usage(stderr);
+			return -1;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "echomaster: unexpected argument \"%s\"\n", argv[optind]);
+		usage(stderr);
+		return -1;
+	}
+	return 0;
+}
+
+/* -s: only pid_file is read, so a config broken elsewhere still lets an operator stop us. */
+static int
+send_signal(const struct options *o)
+{
+	char path[4096], err[CFG_ERR_LEN];
+	int signo = 0;
+	pid_t pid;
+
+	for (size_t i = 0; i < sizeof(signal_names) / sizeof(signal_names[0]); i++)
+		if (strcmp(o->signal, signal_names[i].name) == 0)
+			signo = signal_names[i].signo;
+	if (signo == 0) {
+		fprintf(stderr, "echomaster: unknown signal \"%s\" (reload, stop, quit or reopen)\n",
+		    o->signal);
+		return EXIT_CONFIG;
+	}
+	if (cfg_read_pid_file(o->config, path, sizeof(path), err) == -1) {
+		fprintf(stderr, "%s\n", err);
+		return EXIT_CONFIG;
+	}
+	if (path[0] == '\0') {
+		fprintf(stderr, "echomaster: %s sets no pid_file, so the master cannot be found\n",
+		    o->config);
+		return EXIT_CONFIG;
+	}
+	if ((pid = pidfile_running(path, err, sizeof(err))) <= 0) {
+		if (pid == 0)
+			fprintf(stderr, "echomaster: not running (no master holds %s)\n", path);
+		else
+			fprintf(stderr, "echomaster: %s\n", err);
+		return EXIT_RUNTIME;
+	}
+	if (kill(pid, signo) == -1) {
+		fprintf(stderr, "echomaster: cannot signal master %ld: %m\n", (long)pid);
+		return EXIT_RUNTIME;
+	}
+	return EXIT_OK;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct options o;
+	struct cfg *cfg;
+	char err[CFG_ERR_LEN];
+
+	if (proctitle_init(argc, argv) == -1) {
+		fprintf(stderr, "echomaster: out of memory\n");
+		return EXIT_RUNTIME;
+	}
+	if (options_parse(&o, argc, argv) == -1)
+		return EXIT_CONFIG;
+	if (o.signal != NULL)
+		return send_signal(&o);
+	if ((cfg = cfg_load(o.config, err)) == NULL) {
+		fprintf(stderr, "%s\n", err);
+		if (o.test)
+			fprintf(stderr, "echomaster: configuration file %s test failed\n", o.config);
+		return EXIT_CONFIG;
+	}
+	if (o.test) {
+		fprintf(stderr, "echomaster: configuration file %s syntax is ok\n", o.config);
+		fprintf(stderr, "echomaster: configuration file %s test is successful\n", o.config);
+		if (o.dump)
+			cfg_dump(cfg, stdout);
+		cfg_free(cfg);
+		return EXIT_OK;
+	}
+	log_init(true);
+	return master_run(cfg, o.foreground);
+}

@@ -1,0 +1,617 @@
+#include "master/master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/exitcode.h"
+#include "common/log.h"
+#include "common/proctitle.h"
+#include "master/listeners.h"
+#include "master/pidfile.h"
+#include "master/workers.h"
+
+/* How long a reload waits for every new worker to report ready. */
+#define RELOAD_READY_TIMEOUT_MS 10000
+/* Fast shutdown: how long workers get for SIGTERM before SIGKILL. */
+#define FAST_STOP_GRACE_MS      800
+/* Past shutdown_timeout, how long a draining worker may still take before SIGKILL. */
+#define DRAIN_GRACE_MS          2000
+
+/* A worker slot of the serving generation. */
+struct slot {
+	struct wproc *proc;     /* NULL while waiting to be respawned */
+	int backoff_ms;
+	int64_t respawn_at_ms;
+};
+
+/* A generation: one config, its listeners, its slots. */
+struct generation {
+	unsigned number;
+	struct cfg *cfg;
+	struct listeners *ls;
+	struct slot *slots;
+	int nslots;
+	bool announced;         /* "ready" logged */
+};
+
+/* Signals seen since the loop last acted on them. */
+struct pending_signals {
+	bool chld, hup, quit, term, usr1;
+};
+
+/* The one context of the master process. */
+struct master {
+	struct generation cur;       /* serving */
+	struct generation next;      /* a reload in progress: next.cfg != NULL */
+	int64_t next_deadline_ms;
+	bool reload_again;           /* a HUP arrived during a reload */
+	struct wproc *procs;         /* every live worker, any generation */
+	int epfd;
+	int sigfd;
+	int pid_fd;
+	char *pid_path;
+	bool stopping;
+	bool graceful;
+	int64_t stop_deadline_ms;
+	struct pending_signals sig;
+};
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+master_signal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGCHLD);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGQUIT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGUSR1);
+}
+
+/* Signals become readable events; the handlers are the kernel's, and do nothing else. */
+static void
+master_setup_signals(struct master *m)
+{
+	sigset_t set;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+
+	signal(SIGPIPE, SIG_IGN);
+	master_signal_set(&set);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
+		fatal("sigprocmask");
+	if ((m->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("signalfd");
+	if ((m->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
+		fatal("epoll_create1");
+	if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, m->sigfd, &ev) == -1)
+		fatal("epoll_ctl signalfd");
+}
+
+static void
+master_read_signals(struct master *m)
+{
+	struct signalfd_siginfo si;
+
+	while (read(m->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGCHLD: m->sig.chld = true; break;
+		case SIGHUP:  m->sig.hup = true; break;
+		case SIGQUIT: m->sig.quit = true; break;
+		case SIGTERM:
+		case SIGINT:  m->sig.term = true; break;
+		case SIGUSR1: m->sig.usr1 = true; break;
+		default: break;
+		}
+	}
+}
+
+static void
+proc_link(struct master *m, struct wproc *p)
+{
+	p->next = m->procs;
+	m->procs = p;
+}
+
+static void
+proc_unlink(struct master *m, struct wproc *p)
+{
+	for (struct wproc **pp = &m->procs; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			return;
+		}
+	}
+}
+
+static struct wproc *
+proc_find(struct master *m, pid_t pid)
+{
+	for (struct wproc *p = m->procs; p != NULL; p = p->next)
+		if (p->pid == pid)
+			return p;
+	return NULL;
+}
+
+static void
+proc_signal(struct wproc *p, int sig)
+{
+	if (kill(p->pid, sig) == -1 && errno != ESRCH)
+		log_warn("kill worker %ld", (long)p->pid);
+}
+
+/* Forks the worker of one slot; on failure the slot retries after its backoff. */
+static void
+slot_spawn(struct master *m, struct generation *g, int i)
+{
+	struct slot *s = &g->slots[i];
+	struct wproc *p = wproc_spawn(m->epfd, g->cfg, g->ls, i, g->number, now_ms());
+
+	if (p == NULL) {
+		s->backoff_ms = workers_backoff_next(s->backoff_ms, 0);
+		s->respawn_at_ms = now_ms() + s->backoff_ms;
+		log_errorx("cannot start worker slot %d; retrying in %d ms", i, s->backoff_ms);
+		return;
+	}
+	proc_link(m, p);
+	s->proc = p;
+	s->respawn_at_ms = 0;
+}
+
+static int
+generation_start(struct master *m, struct generation *g)
+{
+	g->nslots = g->cfg->workers;
+	g->announced = false;
+	if ((g->slots = calloc((size_t)g->nslots, sizeof(*g->slots))) == NULL)
+		return -1;
+	for (int i = 0; i < g->nslots; i++)
+		slot_spawn(m, g, i);
+	return 0;
+}
+
+static bool
+generation_ready(const struct generation *g)
+{
+	for (int i = 0; i < g->nslots; i++)
+		if (g->slots[i].proc == NULL || g->slots[i].proc->state != WP_READY)
+			return false;
+	return true;
+}
+
+/* Releases what a generation owns; its workers must already be detached from it. */
+static void
+generation_free(struct generation *g)
+{
+	listeners_close(g->ls);
+	cfg_free(g->cfg);
+	free(g->slots);
+	memset(g, 0, sizeof(*g));
+}
+
+/*
+ * Detaches every worker of G and sends it SIG: QUIT drains within
+ * shutdown_timeout, TERM or KILL at once, 0 only detaches.
+ */
+static void
+generation_stop(struct master *m, struct generation *g, int sig, enum wproc_state state)
+{
+	int64_t kill_at = now_ms() + (sig == SIGQUIT ?
+	    (int64_t)g->cfg->shutdown_timeout * 1000 + DRAIN_GRACE_MS : FAST_STOP_GRACE_MS);
+
+	(void)m;
+	for (int i = 0; i < g->nslots; i++) {
+		struct wproc *p = g->slots[i].proc;
+		if (p == NULL)
+			continue;
+		if (sig != 0)
+			proc_signal(p, sig);
+		p->state = state;
+		p->kill_at_ms = kill_at;
+		g->slots[i].proc = NULL;
+	}
+}
+
+static void
+master_apply_log(const struct cfg *cfg)
+{
+	log_configure(cfg->log_facility, cfg->log_level, cfg->log_stderr);
+}
+
+static void
+reload_abort(struct master *m, const char *why)
+{
+	log_errorx("reload failed: %s; keeping the old configuration (generation %u)",
+	    why, m->cur.number);
+	generation_stop(m, &m->next, SIGKILL, WP_ABORTED);
+	generation_free(&m->next);
+}
+
+static void
+reload_warn_fixed(const struct cfg *old, const struct cfg *new)
+{
+	if (strcmp(old->pid_file, new->pid_file) != 0)
+		log_warnx("changing pid_file needs a restart; still using \"%s\"", old->pid_file);
+	if (old->daemon != new->daemon)
+		log_warnx("changing daemon needs a restart");
+}
+
+/* HUP: build the next generation beside the serving one; it takes over once ready. */
+static void
+reload_begin(struct master *m)
+{
+	char err[CFG_ERR_LEN];
+	struct cfg *cfg;
+	struct listeners *ls;
+
+	if (m->next.cfg != NULL) {
+		m->reload_again = true;
+		return;
+	}
+	log_notice("reloading configuration %s", m->cur.cfg->path);
+	if ((cfg = cfg_load(m->cur.cfg->path, err)) == NULL) {
+		log_errorx("reload failed: %s; keeping the old configuration (generation %u)",
+		    err, m->cur.number);
+		return;
+	}
+	if ((ls = listeners_open(cfg, m->cur.cfg, m->cur.ls, err, sizeof(err))) == NULL) {
+		log_errorx("reload failed: %s; keeping the old configuration (generation %u)",
+		    err, m->cur.number);
+		cfg_free(cfg);
+		return;
+	}
+	reload_warn_fixed(m->cur.cfg, cfg);
+	m->next.number = m->cur.number + 1;
+	m->next.cfg = cfg;
+	m->next.ls = ls;
+	m->next_deadline_ms = now_ms() + RELOAD_READY_TIMEOUT_MS;
+	if (generation_start(m, &m->next) == -1)
+		reload_abort(m, "out of memory");
+}
+
+/* Every new worker is ready: the old ones drain, the new config serves. */
+static void
+reload_commit(struct master *m)
+{
+	generation_stop(m, &m->cur, SIGQUIT, WP_DRAINING);
+	generation_free(&m->cur);
+	m->cur = m->next;
+	memset(&m->next, 0, sizeof(m->next));
+	m->cur.announced = true;
+	master_apply_log(m->cur.cfg);
+	log_notice("reload ok: generation %u, %d workers", m->cur.number, m->cur.nslots);
+}
+
+static void
+reload_progress(struct master *m)
+{
+	if (m->next.cfg == NULL)
+		return;
+	if (generation_ready(&m->next))
+		reload_commit(m);
+	else if (now_ms() >= m->next_deadline_ms)
+		reload_abort(m, "the new workers did not report ready in time");
+}
+
+static struct slot *
+slot_of(struct generation *g, struct wproc *p)
+{
+	if (p->generation != g->number || p->slot >= g->nslots || g->slots[p->slot].proc != p)
+		return NULL;
+	return &g->slots[p->slot];
+}
+
+/* A serving worker died: respawn it, at once after a long life, later after a short one. */
+static void
+slot_died(struct master *m, struct slot *s, struct wproc *p, int status)
+{
+	char how[96];
+	int64_t now = now_ms();
+
+	wproc_describe_exit(status, how, sizeof(how));
+	log_warnx("worker %ld %s", (long)p->pid, how);
+	s->proc = NULL;
+	if (m->stopping)
+		return;
+	s->backoff_ms = workers_backoff_next(s->backoff_ms, now - p->started_ms);
+	s->respawn_at_ms = now + s->backoff_ms;
+	if (s->backoff_ms != 0)
+		log_warnx("respawning worker slot %d in %d ms (it died after %lld ms)",
+		    p->slot, s->backoff_ms, (long long)(now - p->started_ms));
+}
+
+static void
+reap_one(struct master *m, pid_t pid, int status)
+{
+	struct wproc *p = proc_find(m, pid);
+	struct slot *s;
+	char how[96];
+
+	if (p == NULL) {
+		log_debug("reaped process %ld, not a worker", (long)pid);
+		return;
+	}
+	proc_unlink(m, p);
+	if ((s = slot_of(&m->cur, p)) != NULL) {
+		slot_died(m, s, p, status);
+	} else if ((s = slot_of(&m->next, p)) != NULL) {
+		s->proc = NULL;
+		wproc_describe_exit(status, how, sizeof(how));
+		log_warnx("new worker %ld %s", (long)p->pid, how);
+		reload_abort(m, "a new worker died before it was ready");
+	} else if (p->state == WP_DRAINING && wproc_exit_is_clean(status)) {
+		log_info("worker %ld of generation %u finished", (long)p->pid, p->generation);
+	} else if (p->state != WP_ABORTED) {
+		wproc_describe_exit(status, how, sizeof(how));
+		log_warnx("worker %ld of generation %u %s", (long)p->pid, p->generation, how);
+	}
+	wproc_free(m->epfd, p);
+}
+
+static void
+reap_children(struct master *m)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		reap_one(m, pid, status);
+	if (pid == -1 && errno != ECHILD)
+		log_warn("waitpid");
+}
+
+static void
+respawn_due(struct master *m)
+{
+	int64_t now = now_ms();
+
+	if (m->stopping)
+		return;
+	for (int i = 0; i < m->cur.nslots; i++) {
+		struct slot *s = &m->cur.slots[i];
+		if (s->proc == NULL && now >= s->respawn_at_ms)
+			slot_spawn(m, &m->cur, i);
+	}
+}
+
+static void
+kill_overdue(struct master *m)
+{
+	int64_t now = now_ms();
+
+	for (struct wproc *p = m->procs; p != NULL; p = p->next) {
+		if (p->kill_at_ms == 0 || now < p->kill_at_ms)
+			continue;
+		log_warnx("worker %ld did not stop in time; killing it", (long)p->pid);
+		proc_signal(p, SIGKILL);
+		p->kill_at_ms = 0;
+	}
+}
+
+/* A worker's byte on its channel says it is ready; EOF says it is going away. */
+static void
+channel_read(struct master *m, struct wproc *p)
+{
+	char buf[16];
+	ssize_t n = read(p->chan_fd, buf, sizeof(buf));
+
+	if (n > 0 && p->state == WP_STARTING) {
+		p->state = WP_READY;
+		log_debug("worker %ld ready", (long)p->pid);
+	} else if (n == 0 || (n < 0 && errno != EAGAIN)) {
+		epoll_ctl(m->epfd, EPOLL_CTL_DEL, p->chan_fd, NULL);
+	}
+}
+
+static void
+announce_ready(struct master *m)
+{
+	if (m->cur.announced || !generation_ready(&m->cur))
+		return;
+	m->cur.announced = true;
+	log_notice("ready: %d workers, generation %u", m->cur.nslots, m->cur.number);
+}
+
+static void
+stop_begin(struct master *m, bool graceful)
+{
+	if (m->stopping && (!m->graceful || graceful))
+		return;  /* already stopping at least this fast */
+	log_notice("shutting down (%s)", graceful ? "graceful" : "fast");
+	if (m->next.cfg != NULL)
+		reload_abort(m, "shutting down");
+	m->stopping = true;
+	m->graceful = graceful;
+	if (graceful) {
+		generation_stop(m, &m->cur, SIGQUIT, WP_DRAINING);
+		return;
+	}
+	/* Fast: every worker, draining ones of older generations included. */
+	generation_stop(m, &m->cur, 0, WP_DRAINING);
+	for (struct wproc *p = m->procs; p != NULL; p = p->next) {
+		proc_signal(p, SIGTERM);
+		p->kill_at_ms = now_ms() + FAST_STOP_GRACE_MS;
+	}
+}
+
+static void
+act_on_signals(struct master *m)
+{
+	struct pending_signals sig = m->sig;
+
+	memset(&m->sig, 0, sizeof(m->sig));
+	if (sig.chld)
+		reap_children(m);
+	if (sig.term)
+		stop_begin(m, false);
+	if (sig.quit)
+		stop_begin(m, true);
+	if (sig.hup && !m->stopping)
+		reload_begin(m);
+	if (sig.usr1) {
+		log_reopen();
+		log_notice("reopened logs");
+	}
+}
+
+static int64_t
+earliest(int64_t a, int64_t b)
+{
+	return a == 0 || (b != 0 && b < a) ? b : a;
+}
+
+/* Milliseconds until the next timed duty, or -1 when only an event can wake us. */
+static int
+loop_timeout(const struct master *m)
+{
+	int64_t due = 0, now = now_ms();
+
+	for (int i = 0; i < m->cur.nslots && !m->stopping; i++)
+		if (m->cur.slots[i].proc == NULL)
+			due = earliest(due, m->cur.slots[i].respawn_at_ms ? m->cur.slots[i].respawn_at_ms : now);
+	if (m->next.cfg != NULL)
+		due = earliest(due, m->next_deadline_ms);
+	for (const struct wproc *p = m->procs; p != NULL; p = p->next)
+		if (p->kill_at_ms != 0)
+			due = earliest(due, p->kill_at_ms);
+	if (due == 0)
+		return -1;
+	return due <= now ? 0 : (int)(due - now);
+}
+
+static void
+master_loop(struct master *m)
+{
+	struct epoll_event events[64];
+
+	while (!(m->stopping && m->procs == NULL)) {
+		int n = epoll_wait(m->epfd, events, 64, loop_timeout(m));
+
+		if (n == -1 && errno != EINTR)
+			fatal("epoll_wait");
+		for (int i = 0; i < n; i++) {
+			if (events[i].data.ptr == NULL)
+				master_read_signals(m);
+			else
+				channel_read(m, events[i].data.ptr);
+		}
+		act_on_signals(m);
+		reload_progress(m);
+		if (m->reload_again && m->next.cfg == NULL && !m->stopping) {
+			m->reload_again = false;
+			reload_begin(m);
+		}
+		announce_ready(m);
+		respawn_due(m);
+		kill_overdue(m);
+	}
+}
+
+/* Detaches from the terminal: double fork so we can never reacquire one. */
+static void
+daemonize(void)
+{
+	int fd;
+
+	switch (fork()) {
+	case -1: fatal("fork");
+	case 0: break;
+	default: _exit(EXIT_OK);
+	}
+	if (setsid() == -1)
+		fatal("setsid");
+	switch (fork()) {
+	case -1: fatal("fork");
+	case 0: break;
+	default: _exit(EXIT_OK);
+	}
+	if (chdir("/") == -1)
+		fatal("chdir /");
+	if ((fd = open("/dev/null", O_RDWR)) == -1)
+		fatal("/dev/null");
+	dup2(fd, STDIN_FILENO);
+	dup2(fd, STDOUT_FILENO);
+	dup2(fd, STDERR_FILENO);
+	if (fd > STDERR_FILENO)
+		close(fd);
+}
+
+/* Reload reads the file again from /, so a relative path is made absolute first. */
+static struct cfg *
+cfg_with_absolute_path(struct cfg *cfg)
+{
+	char *abs;
+
+	if (cfg->path[0] == '/' || (abs = realpath(cfg->path, NULL)) == NULL)
+		return cfg;
+	free(cfg->path);
+	cfg->path = abs;
+	return cfg;
+}
+
+static void
+master_start(struct master *m, struct cfg *cfg, bool foreground)
+{
+	char err[CFG_ERR_LEN];
+	bool detach = cfg->daemon && !foreground;
+
+	memset(m, 0, sizeof(*m));
+	m->pid_fd = -1;
+	if (detach)
+		cfg = cfg_with_absolute_path(cfg);
+	if (cfg->pid_file[0] != '\0') {
+		if ((m->pid_path = strdup(cfg->pid_file)) == NULL)
+			fatal("strdup");
+		if ((m->pid_fd = pidfile_acquire(m->pid_path, err, sizeof(err))) == -1)
+			fatalx("%s", err);
+	}
+	if ((m->cur.ls = listeners_open(cfg, NULL, NULL, err, sizeof(err))) == NULL)
+		fatalx("%s", err);
+	m->cur.cfg = cfg;
+	m->cur.number = 1;
+	if (detach)
+		daemonize();
+	if (m->pid_fd != -1 && pidfile_write(m->pid_fd) == -1)
+		fatal("cannot write pid file %s", m->pid_path);
+	proctitle_set("echomaster: master process %s", proctitle_cmdline());
+	master_setup_signals(m);
+	master_apply_log(cfg);
+	log_notice("echomaster %s starting: config %s, %d workers%s", EM_VERSION, cfg->path,
+	    cfg->workers, cfg->workers_auto ? " (auto)" : "");
+	if (generation_start(m, &m->cur) == -1)
+		fatal("starting workers");
+}
+
+int
+master_run(struct cfg *cfg, bool foreground)
+{
+	struct master m;
+
+	master_start(&m, cfg, foreground);
+	master_loop(&m);
+	generation_free(&m.cur);
+	pidfile_release(m.pid_fd, m.pid_path);
+	free(m.pid_path);
+	log_notice("exiting");
+	return EXIT_OK;
+}

@@ -1,0 +1,251 @@
+#include "worker/conn.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "worker/echo.h"
+#include "worker/outbuf.h"
+
+/*
+ * How many connections one wake-up accepts. Small enough that a worker
+ * woken for a burst leaves some of it to the others, large enough that a
+ * churn of short connections does not cost a wake-up each.
+ */
+#define ACCEPT_BATCH 16
+
+struct conn {
+	struct ev_source ev;
+	int fd;
+	uint8_t mode;         /* enum cfg_mode */
+	bool read_closed;     /* the client half-closed: finish writing, then close */
+	bool paused;          /* output full: not reading until it drains */
+	uint32_t events;      /* what epoll watches now */
+	time_t last_active;
+	struct conn *prev;    /* idle list, least recently active first */
+	struct conn *next;
+	struct outbuf out;
+};
+
+static void
+idle_unlink(struct worker *w, struct conn *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		w->idle_head = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	else
+		w->idle_tail = c->prev;
+	c->prev = c->next = NULL;
+}
+
+static void
+idle_append(struct worker *w, struct conn *c)
+{
+	c->prev = w->idle_tail;
+	c->next = NULL;
+	if (w->idle_tail != NULL)
+		w->idle_tail->next = c;
+	else
+		w->idle_head = c;
+	w->idle_tail = c;
+}
+
+/*
+ * Keeps the idle list sorted by last activity. Times are whole seconds, so a
+ * connection already stamped this second is already among the newest and
+ * needs no move: most events cost one compare here.
+ */
+static void
+conn_touch(struct worker *w, struct conn *c)
+{
+	if (c->last_active == w->now)
+		return;
+	c->last_active = w->now;
+	idle_unlink(w, c);
+	idle_append(w, c);
+}
+
+static void
+conn_close(struct worker *w, struct conn *c)
+{
+	idle_unlink(w, c);
+	close(c->fd);  /* also removes it from epoll: only this worker holds it */
+	outbuf_free(&c->out);
+	free(c);
+	w->nconns--;
+}
+
+static void
+conn_open(struct worker *w, int fd, int mode)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	int one = 1;
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (c == NULL) {
+		log_warn("connection dropped");
+		close(fd);
+		return;
+	}
+	/* An echo answers at once; Nagle would hold small replies for an ACK. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->ev.kind = EV_CONN;
+	c->fd = fd;
+	c->mode = (uint8_t)mode;
+	c->events = EPOLLIN;
+	c->last_active = w->now;
+	ev.data.ptr = c;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+		log_warn("epoll_ctl add connection");
+		close(fd);
+		free(c);
+		return;
+	}
+	idle_append(w, c);
+	w->nconns++;
+}
+
+static bool
+accept_error_is_transient(int err)
+{
+	/* The client gave up or the network hiccuped: that connection only. */
+	return err == EINTR || err == ECONNABORTED || err == EPROTO || err == EPERM ||
+	    err == ENETDOWN || err == ENOPROTOOPT || err == EHOSTDOWN || err == ENONET ||
+	    err == EHOSTUNREACH || err == EOPNOTSUPP || err == ENETUNREACH;
+}
+
+void
+conn_accept(struct worker *w, struct worker_listener *l)
+{
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (accept_error_is_transient(errno))
+				continue;
+			/*
+			 * EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays
+			 * queued and level-triggered epoll would wake us for it
+			 * again at once, a busy loop. Step back for a second and
+			 * let the other workers, or freed descriptors, take it.
+			 */
+			log_warn("accept");
+			worker_pause_accept(w, 1);
+			return;
+		}
+		if (w->nconns >= (size_t)w->cfg->max_connections) {
+			close(fd);  /* refused cleanly: the client sees EOF at once */
+			w->refused++;
+			continue;
+		}
+		conn_open(w, fd, l->conf->mode);
+	}
+}
+
+/* Reads one chunk and echoes it, queueing what the client does not take. */
+static int
+conn_read(struct worker *w, struct conn *c)
+{
+	size_t room = c->out.len != 0 ? outbuf_room(&c->out) : WORKER_SCRATCH;
+	ssize_t n = read(c->fd, w->scratch, room);
+	ssize_t sent = 0;
+
+	if (n == 0) {
+		c->read_closed = true;
+		return 0;
+	}
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	if (c->mode == CFG_MODE_UPPER)
+		echo_upper(w->scratch, (size_t)n);
+	if (c->out.len == 0) {
+		if ((sent = write(c->fd, w->scratch, (size_t)n)) == n)
+			return 0;
+		if (sent < 0) {
+			if (errno != EAGAIN)
+				return -1;
+			sent = 0;
+		}
+	}
+	return outbuf_append(&c->out, w->scratch + sent, (size_t)(n - sent));
+}
+
+static int
+conn_flush(struct conn *c)
+{
+	ssize_t n = write(c->fd, c->out.data + c->out.off, c->out.len);
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	outbuf_consume(&c->out, (size_t)n);
+	return 0;
+}
+
+/*
+ * Recomputes what epoll should watch. Reading pauses when the output is full
+ * and resumes only once it has drained, so a client that does not read costs
+ * at most OUTBUF_CAP bytes. Returns -1 when the connection is done.
+ */
+static int
+conn_update_events(struct worker *w, struct conn *c)
+{
+	uint32_t want;
+
+	if (c->out.len == 0)
+		c->paused = false;
+	else if (outbuf_room(&c->out) == 0)
+		c->paused = true;
+	if (c->read_closed && c->out.len == 0)
+		return -1;
+	want = (!c->paused && !c->read_closed ? EPOLLIN : 0) | (c->out.len != 0 ? EPOLLOUT : 0);
+	if (want != c->events) {
+		struct epoll_event ev = { .events = want, .data.ptr = c };
+		if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev) == -1)
+			return -1;
+		c->events = want;
+	}
+	return 0;
+}
+
+void
+conn_handle(struct worker *w, struct conn *c, uint32_t events)
+{
+	/* ERR or HUP: reset, or both directions shut; nothing can reach the client. */
+	if ((events & (EPOLLERR | EPOLLHUP)) ||
+	    ((events & EPOLLOUT) && conn_flush(c) == -1) ||
+	    ((events & EPOLLIN) && conn_read(w, c) == -1) ||
+	    conn_update_events(w, c) == -1) {
+		conn_close(w, c);
+		return;
+	}
+	conn_touch(w, c);
+}
+
+void
+conn_expire_idle(struct worker *w)
+{
+	time_t limit = w->cfg->idle_timeout;
+
+	if (limit == 0)
+		return;
+	while (w->idle_head != NULL && w->now - w->idle_head->last_active >= limit)
+		conn_close(w, w->idle_head);
+}
+
+void
+conn_close_all(struct worker *w)
+{
+	while (w->idle_head != NULL)
+		conn_close(w, w->idle_head);
+}

@@ -1,0 +1,72 @@
+/*
+ * worker: one worker process. Set-up (descriptors, privileges, parent-death
+ * signal), the epoll loop, and the graceful drain. The connection and
+ * datagram logic live in conn.c and udp.c; this file only dispatches.
+ */
+#ifndef EM_WORKER_H
+#define EM_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "common/cfg.h"
+
+/* What the master hands a worker it has just forked. */
+struct worker_spec {
+	const struct cfg *cfg;
+	const int *listen_fds;  /* listen_fds[i] serves cfg->listen[i] */
+	int chan_fd;            /* socketpair to the master: "ready" out, EOF in */
+	pid_t master_pid;
+	int slot;
+	unsigned generation;
+};
+
+/* What every object registered with epoll starts with, so the loop can dispatch. */
+enum ev_kind { EV_SIGNAL, EV_MASTER, EV_TCP_LISTENER, EV_UDP, EV_CONN };
+struct ev_source {
+	uint8_t kind;  /* enum ev_kind */
+};
+
+struct worker_listener {
+	struct ev_source ev;
+	int fd;
+	bool registered;
+	const struct cfg_listen *conf;
+};
+
+struct conn;
+struct udp_batch;
+
+/* The one context of a worker process. */
+struct worker {
+	const struct cfg *cfg;
+	int epfd;
+	struct ev_source sig_ev, master_ev;
+	int sigfd;
+	int chan_fd;
+	struct worker_listener *listeners;
+	size_t nlisteners;
+	unsigned char *scratch;          /* one read's worth, shared by all connections */
+	struct udp_batch *udp;
+	struct conn *idle_head;          /* least recently active first */
+	struct conn *idle_tail;
+	size_t nconns;
+	time_t now;                      /* monotonic seconds, read once per loop turn */
+	time_t accept_paused_until;      /* 0 = accepting */
+	bool draining;
+	time_t drain_deadline;
+	uint64_t refused;
+	uint64_t udp_dropped;
+};
+
+#define WORKER_SCRATCH (64 * 1024)
+
+/* Runs a worker process to its end; never returns. */
+__attribute__((noreturn)) void worker_main(const struct worker_spec *spec);
+
+/* Stops accepting TCP connections for a while (descriptor exhaustion). */
+void worker_pause_accept(struct worker *w, int seconds);
+
+#endif
