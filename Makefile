@@ -53,7 +53,9 @@ INTEG_SRCS := $(wildcard tests/integration/test_*.c)
 INTEG_LIB  := $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(INTEG_SRCS),$(wildcard tests/integration/*.c)))
 INTEG_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRCS))
 
-.PHONY: all run check deps tests check-run clean
+.PHONY: all run check deps tests clean
+# Keep test objects: they are intermediate files to make, but rebuilding them each time is waste.
+.SECONDARY:
 all: $(BUILD)/echomaster
 
 $(BUILD)/echomaster: $(MAIN_OBJ) $(BUILD)/libechomaster.a
@@ -95,4 +97,5 @@ clean:
 
 -include packaging/packaging.mk
 -include tests/bench/bench.mk
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(patsubst %.o,%.d,$(LIB_OBJS) $(MAIN_OBJ) $(INTEG_LIB)) \
+	$(patsubst %,%.d,$(UNIT_BINS) $(INTEG_BINS))

@@ -1,0 +1,292 @@
+/* The configuration parser: every valid and invalid case a user can write. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "common/cfg.h"
+
+#define LISTEN_TCP "listen = ( { proto = \"tcp\"; address = \"127.0.0.1\"; port = 8087; } );\n"
+
+static struct cfg *
+load_ok(const char *text)
+{
+	char err[CFG_ERR_LEN] = "";
+	struct cfg *cfg = cfg_load_string("test.conf", text, err);
+
+	if (cfg == NULL)
+		fail_msg("unexpected error: %s", err);
+	return cfg;
+}
+
+/* The whole message must start with FILE:LINE: and contain what it says. */
+static void
+expect_error(const char *text, int line, const char *needle)
+{
+	char err[CFG_ERR_LEN] = "";
+	char prefix[64];
+	struct cfg *cfg = cfg_load_string("test.conf", text, err);
+
+	if (cfg != NULL) {
+		cfg_free(cfg);
+		fail_msg("accepted, expected an error at line %d containing \"%s\"", line, needle);
+	}
+	snprintf(prefix, sizeof(prefix), "test.conf:%d: ", line);
+	if (strncmp(err, prefix, strlen(prefix)) != 0 || strstr(err, needle) == NULL)
+		fail_msg("got \"%s\", expected \"%s...%s\"", err, prefix, needle);
+}
+
+static void
+defaults_fill_everything_but_listen(void **state)
+{
+	struct cfg *cfg = load_ok(LISTEN_TCP);
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg->listen[0].addr;
+
+	(void)state;
+	assert_true(cfg->workers_auto);
+	assert_int_equal(cfg->workers, sysconf(_SC_NPROCESSORS_ONLN));
+	assert_false(cfg->daemon);
+	assert_string_equal(cfg->pid_file, "");
+	assert_string_equal(cfg->user, "");
+	assert_int_equal(cfg->shutdown_timeout, 10);
+	assert_int_equal(cfg->log_facility, LOG_DAEMON);
+	assert_int_equal(cfg->log_level, LOG_INFO);
+	assert_true(cfg->log_stderr);
+	assert_int_equal(cfg->max_connections, 10000);
+	assert_int_equal(cfg->idle_timeout, 300);
+	assert_int_equal(cfg->nlisten, 1);
+	assert_int_equal(cfg->listen[0].proto, CFG_PROTO_TCP);
+	assert_int_equal(cfg->listen[0].mode, CFG_MODE_UPPER);
+	assert_int_equal(sin->sin_family, AF_INET);
+	assert_int_equal(ntohs(sin->sin_port), 8087);
+	assert_int_equal(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+	cfg_free(cfg);
+}
+
+static void
+every_setting_is_read(void **state)
+{
+	struct cfg *cfg = load_ok(
+	    "workers = 3;\n"
+	    "daemon = true;\n"
+	    "pid_file = \"/tmp/x.pid\";\n"
+	    "shutdown_timeout = 0;\n"
+	    "log = { facility = \"local3\"; level = \"debug\"; stderr = false; };\n"
+	    "limits = { max_connections = 5; idle_timeout = 0; };\n"
+	    "listen = (\n"
+	    "  { proto = \"tcp\"; address = \"*\"; port = 7; mode = \"echo\"; },\n"
+	    "  { proto = \"udp\"; address = \"::\"; port = 7; mode = \"upper\"; },\n"
+	    "  { proto = \"udp\"; address = \"::1\"; port = 65535; }\n"
+	    ");\n");
+
+	(void)state;
+	assert_false(cfg->workers_auto);
+	assert_int_equal(cfg->workers, 3);
+	assert_true(cfg->daemon);
+	assert_string_equal(cfg->pid_file, "/tmp/x.pid");
+	assert_int_equal(cfg->shutdown_timeout, 0);
+	assert_int_equal(cfg->log_facility, LOG_LOCAL3);
+	assert_int_equal(cfg->log_level, LOG_DEBUG);
+	assert_false(cfg->log_stderr);
+	assert_int_equal(cfg->max_connections, 5);
+	assert_int_equal(cfg->idle_timeout, 0);
+	assert_int_equal(cfg->nlisten, 3);
+	assert_int_equal(cfg->listen[0].mode, CFG_MODE_ECHO);
+	assert_int_equal(cfg->listen[0].addr.ss_family, AF_INET);
+	assert_int_equal(cfg->listen[1].proto, CFG_PROTO_UDP);
+	assert_int_equal(cfg->listen[1].addr.ss_family, AF_INET6);
+	assert_int_equal(cfg->listen[2].line, 10);
+	cfg_free(cfg);
+}
+
+static void
+same_port_on_tcp_and_udp_is_not_a_duplicate(void **state)
+{
+	struct cfg *cfg = load_ok("listen = (\n"
+	    "  { proto = \"tcp\"; address = \"127.0.0.1\"; port = 8087; },\n"
+	    "  { proto = \"udp\"; address = \"127.0.0.1\"; port = 8087; },\n"
+	    "  { proto = \"tcp\"; address = \"127.0.0.2\"; port = 8087; }\n"
+	    ");\n");
+
+	(void)state;
+	assert_int_equal(cfg->nlisten, 3);
+	cfg_free(cfg);
+}
+
+static void
+unknown_keys_are_refused(void **state)
+{
+	(void)state;
+	expect_error("workers = 2;\nworker = 3;\n" LISTEN_TCP, 2, "unknown setting 'worker'");
+	expect_error("log = {\n  colour = true; };\n" LISTEN_TCP, 2, "unknown setting 'log.colour'");
+	expect_error("listen = (\n { proto = \"tcp\"; address = \"127.0.0.1\"; port = 1; prot = 2; }\n);\n",
+	    2, "unknown setting 'listen.prot'");
+}
+
+static void
+wrong_types_are_refused(void **state)
+{
+	(void)state;
+	expect_error(LISTEN_TCP "daemon = \"yes\";\n", 2, "'daemon' must be true or false");
+	expect_error(LISTEN_TCP "\nshutdown_timeout = \"10\";\n", 3, "'shutdown_timeout' must be an integer");
+	expect_error("workers = 1.5;\n" LISTEN_TCP, 1, "'workers' must be \"auto\" or an integer");
+	expect_error("workers = \"many\";\n" LISTEN_TCP, 1, "'workers' must be \"auto\" or an integer");
+	expect_error("pid_file = 3;\n" LISTEN_TCP, 1, "'pid_file' must be a string");
+	expect_error("log = \"syslog\";\n" LISTEN_TCP, 1, "'log' must be a group");
+	expect_error("listen = { proto = \"tcp\"; };\n", 1, "'listen' must be a list");
+	expect_error("listen = (\n  { proto = \"tcp\"; address = \"127.0.0.1\"; port = \"80\"; }\n);\n",
+	    2, "'port' must be an integer");
+}
+
+static void
+out_of_range_values_are_refused(void **state)
+{
+	(void)state;
+	expect_error("listen = (\n  { proto = \"tcp\"; address = \"127.0.0.1\"; port = 0; }\n);\n",
+	    2, "'port' is 0, out of range 1..65535");
+	expect_error("listen = (\n\n  { proto = \"tcp\"; address = \"127.0.0.1\"; port = 70000; }\n);\n",
+	    3, "'port' is 70000, out of range 1..65535");
+	expect_error("workers = 0;\n" LISTEN_TCP, 1, "'workers' is 0, out of range 1..1024");
+	expect_error("workers = 1025;\n" LISTEN_TCP, 1, "'workers' is 1025");
+	expect_error("limits = { max_connections = 0; };\n" LISTEN_TCP, 1, "'max_connections' is 0");
+	expect_error("limits = { idle_timeout = -1; };\n" LISTEN_TCP, 1, "'idle_timeout' is -1");
+	expect_error("shutdown_timeout = 99999999999;\n" LISTEN_TCP, 1, "out of range 0..3600");
+}
+
+static void
+unknown_names_are_refused(void **state)
+{
+	(void)state;
+	expect_error("listen = (\n  { proto = \"tcp\"; address = \"127.0.0.1\"; port = 1; mode = \"lower\"; }\n);\n",
+	    2, "unknown mode \"lower\" (one of: upper, echo)");
+	expect_error("listen = (\n  { proto = \"sctp\"; address = \"127.0.0.1\"; port = 1; }\n);\n",
+	    2, "unknown proto \"sctp\" (one of: tcp, udp)");
+	expect_error("log = { level = \"loud\"; };\n" LISTEN_TCP, 1, "unknown level \"loud\"");
+	expect_error("log = { facility = \"kern\"; };\n" LISTEN_TCP, 1, "unknown facility \"kern\"");
+}
+
+static void
+listener_mistakes_are_refused(void **state)
+{
+	(void)state;
+	expect_error("listen = (\n"
+	    "  { proto = \"tcp\"; address = \"127.0.0.1\"; port = 8087; },\n"
+	    "  { proto = \"tcp\"; address = \"127.0.0.1\"; port = 8087; mode = \"echo\"; }\n"
+	    ");\n", 3, "duplicate listener tcp 127.0.0.1:8087 (first at line 2)");
+	expect_error("workers = 1;\nlisten = ( );\n", 2, "'listen' is empty");
+	expect_error("workers = 1;\n", 1, "missing required setting 'listen'");
+	expect_error("listen = (\n  { proto = \"tcp\"; address = \"127.0.0.1\"; }\n);\n",
+	    2, "missing required setting 'listen.port'");
+	expect_error("listen = (\n  { proto = \"tcp\"; address = \"no-such-host.invalid\"; port = 1; }\n);\n",
+	    2, "cannot resolve address \"no-such-host.invalid\"");
+	expect_error("listen = ( 8087 );\n", 1, "each 'listen' entry must be a group");
+}
+
+static void
+syntax_errors_name_their_line(void **state)
+{
+	(void)state;
+	expect_error("workers = 2;\n\ndaemon = ;\n" LISTEN_TCP, 3, "syntax error");
+	expect_error("workers = 2;\nlisten = ( { );\n", 2, "syntax error");
+}
+
+static void
+dump_round_trips(void **state)
+{
+	struct cfg *cfg = load_ok("workers = 2;\nlimits = { idle_timeout = 7; };\n"
+	    "listen = ( { proto = \"udp\"; address = \"::1\"; port = 9; mode = \"echo\"; } );\n");
+	struct cfg *again;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	(void)state;
+	cfg_dump(cfg, f);
+	fclose(f);
+	again = load_ok(text);
+	assert_int_equal(again->workers, 2);
+	assert_int_equal(again->idle_timeout, 7);
+	assert_int_equal(again->listen[0].proto, CFG_PROTO_UDP);
+	assert_int_equal(again->listen[0].mode, CFG_MODE_ECHO);
+	assert_true(cfg_listen_same(&cfg->listen[0], &again->listen[0]));
+	assert_non_null(strstr(text, "address = \"::1\";"));
+	free(text);
+	cfg_free(again);
+	cfg_free(cfg);
+}
+
+static char *
+write_temp(const char *text)
+{
+	char *path = strdup("/tmp/em-cfg-XXXXXX");
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	return path;
+}
+
+static void
+pid_file_is_found_even_in_a_broken_file(void **state)
+{
+	char out[256], err[CFG_ERR_LEN];
+	char *good = write_temp("pid_file = \"/run/a.pid\";\n" LISTEN_TCP);
+	char *broken = write_temp("workers = ;;; oops\n  pid_file = \"/run/b.pid\";\nlisten = (\n");
+	char *none = write_temp(LISTEN_TCP);
+
+	(void)state;
+	assert_int_equal(cfg_read_pid_file(good, out, sizeof(out), err), 0);
+	assert_string_equal(out, "/run/a.pid");
+	assert_int_equal(cfg_read_pid_file(broken, out, sizeof(out), err), 0);
+	assert_string_equal(out, "/run/b.pid");
+	assert_int_equal(cfg_read_pid_file(none, out, sizeof(out), err), 0);
+	assert_string_equal(out, "");
+	assert_int_equal(cfg_read_pid_file("/nonexistent/x.conf", out, sizeof(out), err), -1);
+	assert_non_null(strstr(err, "/nonexistent/x.conf:0: cannot read the file"));
+	unlink(good);
+	unlink(broken);
+	unlink(none);
+	free(good);
+	free(broken);
+	free(none);
+}
+
+static void
+a_missing_file_is_reported(void **state)
+{
+	char err[CFG_ERR_LEN];
+
+	(void)state;
+	assert_null(cfg_load("/nonexistent/echomaster.conf", err));
+	assert_non_null(strstr(err, "/nonexistent/echomaster.conf:0: cannot read the file"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(defaults_fill_everything_but_listen),
+		cmocka_unit_test(every_setting_is_read),
+		cmocka_unit_test(same_port_on_tcp_and_udp_is_not_a_duplicate),
+		cmocka_unit_test(unknown_keys_are_refused),
+		cmocka_unit_test(wrong_types_are_refused),
+		cmocka_unit_test(out_of_range_values_are_refused),
+		cmocka_unit_test(unknown_names_are_refused),
+		cmocka_unit_test(listener_mistakes_are_refused),
+		cmocka_unit_test(syntax_errors_name_their_line),
+		cmocka_unit_test(dump_round_trips),
+		cmocka_unit_test(pid_file_is_found_even_in_a_broken_file),
+		cmocka_unit_test(a_missing_file_is_reported),
+	};
+	return cmocka_run_group_tests_name("cfg", tests, NULL, NULL);
+}
