@@ -1,0 +1,263 @@
+/*
+ * harness.h: shared helpers for the echomaster black-box tests.
+ *
+ * Each test owns one struct env: a private mkdtemp directory holding the
+ * config, the daemon's stderr log and its pid file, and the daemon the test
+ * started. env_teardown() kills and reaps whatever is still running and
+ * removes the directory, so a failed assertion never leaves a process behind.
+ *
+ * Synchronisation is always "poll a condition until a deadline": waiting
+ * for a log line, a TCP connect, a set of worker processes, an exit. The
+ * short naps inside those loops are poll intervals, never the thing a test
+ * relies on. Deadlines are generous because the suite must pass on a loaded
+ * 2-core machine; every loop is bounded by one.
+ *
+ * Helpers that say "fails the test" call cmocka's fail() themselves, after
+ * printing what they waited for and the tail of the daemon's log; the
+ * others return 0 / -1 (or a length) and leave judging to the caller.
+ */
+#ifndef EM_TESTS_HARNESS_H
+#define EM_TESTS_HARNESS_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <limits.h>
+#include <sys/types.h>
+#include <cmocka.h>
+
+/* How long any single awaited condition may take before the test fails. */
+#define EM_DEADLINE_MS 20000
+
+#define EM_MAX_LISTENERS 8
+#define EM_MAX_WORKERS   64
+
+/* The daemon's process titles (INTERFACE.md, "Process titles"). */
+#define EM_TITLE_WORKER   "echomaster: worker process"
+#define EM_TITLE_DRAINING "echomaster: worker process is shutting down"
+#define EM_TITLE_MASTER   "echomaster: master process "
+
+struct em_listener {
+	const char	*proto;		/* "tcp" or "udp" */
+	const char	*address;	/* "127.0.0.1" unless a test says otherwise */
+	const char	*mode;		/* "upper" or "echo" */
+	int		 port;
+};
+
+/* What env_write_conf() renders; conf_init() gives test-friendly defaults. */
+struct em_conf {
+	int			 workers;
+	int			 shutdown_timeout;
+	bool			 no_pid_file;
+	size_t			 nlisten;
+	struct em_listener	 listen[EM_MAX_LISTENERS];
+};
+
+/* A worker the harness has seen, so teardown can kill it even after its
+ * master is gone (start time guards against pid reuse). */
+struct em_known_pid {
+	pid_t			 pid;
+	unsigned long long	 start;
+};
+
+#define EM_MAX_KNOWN 256
+
+struct env {
+	char		 dir[PATH_MAX];		/* mkdtemp, removed by teardown */
+	char		 conf_path[PATH_MAX];	/* the config passed with -c */
+	char		 log_path[PATH_MAX];	/* the daemon's stderr */
+	char		 out_path[PATH_MAX];	/* the daemon's stdout */
+	char		 pid_path[PATH_MAX];	/* pid_file in the config */
+	pid_t		 master;		/* 0 when no daemon was started */
+	bool		 reaped;		/* master exited and was waited for */
+	int		 status;		/* its wait status once reaped */
+	const void	*arg;			/* cmocka prestate, for table tests */
+	pid_t		 helper;		/* a non-daemon child a test made */
+	char		 files[4][PATH_MAX];	/* env_file()'s ring of results */
+	unsigned	 nfiles;
+	struct em_known_pid known[EM_MAX_KNOWN];
+	size_t		 nknown;
+};
+
+/* cmocka fixtures: create the env (taking *state as env->arg), and destroy
+ * it: kill and reap the daemon's process group, remove the directory. */
+int	 env_setup(void **state);
+int	 env_teardown(void **state);
+
+/* Absolute path of the daemon: $ECHOMASTER, else build/echomaster. */
+const char *em_binary(void);
+
+/* Time and the poll interval used inside every wait loop. */
+int64_t	 now_ms(void);
+void	 nap_ms(int ms);
+
+/* A port that is free for both TCP and UDP on 127.0.0.1; ports_pick() gives
+ * n distinct ones. Fails the test if none is found in a bounded number of
+ * tries. */
+int	 port_pick(void);
+void	 ports_pick(int *ports, size_t n);
+
+/* Config rendering. conf_init: workers as given, shutdown_timeout 20,
+ * pid_file in the env dir, no listeners; conf_listen appends one. */
+void	 conf_init(struct em_conf *c, int workers);
+void	 conf_listen(struct em_conf *c, const char *proto, int port,
+	    const char *mode);
+/* Adds a tcp and a udp listener on the same port. */
+void	 conf_listen_pair(struct em_conf *c, int port, const char *mode);
+/* The rendered config text (malloc'd), one setting per line: line 1 a
+ * comment, 2 workers, 3 daemon, 4 pid_file, 5 shutdown_timeout, 6 log,
+ * 7 "listen = (", then one listener per line. Workers <= 0 renders "auto". */
+char	*env_conf_text(const struct env *e, const struct em_conf *c);
+/* Writes env->conf_path atomically (temp file + rename), so a reload never
+ * reads half a file. */
+void	 env_write_conf(struct env *e, const struct em_conf *c);
+void	 env_write_conf_at(struct env *e, const char *path,
+	    const struct em_conf *c);
+void	 env_write_conf_text(struct env *e, const char *text);
+void	 file_write(const char *path, const char *text);
+/* A path inside the env dir; the result lives in the env and stays valid
+ * for the next three calls. */
+const char *env_file(struct env *e, const char *name);
+/* Reads a whole file into a NUL-terminated malloc'd buffer, NULL if absent. */
+char	*file_read(const char *path, size_t *len);
+/* Replaces every "PORT" in text by port; returns a malloc'd string. */
+char	*text_with_port(const char *text, int port);
+/* Replaces every `from` in text by `to`; returns a malloc'd string. Fails
+ * the test if `from` does not occur. */
+char	*text_replace(const char *text, const char *from, const char *to);
+
+/* Starts `ECHOMASTER -F -c conf_path` in its own process group, stdout and
+ * stderr to files in the env dir; returns the master's pid. */
+pid_t	 env_start(struct env *e);
+/* env_start, then waits for "ready: N workers, generation 1" and for a TCP
+ * connect to port to succeed (port 0: skip the connect). Fails the test. */
+pid_t	 env_start_ready(struct env *e, int workers, int port);
+void	 env_signal(struct env *e, int sig);
+/* Non-blocking check: true once the master has exited (and reaps it). */
+bool	 env_exited(struct env *e);
+/* Waits for the master to exit; returns its wait status. Fails the test on
+ * timeout. */
+int	 env_wait_exit(struct env *e, int timeout_ms);
+/* SIGKILL to the daemon's process group, then reap the master. */
+void	 env_kill(struct env *e);
+
+/* The daemon's log. env_log_size() is an offset for env_wait_log_from(). */
+char	*env_log(struct env *e);
+size_t	 env_log_size(struct env *e);
+bool	 env_log_has(struct env *e, const char *needle);
+/* Waits until the log, from offset on, contains needle. Fails the test on
+ * timeout or if the master exits meanwhile. Returns the offset just past the
+ * first match. */
+size_t	 env_wait_log_from(struct env *e, size_t offset, const char *needle,
+	    int timeout_ms);
+size_t	 env_wait_log(struct env *e, const char *needle, int timeout_ms);
+/* Offset just past needle in the log at or after offset, 0 if absent. */
+size_t	 env_log_find(struct env *e, size_t offset, const char *needle);
+/* Prints the last part of the log on stderr, for failure reports. */
+void	 env_dump_log(struct env *e);
+/* The whole log line containing needle (malloc'd), or NULL. */
+char	*env_log_line(struct env *e, const char *needle);
+
+/* /proc inspection. proc_title: the cmdline with NULs as spaces and trailing
+ * blanks trimmed, the way ps -o args shows it. */
+int	 proc_title(pid_t pid, char *buf, size_t len);
+/* Children of ppid whose title is exactly title, sorted; returns how many
+ * (at most max stored). */
+size_t	 proc_children(pid_t ppid, const char *title, pid_t *pids, size_t max);
+/* Alive means: exists, is not a zombie, and has the same start time as when
+ * proc_start_time() was read (guards against pid reuse). */
+unsigned long long proc_start_time(pid_t pid);
+bool	 proc_alive(pid_t pid, unsigned long long start_time);
+/* Waits until the master has exactly n children titled EM_TITLE_WORKER and
+ * none titled EM_TITLE_DRAINING; stores them sorted in pids. Fails the test
+ * on timeout. */
+void	 env_wait_workers(struct env *e, size_t n, pid_t *pids,
+	    int timeout_ms);
+bool	 pids_contain(const pid_t *pids, size_t n, pid_t pid);
+/* Whether sig is pending (not yet delivered or read from a signalfd) for
+ * the process, from SigPnd/ShdPnd in /proc/PID/status. */
+bool	 proc_signal_pending(pid_t pid, int sig);
+/* Forks a child that only waits to be killed (it dies with the test too);
+ * stored in e->helper so teardown kills and reaps it. */
+pid_t	 env_spawn_helper(struct env *e);
+
+/* TCP clients. All sockets are non-blocking; every call is bounded by its
+ * timeout. tcp_connect returns the fd, or -1 with errno set (ECONNREFUSED
+ * when nothing listens, ETIMEDOUT when the deadline passes). */
+int	 tcp_connect(int port, int timeout_ms);
+/* Waits until a connect to port succeeds. Fails the test. */
+void	 tcp_wait_listening(int port, int timeout_ms);
+/* Waits until a connect to port is refused. Fails the test. */
+void	 tcp_wait_refused(int port, int timeout_ms);
+int	 tcp_send_all(int fd, const void *buf, size_t len, int timeout_ms);
+/* Reads until len bytes, EOF or the timeout; returns the bytes read, or -1
+ * on a socket error. */
+ssize_t	 tcp_read_exact(int fd, void *buf, size_t len, int timeout_ms);
+/* 0 once the peer closed with nothing more to read; -1 on extra data, error
+ * or timeout. */
+int	 tcp_wait_eof(int fd, int timeout_ms);
+/* Connects, sends msg, expects exactly `expect` back, closes. Fails the
+ * test, saying what arrived. */
+void	 tcp_roundtrip(int port, const void *msg, size_t len,
+	    const void *expect);
+
+/* UDP: sends the datagram from a socket connected to 127.0.0.1:port and
+ * waits for one reply; retries a few times within timeout_ms since UDP may
+ * drop. Returns the reply length, or -1. */
+ssize_t	 udp_exchange(int port, const void *msg, size_t len, void *reply,
+	    size_t cap, int timeout_ms);
+
+/* Waits until a datagram to port draws ECONNREFUSED. Fails the test. */
+void	 udp_wait_refused(int port, int timeout_ms);
+
+/* The reference transform of mode "upper": a-z to A-Z, all else as is. */
+void	 echo_upper(const uint8_t *in, uint8_t *out, size_t len);
+/* Deterministic bytes covering all 256 values, different for each seed. */
+void	 pattern_fill(uint8_t *buf, size_t len, uint32_t seed);
+/* Fails the test naming the first differing offset when a != b. */
+void	 bytes_expect(const uint8_t *got, const uint8_t *want, size_t len,
+	    const char *what);
+/* The same against echo_upper(sent), without a second buffer. */
+void	 bytes_expect_upper(const uint8_t *got, const uint8_t *sent,
+	    size_t len, const char *what);
+
+/*
+ * A TCP stream that sends `out` and collects what comes back, driven by
+ * poll over many streams at once so neither side deadlocks against
+ * backpressure. `limit` caps how much of out may be sent so far, which lets
+ * a test hold every stream half-way while it does something else.
+ */
+struct em_stream {
+	int		 fd;
+	uint8_t		*out;		/* what to send (owned) */
+	uint8_t		*in;		/* what came back (owned) */
+	size_t		 len;		/* of both */
+	size_t		 sent;
+	size_t		 rcvd;
+	bool		 shut_wr;	/* shutdown(SHUT_WR) done */
+	bool		 eof;		/* peer closed */
+};
+
+/* Connects and fills out with pattern_fill(seed). Fails the test. */
+void	 stream_open(struct em_stream *s, int port, size_t len, uint32_t seed);
+void	 stream_close(struct em_stream *s);
+/* Pumps until every stream has sent and received at least `limit` bytes (or
+ * all of them); with half_close, each then shuts down its write side after
+ * the last byte and the pump also waits for EOF. Returns 0, or -1 on error
+ * or timeout (errno ETIMEDOUT). */
+int	 streams_pump(struct em_stream *s, size_t n, size_t limit,
+	    bool half_close, int timeout_ms);
+/* One poll round of the above, at most wait_ms long. */
+int	 streams_step(struct em_stream *s, size_t n, size_t limit,
+	    bool half_close, int wait_ms);
+
+/* Runs the daemon binary with the given arguments (argv[0] is added) and
+ * waits for it; stdout and stderr are returned malloc'd when out/err are not
+ * NULL. Returns the exit status, -1 if it died by a signal. A run that
+ * outlives timeout_ms is killed and fails the test. */
+int	 run_daemon_cmd(struct env *e, const char *const *args, int timeout_ms,
+	    char **out, char **err);
+
+#endif
