@@ -1,5 +1,6 @@
 #include "common/cfg.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <libconfig.h>
@@ -648,37 +649,52 @@ cfg_dump(const struct cfg *cfg, FILE *out)
 	fputs(");\n", out);
 }
 
-/* The fallback of cfg_read_pid_file for a file libconfig cannot parse. */
+/* Parses `pid_file = "..."` at s; 0 and the value in out when it is one. */
+static int
+scan_pid_setting(char *s, char *out, size_t outlen)
+{
+	char *end;
+
+	s += strlen("pid_file");
+	s += strspn(s, " \t");
+	if (*s != '=' && *s != ':')
+		return -1;
+	s++;
+	s += strspn(s, " \t");
+	if (*s != '"' || (end = strchr(s + 1, '"')) == NULL)
+		return -1;
+	*end = '\0';
+	snprintf(out, outlen, "%s", s + 1);
+	return 0;
+}
+
+/*
+ * The fallback of cfg_read_pid_file for a file libconfig cannot parse: a
+ * plain text scan for the setting, anywhere on a line, comments skipped.
+ * Returns 0 found, 1 not found, -1 unreadable.
+ */
 static int
 scan_pid_file(const char *path, char *out, size_t outlen)
 {
 	FILE *f = fopen(path, "r");
 	char line[1024];
-	int found = -1;
+	int found = 1;
 
 	if (f == NULL)
 		return -1;
-	out[0] = '\0';
-	while (found == -1 && fgets(line, sizeof(line), f) != NULL) {
-		char *s = line + strspn(line, " \t");
-		char *end;
+	while (found == 1 && fgets(line, sizeof(line), f) != NULL) {
+		char *s = line;
 
-		if (strncmp(s, "pid_file", 8) != 0)
-			continue;
-		s += 8;
-		s += strspn(s, " \t");
-		if (*s != '=' && *s != ':')
-			continue;
-		s++;
-		s += strspn(s, " \t");
-		if (*s != '"' || (end = strchr(s + 1, '"')) == NULL)
-			continue;
-		*end = '\0';
-		snprintf(out, outlen, "%s", s + 1);
-		found = 0;
+		line[strcspn(line, "#")] = '\0';
+		while (found == 1 && (s = strstr(s, "pid_file")) != NULL) {
+			bool at_word_start = s == line || !(isalnum((unsigned char)s[-1]) || s[-1] == '_');
+			if (at_word_start && scan_pid_setting(s, out, outlen) == 0)
+				found = 0;
+			s += strlen("pid_file");
+		}
 	}
 	fclose(f);
-	return found == 0 ? 0 : 1;
+	return found;
 }
 
 int

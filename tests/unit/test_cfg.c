@@ -241,7 +241,7 @@ pid_file_is_found_even_in_a_broken_file(void **state)
 {
 	char out[256], err[CFG_ERR_LEN];
 	char *good = write_temp("pid_file = \"/run/a.pid\";\n" LISTEN_TCP);
-	char *broken = write_temp("workers = ;;; oops\n  pid_file = \"/run/b.pid\";\nlisten = (\n");
+	char *broken = write_temp("# pid_file = \"/run/no.pid\";\nworkers = ;;; oops\n  workers = 2; pid_file = \"/run/b.pid\";\nlisten = (\n");
 	char *none = write_temp(LISTEN_TCP);
 
 	(void)state;
