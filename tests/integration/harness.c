@@ -3,7 +3,9 @@
  * real daemon through its command line, signals, log and sockets, and never
  * links any of the daemon's objects.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "harness.h"
 
 #include <arpa/inet.h>

@@ -1,0 +1,388 @@
+/*
+ * test_protocol.c: what a client sees. One daemon per test with two ports:
+ * ports[0] serves mode "upper" and ports[1] mode "echo", each on TCP and
+ * UDP, so every test also exercises several listeners at once.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "harness.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define PROTO_WORKERS	2
+#define MANY_CLIENTS	200
+#define ONE_MIB		(1024 * 1024)
+#define UDP_MAX		65507
+/* Far more than the kernel can hold in the socket buffers of one loopback
+ * connection (a few tens of MiB here), so a server that buffers without
+ * bound is caught accepting all of it. */
+#define FLOOD_BYTES	(128u * 1024 * 1024)
+#define STALL_MS	1500
+
+static const char MIXED[] =
+    "Hello, World! abc-xyz_ABC 0123456789 {}[]~\t\r\n"
+    "the quick brown fox jumps over the lazy dog\n";
+
+struct proto {
+	struct env	*env;
+	int		 upper;		/* port serving mode "upper" */
+	int		 echo;		/* port serving mode "echo" */
+};
+
+static struct proto
+proto_start(void **state)
+{
+	struct proto p = { .env = *state };
+	struct em_conf c;
+	int ports[2];
+
+	ports_pick(ports, 2);
+	p.upper = ports[0];
+	p.echo = ports[1];
+	conf_init(&c, PROTO_WORKERS);
+	conf_listen_pair(&c, p.upper, "upper");
+	conf_listen_pair(&c, p.echo, "echo");
+	env_write_conf(p.env, &c);
+	env_start_ready(p.env, PROTO_WORKERS, p.upper);
+	tcp_wait_listening(p.echo, EM_DEADLINE_MS);
+	return p;
+}
+
+static void
+upper_of(const char *s, uint8_t *out)
+{
+	echo_upper((const uint8_t *)s, out, strlen(s));
+}
+
+/* The 256 byte values in order, then in reverse, so each value is seen next
+ * to different neighbours. */
+static void
+all_bytes(uint8_t buf[512])
+{
+	int i;
+
+	for (i = 0; i < 256; i++) {
+		buf[i] = (uint8_t)i;
+		buf[511 - i] = (uint8_t)i;
+	}
+}
+
+/* Written out by hand rather than with echo_upper, so the test does not
+ * share a mistake with the helper. */
+static uint8_t
+expect_upper_byte(uint8_t b)
+{
+	if (b >= 0x61 && b <= 0x7a)
+		return (uint8_t)(b - 0x20);
+	return b;
+}
+
+static void
+test_tcp_upper(void **state)
+{
+	struct proto p = proto_start(state);
+	uint8_t want[sizeof(MIXED)];
+
+	upper_of(MIXED, want);
+	tcp_roundtrip(p.upper, MIXED, strlen(MIXED), want);
+}
+
+/* Not line based: bytes without a newline come back at once, and the
+ * connection stays open for the next exchange. */
+static void
+test_tcp_upper_no_newline_same_connection(void **state)
+{
+	struct proto p = proto_start(state);
+	const char *parts[] = { "abc", "x", "Mixed Case 42", "z" };
+	uint8_t want[64], got[64];
+	size_t i, len;
+	int fd;
+
+	fd = tcp_connect(p.upper, EM_DEADLINE_MS);
+	assert_true(fd >= 0);
+	for (i = 0; i < sizeof(parts) / sizeof(*parts); i++) {
+		len = strlen(parts[i]);
+		upper_of(parts[i], want);
+		assert_int_equal(tcp_send_all(fd, parts[i], len,
+		    EM_DEADLINE_MS), 0);
+		assert_int_equal(tcp_read_exact(fd, got, len, EM_DEADLINE_MS),
+		    len);
+		bytes_expect(got, want, len, parts[i]);
+	}
+	close(fd);
+}
+
+static void
+test_tcp_echo(void **state)
+{
+	struct proto p = proto_start(state);
+
+	tcp_roundtrip(p.echo, MIXED, strlen(MIXED), MIXED);
+}
+
+static void
+udp_expect(int port, const void *msg, size_t len, const uint8_t *want)
+{
+	uint8_t *reply = malloc(UDP_MAX + 1);
+	ssize_t n;
+
+	assert_non_null(reply);
+	n = udp_exchange(port, msg, len, reply, UDP_MAX + 1, EM_DEADLINE_MS);
+	if (n != (ssize_t)len) {
+		free(reply);
+		fail_msg("UDP port %d: sent %zu bytes, reply %zd (%s)", port,
+		    len, n, n == -1 ? strerror(errno) : "wrong length");
+	}
+	bytes_expect(reply, want, len, "UDP reply");
+	free(reply);
+}
+
+static void
+test_udp_upper(void **state)
+{
+	struct proto p = proto_start(state);
+	uint8_t want[sizeof(MIXED)];
+
+	upper_of(MIXED, want);
+	udp_expect(p.upper, MIXED, strlen(MIXED), want);
+}
+
+static void
+test_udp_echo(void **state)
+{
+	struct proto p = proto_start(state);
+
+	udp_expect(p.echo, MIXED, strlen(MIXED), (const uint8_t *)MIXED);
+}
+
+/* The largest IPv4 UDP payload comes back whole, not truncated. */
+static void
+test_udp_largest_datagram(void **state)
+{
+	struct proto p = proto_start(state);
+	uint8_t *msg = malloc(UDP_MAX), *want = malloc(UDP_MAX);
+
+	assert_non_null(msg);
+	assert_non_null(want);
+	pattern_fill(msg, UDP_MAX, 7);
+	echo_upper(msg, want, UDP_MAX);
+	udp_expect(p.upper, msg, UDP_MAX, want);
+	free(msg);
+	free(want);
+}
+
+static void
+test_binary_bytes_tcp(void **state)
+{
+	struct proto p = proto_start(state);
+	uint8_t msg[512], want[512];
+	size_t i;
+
+	all_bytes(msg);
+	for (i = 0; i < sizeof(msg); i++)
+		want[i] = expect_upper_byte(msg[i]);
+	tcp_roundtrip(p.upper, msg, sizeof(msg), want);
+	tcp_roundtrip(p.echo, msg, sizeof(msg), msg);
+}
+
+static void
+test_binary_bytes_udp(void **state)
+{
+	struct proto p = proto_start(state);
+	uint8_t msg[512], want[512];
+	size_t i;
+
+	all_bytes(msg);
+	for (i = 0; i < sizeof(msg); i++)
+		want[i] = expect_upper_byte(msg[i]);
+	udp_expect(p.upper, msg, sizeof(msg), want);
+	udp_expect(p.echo, msg, sizeof(msg), msg);
+}
+
+static size_t
+client_message(size_t i, char *buf, size_t len)
+{
+	/* Lower case, digits and the index spelt out: each client's reply
+	 * is distinct, so a reply sent to the wrong client is caught. */
+	return (size_t)snprintf(buf, len,
+	    "client %03zu of many: hello echomaster, token %08zx-%zu\n", i,
+	    (i * 2654435761u) & 0xffffffffu, i * i);
+}
+
+/* All connections are open before the first byte is sent, so the daemon
+ * holds MANY_CLIENTS connections at once. */
+static void
+test_many_clients_at_once(void **state)
+{
+	struct proto p = proto_start(state);
+	int fds[MANY_CLIENTS];
+	char msg[128];
+	uint8_t want[128], got[128];
+	size_t i, len;
+	ssize_t n;
+
+	for (i = 0; i < MANY_CLIENTS; i++) {
+		fds[i] = tcp_connect(p.upper, EM_DEADLINE_MS);
+		if (fds[i] == -1)
+			fail_msg("client %zu: connect: %s", i, strerror(errno));
+	}
+	for (i = 0; i < MANY_CLIENTS; i++) {
+		len = client_message(i, msg, sizeof(msg));
+		assert_int_equal(tcp_send_all(fds[i], msg, len,
+		    EM_DEADLINE_MS), 0);
+	}
+	for (i = 0; i < MANY_CLIENTS; i++) {
+		len = client_message(i, msg, sizeof(msg));
+		upper_of(msg, want);
+		n = tcp_read_exact(fds[i], got, len, EM_DEADLINE_MS);
+		if (n != (ssize_t)len)
+			fail_msg("client %zu: got %zd of %zu bytes", i, n, len);
+		bytes_expect(got, want, len, msg);
+	}
+	for (i = 0; i < MANY_CLIENTS; i++)
+		close(fds[i]);
+}
+
+/* Sending and receiving interleave (the stream pump polls both), or the
+ * client would deadlock against the server's backpressure. */
+static void
+test_one_mib_intact(void **state)
+{
+	struct proto p = proto_start(state);
+	struct em_stream s[2];
+
+	stream_open(&s[0], p.upper, ONE_MIB, 1);
+	stream_open(&s[1], p.echo, ONE_MIB, 2);
+	if (streams_pump(s, 2, ONE_MIB, false, EM_DEADLINE_MS * 2) == -1)
+		fail_msg("1 MiB transfer: %s", strerror(errno));
+	bytes_expect_upper(s[0].in, s[0].out, ONE_MIB, "1 MiB upper");
+	bytes_expect(s[1].in, s[1].out, ONE_MIB, "1 MiB echo");
+	stream_close(&s[0]);
+	stream_close(&s[1]);
+}
+
+static void
+test_half_close_small(void **state)
+{
+	struct proto p = proto_start(state);
+	const char *msg = "half-closed, but still answered";
+	uint8_t want[64], got[64];
+	size_t len = strlen(msg);
+	int fd;
+
+	fd = tcp_connect(p.upper, EM_DEADLINE_MS);
+	assert_true(fd >= 0);
+	assert_int_equal(tcp_send_all(fd, msg, len, EM_DEADLINE_MS), 0);
+	assert_int_equal(shutdown(fd, SHUT_WR), 0);
+	upper_of(msg, want);
+	assert_int_equal(tcp_read_exact(fd, got, len, EM_DEADLINE_MS), len);
+	bytes_expect(got, want, len, "reply after SHUT_WR");
+	if (tcp_wait_eof(fd, EM_DEADLINE_MS) == -1)
+		fail_msg("no EOF after the reply to a half-closed connection: "
+		    "%s", strerror(errno));
+	close(fd);
+}
+
+/* Large enough that most of the reply is still in flight when the client
+ * shuts down its side: the server must deliver it all before closing. */
+static void
+test_half_close_large(void **state)
+{
+	struct proto p = proto_start(state);
+	size_t len = 4 * ONE_MIB;
+	struct em_stream s;
+
+	stream_open(&s, p.upper, len, 3);
+	if (streams_pump(&s, 1, len, true, EM_DEADLINE_MS * 2) == -1)
+		fail_msg("half-closed 4 MiB transfer: %s", strerror(errno));
+	assert_true(s.eof);
+	bytes_expect_upper(s.in, s.out, len, "4 MiB half-closed");
+	stream_close(&s);
+}
+
+/* Writes until the socket accepts nothing for STALL_MS; returns the bytes
+ * the server let in. */
+static size_t
+flood_until_stall(int fd, const uint8_t *buf, size_t len)
+{
+	int64_t deadline = now_ms() + EM_DEADLINE_MS * 3;
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	size_t sent = 0;
+	ssize_t n;
+
+	while (sent < len && now_ms() < deadline) {
+		n = send(fd, buf + sent, len - sent, MSG_NOSIGNAL);
+		if (n > 0) {
+			sent += (size_t)n;
+			continue;
+		}
+		if (n == -1 && errno != EAGAIN && errno != EINTR)
+			fail_msg("flood send: %s", strerror(errno));
+		if (poll(&pfd, 1, STALL_MS) == 0)
+			break;
+	}
+	return sent;
+}
+
+/* A client that never reads must not make the server buffer without
+ * bound; once it does read, every byte still arrives. */
+static void
+test_never_reading_client_is_bounded(void **state)
+{
+	struct proto p = proto_start(state);
+	uint8_t *out = malloc(FLOOD_BYTES), *in = malloc(FLOOD_BYTES);
+	size_t sent;
+	ssize_t got;
+	int fd;
+
+	assert_non_null(out);
+	assert_non_null(in);
+	pattern_fill(out, FLOOD_BYTES, 4);
+	fd = tcp_connect(p.upper, EM_DEADLINE_MS);
+	assert_true(fd >= 0);
+	sent = flood_until_stall(fd, out, FLOOD_BYTES);
+	print_message("never-reading client: server took %zu bytes before "
+	    "pushing back\n", sent);
+	if (sent == FLOOD_BYTES)
+		fail_msg("the server took all %u bytes from a client that "
+		    "never read: its buffering is not bounded", FLOOD_BYTES);
+	got = tcp_read_exact(fd, in, sent, EM_DEADLINE_MS * 3);
+	if (got != (ssize_t)sent)
+		fail_msg("after reading resumed: got %zd of %zu bytes", got,
+		    sent);
+	bytes_expect_upper(in, out, sent, "flood reply");
+	close(fd);
+	free(out);
+	free(in);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_tcp_upper),
+		T(test_tcp_upper_no_newline_same_connection),
+		T(test_tcp_echo),
+		T(test_udp_upper),
+		T(test_udp_echo),
+		T(test_udp_largest_datagram),
+		T(test_binary_bytes_tcp),
+		T(test_binary_bytes_udp),
+		T(test_many_clients_at_once),
+		T(test_one_mib_intact),
+		T(test_half_close_small),
+		T(test_half_close_large),
+		T(test_never_reading_client_is_bounded),
+	};
+
+	return cmocka_run_group_tests_name("protocol", tests, NULL, NULL);
+}
