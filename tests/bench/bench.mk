@@ -5,9 +5,10 @@
 #   make bench-tools      only build echobench and refserver
 #   make bench-callgrind  instructions per echoed request under callgrind
 #
-# Knobs (environment or make variables): BENCH_PASSES (3), BENCH_DURATION
-# (seconds per measurement, 2), BENCH_PIN=1 (load generator on CPU 0,
-# servers on the other CPUs), BENCH_THREADS (load generator threads, 1),
+# Knobs (environment or make variables): BENCH_PASSES (5), BENCH_DURATION
+# (seconds per measurement, 2), BENCH_PIN (auto = pin pingpong-1 only, 1 =
+# load generator on CPU 0 and servers on the others for every row, 0 = no
+# pinning), BENCH_THREADS (load generator threads, 1), BENCH_IDLE (10000),
 # BENCH_ONLY="pingpong-1 udp" (a subset of the rows). See BENCHMARKS.md.
 
 BENCH_DIR    := $(BUILD)/bench

@@ -1,0 +1,75 @@
+# Shared by run-bench.sh and callgrind.sh (sourced, from the repo top):
+# start one server on a port, wait until it serves, stop it.
+#
+# In:  BUILD, and optionally ECHOMASTER (the daemon binary), SERVER_PREFIX
+#      (an array put before the server command: taskset, valgrind...),
+#      MAXCONN (echomaster's limits.max_connections).
+# Out: SERVER_PID after bench_start.
+
+BUILD=${BUILD:-build}
+BENCH_OUT=$BUILD/bench
+EB=$BENCH_OUT/echobench
+RS=$BENCH_OUT/refserver
+EM=${ECHOMASTER:-$BUILD/echomaster}
+MAXCONN=${MAXCONN:-10000}
+SERVER_PREFIX=(${SERVER_PREFIX[@]+"${SERVER_PREFIX[@]}"})
+SERVER_PID=
+
+bench_children() {
+	cat /proc/"$1"/task/*/children 2>/dev/null | wc -w
+}
+
+# bench_start em|ref PORT [WORKERS]: WORKERS is "auto" (one per CPU) or a number.
+bench_start() {
+	local kind=$1 port=$2 workers=${3:-auto} log=$BENCH_OUT/$1.log
+	local want i
+
+	mkdir -p "$BENCH_OUT"
+	want=$workers
+	[ "$workers" = auto ] && want=$(nproc)
+	if [ "$kind" = em ]; then
+		local w=$workers
+		[ "$w" = auto ] && w='"auto"'
+		sed -e "s/@WORKERS@/$w/" -e "s/@PORT@/$port/" \
+		    -e "s/@MAXCONN@/$MAXCONN/" tests/bench/echomaster-bench.conf.in \
+		    >"$BENCH_OUT/echomaster.conf"
+		${SERVER_PREFIX[@]+"${SERVER_PREFIX[@]}"} "$EM" -F \
+		    -c "$BENCH_OUT/echomaster.conf" 2>>"$log" &
+	else
+		${SERVER_PREFIX[@]+"${SERVER_PREFIX[@]}"} "$RS" -p "$port" \
+		    -n "$want" 2>>"$log" &
+	fi
+	SERVER_PID=$!
+	if ! "$EB" --wait 30 -p "$port"; then
+		echo "bench: $kind did not echo on port $port; see $log" >&2
+		bench_stop
+		return 1
+	fi
+	# Every worker up, not only the first one.
+	for ((i = 0; i < 300; i++)); do
+		[ "$(bench_children "$SERVER_PID")" -ge "$want" ] && break
+		sleep 0.05
+	done
+	sleep 0.2
+}
+
+bench_stop() {
+	local i
+
+	[ -n "$SERVER_PID" ] || return 0
+	kill -TERM "$SERVER_PID" 2>/dev/null
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$SERVER_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	kill -KILL "$SERVER_PID" 2>/dev/null
+	wait "$SERVER_PID" 2>/dev/null
+	SERVER_PID=
+}
+
+bench_machine() {
+	echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' \
+	    /proc/cpuinfo | head -1), kernel $(uname -r)"
+	echo "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+}
