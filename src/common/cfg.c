@@ -108,6 +108,8 @@ static const struct key root_keys[] = {
 	{ .name = "group", .type = KT_STRING, .offset = CFG_OFF(group), .def_str = "" },
 	{ .name = "shutdown_timeout", .type = KT_INT, .offset = CFG_OFF(shutdown_timeout),
 	  .min = 0, .max = 3600, .def_int = 10 },
+	{ .name = "worker_timeout", .type = KT_INT, .offset = CFG_OFF(worker_timeout),
+	  .min = 0, .max = 3600, .def_int = 10 },
 	{ .name = "log", .type = KT_GROUP, .members = log_keys },
 	{ .name = "limits", .type = KT_GROUP, .members = limits_keys },
 	{ .name = "listen", .type = KT_LISTEN, .members = listen_keys, .required = true },

@@ -43,6 +43,7 @@ struct cfg {
 	uid_t uid;            /* resolved when started as root and user is set */
 	gid_t gid;
 	int shutdown_timeout;
+	int worker_timeout;   /* seconds without a heartbeat before a worker is killed; 0 = off */
 	int log_facility;     /* LOG_DAEMON... */
 	int log_level;        /* LOG_ERR...LOG_DEBUG */
 	bool log_stderr;

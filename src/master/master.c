@@ -18,6 +18,7 @@
 #include "common/exitcode.h"
 #include "common/log.h"
 #include "common/proctitle.h"
+#include "common/scoreboard.h"
 #include "master/listeners.h"
 #include "master/pidfile.h"
 #include "master/workers.h"
@@ -58,6 +59,7 @@ struct master {
 	int64_t next_deadline_ms;
 	bool reload_again;           /* a HUP arrived during a reload */
 	struct wproc *procs;         /* every live worker, any generation */
+	struct scoreboard *sb;
 	int epfd;
 	int sigfd;
 	int pid_fd;
@@ -71,10 +73,7 @@ struct master {
 static int64_t
 now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return scoreboard_now_ms();
 }
 
 static void
@@ -165,7 +164,7 @@ static void
 slot_spawn(struct master *m, struct generation *g, int i)
 {
 	struct slot *s = &g->slots[i];
-	struct wproc *p = wproc_spawn(m->epfd, g->cfg, g->ls, i, g->number, now_ms());
+	struct wproc *p = wproc_spawn(m->epfd, m->sb, g->cfg, g->ls, i, g->number, now_ms());
 
 	if (p == NULL) {
 		s->backoff_ms = workers_backoff_next(s->backoff_ms, 0);
@@ -219,13 +218,13 @@ generation_stop(struct master *m, struct generation *g, int sig, enum wproc_stat
 	int64_t kill_at = now_ms() + (sig == SIGQUIT ?
 	    (int64_t)g->cfg->shutdown_timeout * 1000 + DRAIN_GRACE_MS : FAST_STOP_GRACE_MS);
 
-	(void)m;
 	for (int i = 0; i < g->nslots; i++) {
 		struct wproc *p = g->slots[i].proc;
 		if (p == NULL)
 			continue;
 		if (sig != 0)
 			proc_signal(p, sig);
+		m->sb->w[p->sb_index].serving = 0;
 		p->state = state;
 		p->kill_at_ms = kill_at;
 		g->slots[i].proc = NULL;
@@ -295,6 +294,8 @@ reload_commit(struct master *m)
 {
 	generation_stop(m, &m->cur, SIGQUIT, WP_DRAINING);
 	generation_free(&m->cur);
+	for (int i = 0; i < m->next.nslots; i++)
+		m->sb->w[m->next.slots[i].proc->sb_index].serving = 1;
 	m->cur = m->next;
 	memset(&m->next, 0, sizeof(m->next));
 	m->cur.announced = true;
@@ -365,7 +366,7 @@ reap_one(struct master *m, pid_t pid, int status)
 		wproc_describe_exit(status, how, sizeof(how));
 		log_warnx("worker %ld of generation %u %s", (long)p->pid, p->generation, how);
 	}
-	wproc_free(m->epfd, p);
+	wproc_free(m->epfd, m->sb, p);
 }
 
 static void
@@ -408,6 +409,29 @@ kill_overdue(struct master *m)
 	}
 }
 
+/*
+ * A serving worker whose loop has stopped turning (an endless loop, a
+ * deadlock, SIGSTOP) still holds its connections and its place in the
+ * accept queue. Its heartbeat says so: kill it, and the reaper respawns it.
+ */
+static void
+kill_hung(struct master *m)
+{
+	int64_t limit = (int64_t)m->cur.cfg->worker_timeout * 1000, now = now_ms();
+
+	if (limit == 0 || m->stopping)
+		return;
+	for (struct wproc *p = m->procs; p != NULL; p = p->next) {
+		int64_t silent = now - m->sb->w[p->sb_index].heartbeat_ms;
+		if (p->state != WP_READY || p->hung || silent <= limit)
+			continue;
+		log_errorx("worker %ld (slot %d) sent no heartbeat for %lld ms; killing it",
+		    (long)p->pid, p->slot, (long long)silent);
+		p->hung = true;
+		proc_signal(p, SIGKILL);
+	}
+}
+
 /* A worker's byte on its channel says it is ready; EOF says it is going away. */
 static void
 channel_read(struct master *m, struct wproc *p)
@@ -417,6 +441,8 @@ channel_read(struct master *m, struct wproc *p)
 
 	if (n > 0 && p->state == WP_STARTING) {
 		p->state = WP_READY;
+		if (p->generation == m->cur.number && !m->stopping)
+			m->sb->w[p->sb_index].serving = 1;
 		log_debug("worker %ld ready", (long)p->pid);
 	} else if (n == 0 || (n < 0 && errno != EAGAIN)) {
 		epoll_ctl(m->epfd, EPOLL_CTL_DEL, p->chan_fd, NULL);
@@ -494,6 +520,8 @@ loop_timeout(const struct master *m)
 	for (const struct wproc *p = m->procs; p != NULL; p = p->next)
 		if (p->kill_at_ms != 0)
 			due = earliest(due, p->kill_at_ms);
+	if (m->cur.cfg->worker_timeout != 0 && !m->stopping)
+		due = earliest(due, now + 1000);  /* heartbeats are checked every second */
 	if (due == 0)
 		return -1;
 	return due <= now ? 0 : (int)(due - now);
@@ -524,6 +552,7 @@ master_loop(struct master *m)
 		announce_ready(m);
 		respawn_due(m);
 		kill_overdue(m);
+		kill_hung(m);
 	}
 }
 
@@ -595,6 +624,8 @@ master_start(struct master *m, struct cfg *cfg, bool foreground)
 		fatal("cannot write pid file %s", m->pid_path);
 	proctitle_set("echomaster: master process %s", proctitle_cmdline());
 	master_setup_signals(m);
+	if ((m->sb = scoreboard_create()) == NULL)
+		fatal("cannot map the scoreboard");
 	master_apply_log(cfg);
 	log_notice("echomaster %s starting: config %s, %d workers%s", EM_VERSION, cfg->path,
 	    cfg->workers, cfg->workers_auto ? " (auto)" : "");

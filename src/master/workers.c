@@ -15,18 +15,31 @@
 #include "worker/worker.h"
 
 struct wproc *
-wproc_spawn(int epfd, const struct cfg *cfg, const struct listeners *ls, int slot,
-    unsigned generation, int64_t now_ms)
+wproc_spawn(int epfd, struct scoreboard *sb, const struct cfg *cfg, const struct listeners *ls,
+    int slot, unsigned generation, int64_t now_ms)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 	struct wproc *p = calloc(1, sizeof(*p));
 	pid_t master_pid = getpid();
+	struct sb_worker *me;
 	int sv[2];
 
 	if (p == NULL)
 		return NULL;
+	if ((p->sb_index = scoreboard_alloc(sb)) == -1) {
+		log_warnx("scoreboard full: too many worker processes alive");
+		free(p);
+		return NULL;
+	}
+	me = &sb->w[p->sb_index];
+	me->generation = generation;
+	me->index = slot;
+	me->started_ms = now_ms;
+	me->heartbeat_ms = now_ms;
+	me->pid = -1;  /* taken; the real pid follows the fork */
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
 		log_warn("socketpair");
+		scoreboard_release(sb, p->sb_index);
 		free(p);
 		return NULL;
 	}
@@ -35,12 +48,14 @@ wproc_spawn(int epfd, const struct cfg *cfg, const struct listeners *ls, int slo
 		log_warn("fork");
 		close(sv[0]);
 		close(sv[1]);
+		scoreboard_release(sb, p->sb_index);
 		free(p);
 		return NULL;
 	case 0: {
 		struct worker_spec spec = {
 			.cfg = cfg, .listen_fds = ls->fds, .chan_fd = sv[1],
 			.master_pid = master_pid, .slot = slot, .generation = generation,
+			.sb = sb, .me = me,
 		};
 		worker_main(&spec);
 	}
@@ -48,6 +63,7 @@ wproc_spawn(int epfd, const struct cfg *cfg, const struct listeners *ls, int slo
 		break;
 	}
 	close(sv[1]);
+	me->pid = p->pid;
 	p->chan_fd = sv[0];
 	p->slot = slot;
 	p->generation = generation;
@@ -62,8 +78,9 @@ wproc_spawn(int epfd, const struct cfg *cfg, const struct listeners *ls, int slo
 }
 
 void
-wproc_free(int epfd, struct wproc *p)
+wproc_free(int epfd, struct scoreboard *sb, struct wproc *p)
 {
+	scoreboard_release(sb, p->sb_index);
 	if (p->chan_fd != -1) {
 		epoll_ctl(epfd, EPOLL_CTL_DEL, p->chan_fd, NULL);
 		close(p->chan_fd);

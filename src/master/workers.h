@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "common/cfg.h"
+#include "common/scoreboard.h"
 #include "master/listeners.h"
 
 /* Respawn delays: the first quick death waits BACKOFF_MIN, each next one doubles. */
@@ -35,6 +36,8 @@ struct wproc {
 	enum wproc_state state;
 	int64_t started_ms;
 	int64_t kill_at_ms;   /* DRAINING: SIGKILL when still alive at this time; 0 = none */
+	int sb_index;         /* its scoreboard slot */
+	bool hung;            /* killed for a missing heartbeat */
 	struct wproc *next;
 };
 
@@ -42,11 +45,11 @@ struct wproc {
  * Forks a worker for SLOT of GENERATION serving CFG on LS, and watches its
  * channel in epfd. Returns the new process (the caller links it), or NULL.
  */
-struct wproc *wproc_spawn(int epfd, const struct cfg *cfg, const struct listeners *ls,
-    int slot, unsigned generation, int64_t now_ms);
+struct wproc *wproc_spawn(int epfd, struct scoreboard *sb, const struct cfg *cfg,
+    const struct listeners *ls, int slot, unsigned generation, int64_t now_ms);
 
-/* Stops watching and closes the channel, frees the struct. */
-void wproc_free(int epfd, struct wproc *p);
+/* Stops watching and closes the channel, frees its scoreboard slot and the struct. */
+void wproc_free(int epfd, struct scoreboard *sb, struct wproc *p);
 
 /* "exited with status 1", "killed by signal 9 (SIGKILL)". */
 void wproc_describe_exit(int status, char *buf, size_t len);

@@ -81,7 +81,7 @@ conn_close(struct worker *w, struct conn *c)
 	close(c->fd);  /* also removes it from epoll: only this worker holds it */
 	outbuf_free(&c->out);
 	free(c);
-	w->nconns--;
+	w->me->active = --w->nconns;
 }
 
 static void
@@ -111,7 +111,8 @@ conn_open(struct worker *w, int fd, int mode)
 		return;
 	}
 	idle_append(w, c);
-	w->nconns++;
+	w->me->active = ++w->nconns;
+	w->me->accepted++;
 }
 
 static bool
@@ -131,7 +132,7 @@ conn_accept(struct worker *w, struct worker_listener *l)
 
 		if (fd == -1) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
+				break;
 			if (accept_error_is_transient(errno))
 				continue;
 			/*
@@ -146,11 +147,12 @@ conn_accept(struct worker *w, struct worker_listener *l)
 		}
 		if (w->nconns >= (size_t)w->cfg->max_connections) {
 			close(fd);  /* refused cleanly: the client sees EOF at once */
-			w->refused++;
+			w->me->refused++;
 			continue;
 		}
 		conn_open(w, fd, l->conf->mode);
 	}
+	worker_balance_accept(w);
 }
 
 /* Reads one chunk and echoes it, queueing what the client does not take. */
@@ -167,27 +169,31 @@ conn_read(struct worker *w, struct conn *c)
 	}
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	w->me->bytes_in += (uint64_t)n;
 	if (c->mode == CFG_MODE_UPPER)
 		echo_upper(w->scratch, (size_t)n);
 	if (c->out.len == 0) {
-		if ((sent = write(c->fd, w->scratch, (size_t)n)) == n)
-			return 0;
+		sent = write(c->fd, w->scratch, (size_t)n);
 		if (sent < 0) {
 			if (errno != EAGAIN)
 				return -1;
 			sent = 0;
 		}
+		w->me->bytes_out += (uint64_t)sent;
+		if (sent == n)
+			return 0;
 	}
 	return outbuf_append(&c->out, w->scratch + sent, (size_t)(n - sent));
 }
 
 static int
-conn_flush(struct conn *c)
+conn_flush(struct worker *w, struct conn *c)
 {
 	ssize_t n = write(c->fd, c->out.data + c->out.off, c->out.len);
 
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	w->me->bytes_out += (uint64_t)n;
 	outbuf_consume(&c->out, (size_t)n);
 	return 0;
 }
@@ -223,7 +229,7 @@ conn_handle(struct worker *w, struct conn *c, uint32_t events)
 {
 	/* ERR or HUP: reset, or both directions shut; nothing can reach the client. */
 	if ((events & (EPOLLERR | EPOLLHUP)) ||
-	    ((events & EPOLLOUT) && conn_flush(c) == -1) ||
+	    ((events & EPOLLOUT) && conn_flush(w, c) == -1) ||
 	    ((events & EPOLLIN) && conn_read(w, c) == -1) ||
 	    conn_update_events(w, c) == -1) {
 		conn_close(w, c);

@@ -86,7 +86,7 @@ udp_prepare_replies(struct worker *w, struct udp_batch *b, int n, int mode)
 		struct msghdr *h = &b->in[i].msg_hdr;
 
 		if ((h->msg_flags & MSG_TRUNC) || udp_port_is_loop_prone(source_port(&b->from[i]))) {
-			w->udp_dropped++;
+			w->me->dgrams_dropped++;
 			continue;
 		}
 		b->iov[i].iov_len = b->in[i].msg_len;
@@ -103,7 +103,7 @@ void
 udp_handle(struct worker *w, struct worker_listener *l)
 {
 	struct udp_batch *b = w->udp;
-	unsigned count, sent = 0;
+	unsigned count, sent = 0, delivered = 0;
 	int n;
 
 	udp_arm(b);
@@ -113,11 +113,13 @@ udp_handle(struct worker *w, struct worker_listener *l)
 			log_warn("recvmmsg");
 		return;
 	}
+	w->me->dgrams_in += (uint64_t)n;
 	count = udp_prepare_replies(w, b, n, l->conf->mode);
 	while (sent < count) {
 		int k = sendmmsg(l->fd, b->out + sent, count - sent, MSG_DONTWAIT);
 		if (k > 0) {
 			sent += (unsigned)k;
+			delivered += (unsigned)k;
 			continue;
 		}
 		/*
@@ -128,11 +130,12 @@ udp_handle(struct worker *w, struct worker_listener *l)
 		 * so skip that one and go on with the others.
 		 */
 		if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
-			w->udp_dropped++;
+			w->me->dgrams_dropped++;
 			sent++;
 			continue;
 		}
-		w->udp_dropped += count - sent;
+		w->me->dgrams_dropped += count - sent;
 		break;
 	}
+	w->me->dgrams_out += delivered;
 }

@@ -138,22 +138,53 @@ listener_unwatch(struct worker *w, struct worker_listener *l)
 	l->registered = false;
 }
 
+static bool
+worker_should_accept(const struct worker *w)
+{
+	return !w->draining && w->accept_paused_until == 0 && !w->over_share;
+}
+
+/* Registers the TCP listeners when this worker should accept, removes them when not. */
+static void
+worker_sync_accepting(struct worker *w)
+{
+	bool on = worker_should_accept(w);
+
+	for (size_t i = 0; i < w->nlisteners; i++) {
+		struct worker_listener *l = &w->listeners[i];
+		if (l->ev.kind != EV_TCP_LISTENER)
+			continue;
+		if (on)
+			listener_watch(w, l);
+		else
+			listener_unwatch(w, l);
+	}
+}
+
 void
 worker_pause_accept(struct worker *w, int seconds)
 {
-	for (size_t i = 0; i < w->nlisteners; i++)
-		if (w->listeners[i].ev.kind == EV_TCP_LISTENER)
-			listener_unwatch(w, &w->listeners[i]);
 	w->accept_paused_until = w->now + seconds;
+	worker_sync_accepting(w);
 }
 
-static void
-worker_resume_accept(struct worker *w)
+/*
+ * EPOLLEXCLUSIVE wakes the first idle waiter in the socket's queue, so at
+ * moderate load the same worker takes nearly every connection (nginx's
+ * well-known imbalance). A worker clearly above the average steps out of
+ * the queue; the others, still in it, get the next connections. The
+ * margin keeps a worker from flapping in and out around the average.
+ */
+void
+worker_balance_accept(struct worker *w)
 {
-	w->accept_paused_until = 0;
-	for (size_t i = 0; i < w->nlisteners; i++)
-		if (w->listeners[i].ev.kind == EV_TCP_LISTENER)
-			listener_watch(w, &w->listeners[i]);
+	uint64_t avg = scoreboard_average_active(w->sb);
+	bool over = w->over_share ? w->nconns > avg : w->nconns > avg + avg / 8 + 2;
+
+	if (over != w->over_share) {
+		w->over_share = over;
+		worker_sync_accepting(w);
+	}
 }
 
 static void
@@ -162,6 +193,8 @@ worker_init(struct worker *w, const struct worker_spec *spec)
 	memset(w, 0, sizeof(*w));
 	w->cfg = spec->cfg;
 	w->chan_fd = spec->chan_fd;
+	w->sb = spec->sb;
+	w->me = spec->me;
 	w->sig_ev.kind = EV_SIGNAL;
 	w->master_ev.kind = EV_MASTER;
 	w->nlisteners = spec->cfg->nlisten;
@@ -186,13 +219,19 @@ worker_init(struct worker *w, const struct worker_spec *spec)
 	}
 }
 
-static time_t
-monotonic_seconds(void)
+/*
+ * Reads the clock once per loop turn: whole seconds for the timers, and the
+ * heartbeat by which the master knows this loop still turns. The coarse
+ * clock costs no system call and is precise enough for both.
+ */
+static void
+worker_clock(struct worker *w)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return ts.tv_sec;
+	w->now = ts.tv_sec;
+	w->me->heartbeat_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Graceful stop: no new work; finish what we hold within shutdown_timeout. */
@@ -256,8 +295,12 @@ static void
 worker_tick(struct worker *w)
 {
 	conn_expire_idle(w);
-	if (w->accept_paused_until != 0 && w->now >= w->accept_paused_until && !w->draining)
-		worker_resume_accept(w);
+	if (w->accept_paused_until != 0 && w->now >= w->accept_paused_until) {
+		w->accept_paused_until = 0;
+		worker_sync_accepting(w);
+	}
+	if (!w->draining)
+		worker_balance_accept(w);
 	if (w->draining && w->now >= w->drain_deadline) {
 		if (w->nconns != 0)
 			log_info("shutdown_timeout reached: closing %zu connections", w->nconns);
@@ -265,13 +308,8 @@ worker_tick(struct worker *w)
 	}
 }
 
-static int
-worker_timeout_ms(const struct worker *w)
-{
-	if (w->cfg->idle_timeout != 0 || w->draining || w->accept_paused_until != 0)
-		return 1000;
-	return -1;
-}
+/* At least once a second, even idle: timers, rebalancing and the heartbeat need the turn. */
+#define WORKER_TICK_MS 1000
 
 static void
 worker_loop(struct worker *w)
@@ -280,11 +318,11 @@ worker_loop(struct worker *w)
 	time_t last_tick = w->now;
 
 	while (!(w->draining && w->nconns == 0)) {
-		int n = epoll_wait(w->epfd, events, WORKER_EVENTS, worker_timeout_ms(w));
+		int n = epoll_wait(w->epfd, events, WORKER_EVENTS, WORKER_TICK_MS);
 
 		if (n == -1 && errno != EINTR)
 			fatal("worker: epoll_wait");
-		w->now = monotonic_seconds();
+		worker_clock(w);
 		for (int i = 0; i < n; i++)
 			worker_dispatch(w, &events[i]);
 		if (w->now != last_tick) {
@@ -306,7 +344,7 @@ worker_main(const struct worker_spec *spec)
 	worker_drop_privileges(spec->cfg);
 	worker_bind_to_master(spec);
 	worker_init(&w, spec);
-	w.now = monotonic_seconds();
+	worker_clock(&w);
 	if (write(w.chan_fd, &ready, 1) != 1)
 		exit(EXIT_OK);  /* the master is gone already */
 	worker_loop(&w);

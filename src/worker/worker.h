@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "common/cfg.h"
+#include "common/scoreboard.h"
 
 /* What the master hands a worker it has just forked. */
 struct worker_spec {
@@ -21,6 +22,8 @@ struct worker_spec {
 	pid_t master_pid;
 	int slot;
 	unsigned generation;
+	struct scoreboard *sb;
+	struct sb_worker *me;   /* our slot in sb, which only we write */
 };
 
 /* What every object registered with epoll starts with, so the loop can dispatch. */
@@ -54,11 +57,12 @@ struct worker {
 	struct conn *idle_tail;
 	size_t nconns;
 	time_t now;                      /* monotonic seconds, read once per loop turn */
-	time_t accept_paused_until;      /* 0 = accepting */
+	time_t accept_paused_until;      /* out of descriptors: not before then; 0 = no pause */
+	bool over_share;                 /* holds more than its share of connections */
 	bool draining;
 	time_t drain_deadline;
-	uint64_t refused;
-	uint64_t udp_dropped;
+	struct scoreboard *sb;
+	struct sb_worker *me;            /* our scoreboard slot: counters and heartbeat */
 };
 
 #define WORKER_SCRATCH (64 * 1024)
@@ -68,5 +72,12 @@ __attribute__((noreturn)) void worker_main(const struct worker_spec *spec);
 
 /* Stops accepting TCP connections for a while (descriptor exhaustion). */
 void worker_pause_accept(struct worker *w, int seconds);
+
+/*
+ * Steps back from accepting while this worker holds clearly more connections
+ * than the serving workers' average, and comes back once it is at or below
+ * it. Called after each accept batch and once a second.
+ */
+void worker_balance_accept(struct worker *w);
 
 #endif

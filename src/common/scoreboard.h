@@ -1,0 +1,60 @@
+/*
+ * scoreboard: memory shared by the master and every worker, mapped by the
+ * master before the first fork. Each worker process owns one cache-line
+ * aligned slot and is its only writer, so no lock is ever taken: counters
+ * are plain stores, readers take what they see. The master assigns and
+ * clears slots; a worker reads the others' slots only to decide whether it
+ * holds more than its share of connections.
+ */
+#ifndef EM_SCOREBOARD_H
+#define EM_SCOREBOARD_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Room for a full generation, a reload's new one, and old ones draining. */
+#define SB_SLOTS 4096
+
+struct sb_worker {
+	/* Written by the master at spawn and reap. */
+	int32_t pid;          /* 0 = slot free */
+	uint32_t generation;
+	int32_t index;        /* worker slot within its generation */
+	int32_t serving;      /* 1 = of the serving generation, not draining */
+	int64_t started_ms;
+	/* Written by the worker only. */
+	int64_t heartbeat_ms; /* monotonic; the loop stamps it every turn */
+	uint64_t active;      /* TCP connections open now */
+	uint64_t accepted;
+	uint64_t refused;
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	uint64_t dgrams_in;
+	uint64_t dgrams_out;
+	uint64_t dgrams_dropped;
+} __attribute__((aligned(64)));
+
+struct scoreboard {
+	uint32_t high_water;  /* slots [0, high_water) may be in use */
+	struct sb_worker w[SB_SLOTS];
+};
+
+/* Maps a zeroed scoreboard shared with future children; NULL on failure. */
+struct scoreboard *scoreboard_create(void);
+
+/* A free slot index, or -1 when all are taken. */
+int scoreboard_alloc(struct scoreboard *sb);
+
+/* Marks a slot free again (its worker was reaped). */
+void scoreboard_release(struct scoreboard *sb, int i);
+
+/* Monotonic milliseconds, the clock every scoreboard time uses. */
+int64_t scoreboard_now_ms(void);
+
+/*
+ * The average number of TCP connections held by the serving workers, as the
+ * workers last wrote them. Advisory: other workers' counts may be a moment old.
+ */
+uint64_t scoreboard_average_active(const struct scoreboard *sb);
+
+#endif
