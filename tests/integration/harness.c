@@ -684,13 +684,15 @@ env_dump_log(struct env *e)
 	size_t len;
 	char *log = file_read(e->log_path, &len);
 
+	/* stdio, not print_error: cmocka may cut long messages short. */
 	if (log == NULL) {
-		print_error("--- no daemon log at %s\n", e->log_path);
+		fprintf(stderr, "--- no daemon log at %s\n", e->log_path);
 		return;
 	}
-	print_error("--- daemon log %s (last %d bytes):\n%s\n--- end of log\n",
-	    e->log_path, LOG_TAIL_BYTES,
+	fprintf(stderr, "--- daemon log %s (last %d bytes):\n%s\n"
+	    "--- end of log\n", e->log_path, LOG_TAIL_BYTES,
 	    len > LOG_TAIL_BYTES ? log + len - LOG_TAIL_BYTES : log);
+	fflush(stderr);
 	free(log);
 }
 
