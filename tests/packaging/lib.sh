@@ -28,6 +28,9 @@ check() {
 	return 0
 }
 
+# fails CMD [ARG...]: succeeds when CMD fails (for check).
+fails() { ! "$@"; }
+
 # check_eq DESCRIPTION EXPECTED ACTUAL
 check_eq() {
 	if [ "$2" = "$3" ]; then

@@ -1,0 +1,198 @@
+#!/bin/bash
+# Boots the .deb under a real systemd: a minimal Debian 12 root made by
+# debootstrap (cached under build/nspawn/base, reused across runs; delete it
+# to refresh), the package installed in a copy of it with apt, then the copy
+# booted with `systemd-nspawn -b` on a private network. Checks that the unit
+# is enabled and active, the workers run as echomaster, clients get their
+# replies on port 7, `systemctl reload` and `echomaster -s reload` work, a
+# broken configuration fails `systemctl reload` and `restart` (the -t in
+# ExecReload and ExecStartPre) while the daemon keeps serving the old one,
+# the log lines reach the journal through syslog, and stop and purge leave
+# nothing running.
+#
+# Commands run inside the container through nsenter on its init, since this
+# host's PID 1 is not systemd (no machined, hence --register=no --keep-unit).
+# Needs root, debootstrap and systemd-container; the first run downloads
+# about 100 MB from EM_DEBIAN_MIRROR (default http://deb.debian.org/debian).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+[ "$(id -u)" = 0 ] || die "test-nspawn: run as root"
+DEB=$(deb_file)
+[ -n "$DEB" ] || die "test-nspawn: no build/echomaster_$EM_VERSION-*.deb (make deb)"
+MIRROR=${EM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SUITE=bookworm
+NSPAWN_DIR=$EM_BUILD/nspawn
+BASE=$NSPAWN_DIR/base
+ROOT=$NSPAWN_DIR/root
+NSPAWN_PID=
+LEADER=
+
+cleanup() {
+	if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
+		kill -TERM "$NSPAWN_PID" 2>/dev/null || true   # nspawn asks the container to halt
+		wait_for 30 eval "! kill -0 $NSPAWN_PID" || kill -KILL "$NSPAWN_PID" 2>/dev/null || true
+		wait "$NSPAWN_PID" 2>/dev/null || true
+	fi
+	rm -rf "$ROOT"
+}
+trap cleanup EXIT
+
+# The package's dependencies, first alternatives, without versions.
+deb_depends() {
+	dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g' | grep .
+}
+
+make_base() {
+	local t0=$SECONDS
+	say "== building the cached Debian $SUITE root in $BASE (once)"
+	rm -rf "$BASE.tmp"
+	mkdir -p "$NSPAWN_DIR"
+	debootstrap --variant=minbase --include=systemd,systemd-sysv \
+		"$SUITE" "$BASE.tmp" "$MIRROR" >"$NSPAWN_DIR/debootstrap.log" 2>&1 ||
+		{ tail -20 "$NSPAWN_DIR/debootstrap.log"; die "debootstrap failed (log: $NSPAWN_DIR/debootstrap.log)"; }
+	# Fetch what the package depends on now, so later runs install offline.
+	chroot "$BASE.tmp" apt-get install --download-only -y -qq $(deb_depends) \
+		>>"$NSPAWN_DIR/debootstrap.log" 2>&1 ||
+		die "downloading the package's dependencies failed (log: $NSPAWN_DIR/debootstrap.log)"
+	mv "$BASE.tmp" "$BASE"
+	say "   built in $((SECONDS - t0)) s"
+}
+
+# in_ct CMD...: runs CMD in every namespace of the booted container.
+in_ct() { nsenter -t "$LEADER" -a "$@"; }
+# in_ct_net CMD...: runs a host command in the container's network only.
+in_ct_net() { nsenter -t "$LEADER" -n "$@"; }
+ct_tcp() { in_ct_net bash -c "$(declare -f tcp_roundtrip); tcp_roundtrip $1 $2 '$3'"; }
+ct_udp() { in_ct_net bash -c "$(declare -f udp_roundtrip); udp_roundtrip $1 $2 '$3'"; }
+ct_journal() { in_ct journalctl --no-pager -q -o cat _SYSTEMD_UNIT=echomaster.service "$@" 2>/dev/null; }
+ct_log_has() { ct_journal _TRANSPORT=syslog | grep -q -- "$1"; }
+is_active() { [ "$(in_ct systemctl is-active echomaster 2>/dev/null)" = "$1" ]; }
+workers_of() { in_ct ps -o pid= --ppid "$1" | xargs; }
+pids_gone() { for p in "$@"; do in_ct kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
+
+[ -d "$BASE" ] || make_base
+
+say "== installing $(basename "$DEB") into a copy of the cached root"
+rm -rf "$ROOT"
+cp -a "$BASE" "$ROOT"
+cp "$DEB" "$ROOT/var/tmp/"
+ct_deb=/var/tmp/$(basename "$DEB")
+nspawn_run() {
+	systemd-nspawn -q -D "$ROOT" --register=no --keep-unit --setenv=DEBIAN_FRONTEND=noninteractive "$@"
+}
+# Offline first (no network at all): the dependencies come from the cache.
+if nspawn_run --private-network apt-get install -y -qq "$ct_deb" >"$NSPAWN_DIR/install.log" 2>&1; then
+	ok "apt-get install (offline, dependencies from the cache)"
+else
+	say "   the cache lacks a dependency; installing online (rm -rf $BASE to refresh the cache)"
+	nspawn_run sh -c "apt-get update -qq && apt-get install -y -qq $ct_deb" >>"$NSPAWN_DIR/install.log" 2>&1 ||
+		{ tail -20 "$NSPAWN_DIR/install.log"; die "installing the package in the container failed"; }
+	ok "apt-get install (online)"
+fi
+
+say "== booting it with systemd-nspawn -b"
+t0=$SECONDS
+systemd-nspawn -q -D "$ROOT" -b --private-network --register=no --keep-unit \
+	--console=pipe </dev/null >"$NSPAWN_DIR/boot.log" 2>&1 &
+NSPAWN_PID=$!
+find_leader() { LEADER=$(pgrep -P "$NSPAWN_PID" -x systemd) && [ -n "$LEADER" ]; }
+wait_for 20 find_leader || die "the container's systemd did not start (log: $NSPAWN_DIR/boot.log)"
+# systemctl answers once systemd has its private socket; then wait for boot.
+systemctl_answers() { [ -n "$(in_ct systemctl is-system-running 2>/dev/null)" ]; }
+wait_for 30 systemctl_answers || true
+state=$(timeout 90 nsenter -t "$LEADER" -a systemctl is-system-running --wait 2>/dev/null || true)
+check_eq "the container boots to 'running' ($((SECONDS - t0)) s)" running "$state"
+[ "$state" = running ] || in_ct systemctl --failed --no-pager || true
+
+check_eq "echomaster.service is enabled" enabled "$(in_ct systemctl is-enabled echomaster 2>&1 || true)"
+if wait_for 20 is_active active; then ok "echomaster.service is active"; else
+	not_ok "echomaster.service is not active"
+	in_ct systemctl status --no-pager echomaster || true
+	in_ct journalctl --no-pager -u echomaster || true
+	die "no point going on"
+fi
+# Type=exec: active before the listeners are bound, so wait for the
+# master's "ready" line (the daemon does not speak sd_notify).
+ct_ready() {
+	local m
+	m=$(in_ct systemctl show -p MainPID --value echomaster)
+	[ "$m" != 0 ] && in_ct journalctl --no-pager -q -o cat _PID="$m" _TRANSPORT=syslog |
+		grep -q 'ready: [0-9]* workers, generation 1'
+}
+check "it logged ready through syslog" wait_for 15 ct_ready
+
+MAIN=$(in_ct systemctl show -p MainPID --value echomaster)
+check_eq "the master runs as root" root "$(in_ct ps -o user= -p "$MAIN" | xargs)"
+check_eq "the master's title" "echomaster: master process /usr/sbin/echomaster -F -c /etc/echomaster/echomaster.conf" \
+	"$(in_ct ps -o args= -p "$MAIN")"
+ncpu=$(in_ct nproc)
+workers=$(workers_of "$MAIN")
+check_eq "workers = auto starts one per CPU" "$ncpu" "$(wc -w <<<"$workers")"
+check_eq "every worker runs as echomaster" "echomaster" \
+	"$(in_ct ps -o user= --ppid "$MAIN" | sort -u | xargs)"
+check_eq "every worker is titled 'echomaster: worker process'" "echomaster: worker process" \
+	"$(in_ct ps -o args= --ppid "$MAIN" | sort -u)"
+
+check_eq "TCP 127.0.0.1:7 answers upper-cased" "HELLO, SYSTEMD" "$(ct_tcp 127.0.0.1 7 'hello, systemd' || true)"
+check_eq "TCP [::1]:7 answers upper-cased" "OVER IPV6" "$(ct_tcp ::1 7 'over ipv6' || true)"
+check_eq "UDP 127.0.0.1:7 answers upper-cased" "UDP UNDER SYSTEMD" "$(ct_udp 127.0.0.1 7 'udp under systemd' || true)"
+check_eq "UDP [::1]:7 answers upper-cased" "UDP6" "$(ct_udp ::1 7 'udp6' || true)"
+check "the start lines are in the journal as syslog from the unit" \
+	ct_log_has "echomaster $EM_VERSION starting: config /etc/echomaster/echomaster.conf"
+check_eq "syslog identifier is echomaster" echomaster \
+	"$(in_ct journalctl --no-pager -q -o export _SYSTEMD_UNIT=echomaster.service _TRANSPORT=syslog |
+		sed -n 's/^SYSLOG_IDENTIFIER=//p' | sort -u)"
+
+say "== reload"
+check "systemctl reload echomaster" in_ct systemctl reload echomaster
+check "the reload completes (generation 2)" wait_for 15 ct_log_has 'reload ok: generation 2'
+check_eq "the master is the same process" "$MAIN" "$(in_ct systemctl show -p MainPID --value echomaster)"
+# The master is root without CAP_KILL's bypass otherwise: draining the old,
+# unprivileged workers proves it can still signal them.
+check "the old workers ($workers) exit" wait_for 15 pids_gone $workers
+check_eq "the new workers run as echomaster" "echomaster" "$(in_ct ps -o user= --ppid "$MAIN" | sort -u | xargs)"
+check_eq "it answers after the reload" "RELOADED" "$(ct_tcp 127.0.0.1 7 'reloaded' || true)"
+check "echomaster -s reload (through the pid file in /run/echomaster)" \
+	in_ct /usr/sbin/echomaster -s reload
+check "that reload completes (generation 3)" wait_for 15 ct_log_has 'reload ok: generation 3'
+
+say "== a broken configuration"
+in_ct cp /etc/echomaster/echomaster.conf /root/echomaster.conf.good
+in_ct sh -c 'echo "bogus_setting = 1;" >>/etc/echomaster/echomaster.conf'
+check "systemctl reload fails on a broken file (ExecReload runs -t)" \
+	fails in_ct systemctl reload echomaster
+check_eq "the unit stays active" active "$(in_ct systemctl is-active echomaster || true)"
+check "echomaster -s reload sends HUP anyway" in_ct /usr/sbin/echomaster -s reload
+check "the daemon refuses the file with FILE:LINE" wait_for 15 ct_log_has \
+	'reload failed: /etc/echomaster/echomaster.conf:[0-9]*: unknown setting'
+check_eq "the old configuration keeps serving" "STILL HERE" "$(ct_tcp 127.0.0.1 7 'still here' || true)"
+check "systemctl restart fails on the broken file" fails in_ct systemctl restart echomaster
+is_failed() { [ "$(in_ct systemctl show -p ActiveState --value echomaster)" = failed ]; }
+check "the unit ends failed, not in a restart loop" wait_for 30 is_failed
+restarts=$(in_ct systemctl show -p NRestarts --value echomaster)
+check "at most 2 automatic retries ($restarts; StartLimitBurst=3)" test "$restarts" -le 2
+startpre_logged() {
+	ct_journal _TRANSPORT=stdout | grep -q '^/etc/echomaster/echomaster.conf:[0-9]*: unknown setting'
+}
+check "ExecStartPre's FILE:LINE message is in the journal" startpre_logged
+in_ct cp /root/echomaster.conf.good /etc/echomaster/echomaster.conf
+in_ct systemctl reset-failed echomaster
+check "systemctl start with the file repaired" in_ct systemctl start echomaster
+check "active and ready again" wait_for 20 ct_ready
+check_eq "and answering" "BACK" "$(ct_tcp 127.0.0.1 7 'back' || true)"
+
+say "== stop and purge"
+check "systemctl stop echomaster" in_ct systemctl stop echomaster
+check_eq "it stopped cleanly (Result=success)" success "$(in_ct systemctl show -p Result --value echomaster)"
+check_eq "no echomaster process is left" "" "$(in_ct pgrep -a echomaster || true)"
+check "RuntimeDirectory /run/echomaster is removed" in_ct test ! -e /run/echomaster
+say "   $(in_ct systemd-analyze security echomaster 2>/dev/null | tail -n 1)"
+check "systemctl start, then dpkg --purge echomaster" in_ct sh -c \
+	'systemctl start echomaster && dpkg --purge echomaster >/dev/null'
+check_eq "purge stopped it" "" "$(in_ct pgrep -a echomaster || true)"
+check "purge removed /etc/echomaster" in_ct test ! -e /etc/echomaster
+check "purge removed the unit and its enablement" in_ct sh -c \
+	'! systemctl cat echomaster >/dev/null 2>&1 && ! test -e /etc/systemd/system/multi-user.target.wants/echomaster.service'
+
+summary test-nspawn
