@@ -288,6 +288,8 @@ reload_begin(struct master *m)
 		reload_abort(m, "out of memory");
 }
 
+static void announce_ready(struct master *m);
+
 /* Every new worker is ready: the old ones drain, the new config serves. */
 static void
 reload_commit(struct master *m)
@@ -298,9 +300,9 @@ reload_commit(struct master *m)
 		m->sb->w[m->next.slots[i].proc->sb_index].serving = 1;
 	m->cur = m->next;
 	memset(&m->next, 0, sizeof(m->next));
-	m->cur.announced = true;
 	master_apply_log(m->cur.cfg);
 	log_notice("reload ok: generation %u, %d workers", m->cur.number, m->cur.nslots);
+	announce_ready(m);
 }
 
 static void

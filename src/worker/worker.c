@@ -308,8 +308,12 @@ worker_tick(struct worker *w)
 	}
 }
 
-/* At least once a second, even idle: timers, rebalancing and the heartbeat need the turn. */
-#define WORKER_TICK_MS 1000
+/*
+ * The loop turns at least this often, even idle: second timers, rebalancing
+ * and the heartbeat need the turn. Twice a second, so that the smallest
+ * worker_timeout (1 s) still spans two heartbeats.
+ */
+#define WORKER_TICK_MS 500
 
 static void
 worker_loop(struct worker *w)
