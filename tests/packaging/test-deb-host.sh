@@ -69,6 +69,29 @@ done
 check "man finds the installed echomaster(8)" man -w 8 echomaster
 check "man finds the installed echomaster.conf(5)" man -w 5 echomaster.conf
 
+# The manuals agree with the installed binary: every option of --help, every
+# setting of -T, and both example configurations as -T prints them.
+missing=""
+while read -r short long; do
+	grep -q "^\.It Fl $short\( Ar [a-z]*\)\? , Fl \\\\-$long" "$EM_TOP/man/echomaster.8" || missing="$missing -$short/--$long"
+done < <(/usr/sbin/echomaster -h | sed -n 's/^  -\(.\), --\([a-z]*\).*/\1 \2/p')
+check_eq "echomaster(8) lists every option of --help, long form too" "" "$missing"
+missing=""
+for key in $(/usr/sbin/echomaster -T -c "$EM_TOP/conf/echo.conf" 2>/dev/null | grep -o '[a-z_]* =' | tr -d ' =' | sort -u); do
+	grep -q "^\.It Ic $key Pq" "$EM_TOP/man/echomaster.conf.5" || missing="$missing $key"
+done
+check_eq "echomaster.conf(5) describes every setting -T prints" "" "$missing"
+flat() { grep -v '^#' | tr -s ' \n\t' ' ' | sed 's/ *$//'; }
+man_example() {   # the literal block of echomaster.conf.5 that holds $1
+	awk -v want="$1" '/^\.Bd -literal/ { on = 1; buf = ""; next }
+		/^\.Ed/ { if (on && index(buf, want)) print buf; on = 0; next }
+		on { buf = buf $0 "\n" }' "$EM_TOP/man/echomaster.conf.5" | flat
+}
+check_eq "echomaster.conf(5)'s first example is conf/echo.conf as -T prints it" \
+	"$(/usr/sbin/echomaster -T -c "$EM_TOP/conf/echo.conf" 2>/dev/null | flat)" "$(man_example 'port = 8087')"
+check_eq "echomaster.conf(5)'s second example is the packaged configuration as -T prints it" \
+	"$(/usr/sbin/echomaster -T 2>/dev/null | flat)" "$(man_example 'pid_file = "/run/echomaster/echomaster.pid"')"
+
 # The installed daemon, with the installed configuration on a free port.
 PORT=$(free_port)
 sed -e "s/port = 7;/port = $PORT;/" \

@@ -33,6 +33,7 @@ cat >"$TMP/expected" <<'EOF'
 /usr/lib/sysusers.d/echomaster.conf
 /usr/lib/tmpfiles.d/echomaster.conf
 /usr/sbin/echomaster
+/usr/share/doc/echomaster/README.md
 /usr/share/man/man5/echomaster.conf.5
 /usr/share/man/man8/echomaster.8
 EOF
