@@ -10,9 +10,13 @@ set -eu
 groups=${*:-build}
 
 deb_build="gcc make pkg-config libconfig-dev libcmocka-dev"
-deb_packages="debhelper dpkg-dev fakeroot lintian mandoc rpm debootstrap systemd-container"
+# packages: dpkg-buildpackage and lintian; rpmbuild; mandoc and man-db for the
+# manuals (manpages-dev: the syslog(3) they refer to); systemd for the unit
+# checks, its pkg-config paths and the .deb's sysusers; procps (pgrep);
+# debootstrap, its keyring and systemd-nspawn for the boot test.
+deb_packages="debhelper dpkg-dev fakeroot lintian mandoc man-db manpages-dev rpm systemd procps debootstrap debian-archive-keyring systemd-container"
 rpm_build="gcc make pkgconf-pkg-config libconfig-devel libcmocka-devel"
-rpm_packages="rpm-build mandoc"
+rpm_packages="rpm-build systemd-rpm-macros mandoc"
 
 if command -v dpkg-query >/dev/null 2>&1; then
 	want=""

@@ -23,8 +23,11 @@ rpm_() {
 say "== $(basename "$RPM")"
 check_eq "the rpm's version is the VERSION file's" "$EM_VERSION" "$(rpm -qp --qf '%{VERSION}' "$RPM")"
 
-# The file list, without the build-id links rpmbuild adds everywhere.
-rpm -qlp "$RPM" | grep -v '^/usr/lib/\.build-id' | sed 's/\.gz$//' >"$TMP/files"
+# The file list, without the build-id links rpmbuild adds everywhere, and
+# with Fedora's names for what depends on the distribution's rpm macros:
+# compressed manuals, an unversioned documentation directory.
+rpm -qlp "$RPM" | grep -v '^/usr/lib/\.build-id' |
+	sed 's/\.gz$//; s|^/usr/share/doc/echomaster-[0-9.]*|/usr/share/doc/echomaster|' >"$TMP/files"
 cat >"$TMP/expected" <<'EOF'
 /etc/echomaster
 /etc/echomaster/echomaster.conf
@@ -33,6 +36,7 @@ cat >"$TMP/expected" <<'EOF'
 /usr/lib/sysusers.d/echomaster.conf
 /usr/lib/tmpfiles.d/echomaster.conf
 /usr/sbin/echomaster
+/usr/share/doc/echomaster
 /usr/share/doc/echomaster/README.md
 /usr/share/man/man5/echomaster.conf.5
 /usr/share/man/man8/echomaster.8
