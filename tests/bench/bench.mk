@@ -4,6 +4,7 @@
 #                         the table: echomaster against the reference server
 #   make bench-tools      only build echobench and refserver
 #   make bench-callgrind  instructions per echoed request under callgrind
+#   make bench-syscalls   system calls per echoed request under strace -c -f
 #
 # Knobs (environment or make variables): BENCH_PASSES (5), BENCH_DURATION
 # (seconds per measurement, 2), BENCH_PIN (auto = pin pingpong-1 only, 1 =
@@ -17,7 +18,7 @@ BENCH_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 ECHOBENCH_SRCS := tests/bench/echobench.c tests/bench/eb_tcp.c \
 	tests/bench/eb_udp.c tests/bench/eb_util.c
 
-.PHONY: bench bench-tools bench-callgrind
+.PHONY: bench bench-tools bench-callgrind bench-syscalls
 
 bench-tools: $(BENCH_DIR)/echobench $(BENCH_DIR)/refserver
 
@@ -36,3 +37,6 @@ bench: bench-tools $(BUILD)/echomaster
 
 bench-callgrind: bench-tools $(BUILD)/echomaster
 	$(Q)BUILD=$(BUILD) tests/bench/callgrind.sh
+
+bench-syscalls: bench-tools $(BUILD)/echomaster
+	$(Q)BUILD=$(BUILD) tests/bench/syscalls.sh

@@ -4,7 +4,9 @@
 # In:  BUILD, and optionally ECHOMASTER (the daemon binary), SERVER_PREFIX
 #      (an array put before the server command: taskset, valgrind...),
 #      MAXCONN (echomaster's limits.max_connections).
-# Out: SERVER_PID after bench_start.
+#      SERVER_TRACER=1 when SERVER_PREFIX is a tracer that forks the server
+#      (strace): the server is then its child, and is the one signalled.
+# Out: SERVER_PID (what was started) and SERVER_MAIN (the server's master).
 
 BUILD=${BUILD:-build}
 BENCH_OUT=$BUILD/bench
@@ -14,6 +16,7 @@ EM=${ECHOMASTER:-$BUILD/echomaster}
 MAXCONN=${MAXCONN:-10000}
 SERVER_PREFIX=(${SERVER_PREFIX[@]+"${SERVER_PREFIX[@]}"})
 SERVER_PID=
+SERVER_MAIN=
 
 bench_children() {
 	cat /proc/"$1"/task/*/children 2>/dev/null | wc -w
@@ -40,14 +43,18 @@ bench_start() {
 		    -n "$want" 2>>"$log" &
 	fi
 	SERVER_PID=$!
+	SERVER_MAIN=$SERVER_PID
 	if ! "$EB" --wait 30 -p "$port"; then
 		echo "bench: $kind did not echo on port $port; see $log" >&2
 		bench_stop
 		return 1
 	fi
+	if [ "${SERVER_TRACER:-0}" = 1 ]; then
+		SERVER_MAIN=$(cat /proc/"$SERVER_PID"/task/*/children | awk '{ print $1 }')
+	fi
 	# Every worker up, not only the first one.
 	for ((i = 0; i < 300; i++)); do
-		[ "$(bench_children "$SERVER_PID")" -ge "$want" ] && break
+		[ "$(bench_children "$SERVER_MAIN")" -ge "$want" ] && break
 		sleep 0.05
 	done
 	sleep 0.2
@@ -57,14 +64,17 @@ bench_stop() {
 	local i
 
 	[ -n "$SERVER_PID" ] || return 0
-	kill -TERM "$SERVER_PID" 2>/dev/null
+	kill -TERM "$SERVER_MAIN" 2>/dev/null
 	for ((i = 0; i < 100; i++)); do
 		kill -0 "$SERVER_PID" 2>/dev/null || break
 		sleep 0.05
 	done
 	kill -KILL "$SERVER_PID" 2>/dev/null
 	wait "$SERVER_PID" 2>/dev/null
+	[ "$SERVER_MAIN" != "$SERVER_PID" ] && kill -KILL "$SERVER_MAIN" 2>/dev/null
 	SERVER_PID=
+	SERVER_MAIN=
+SERVER_MAIN=
 }
 
 bench_machine() {

@@ -79,7 +79,7 @@ run_one() {
 		echo "row=$row pass=$pass server=$srv rc=99" >>"$RAW"
 		return 1
 	fi
-	[ "$row" = idle ] && args="$args -P $SERVER_PID"
+	[ "$row" = idle ] && args="$args -P $SERVER_MAIN"
 	# shellcheck disable=SC2086
 	out=$(${CLIENT_PREFIX[@]+"${CLIENT_PREFIX[@]}"} "$EB" $args -p "$port" \
 	    -d "$DUR" -t "$THREADS" 2>"$BENCH_OUT/echobench.err")
