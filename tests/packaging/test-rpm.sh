@@ -27,7 +27,7 @@ check_eq "the rpm's version is the VERSION file's" "$EM_VERSION" "$(rpm -qp --qf
 # with Fedora's names for what depends on the distribution's rpm macros:
 # compressed manuals, an unversioned documentation directory.
 rpm -qlp "$RPM" | grep -v '^/usr/lib/\.build-id' |
-	sed 's/\.gz$//; s|^/usr/share/doc/echomaster-[0-9.]*|/usr/share/doc/echomaster|' >"$TMP/files"
+	sed 's/\.gz$//; s|^/usr/share/doc/echomaster-[0-9.]*|/usr/share/doc/echomaster|; s|^/usr/share/licenses/echomaster-[0-9.]*|/usr/share/licenses/echomaster|' >"$TMP/files"
 cat >"$TMP/expected" <<'EOF'
 /etc/echomaster
 /etc/echomaster/echomaster.conf
@@ -38,6 +38,8 @@ cat >"$TMP/expected" <<'EOF'
 /usr/sbin/echomaster
 /usr/share/doc/echomaster
 /usr/share/doc/echomaster/README.md
+/usr/share/licenses/echomaster
+/usr/share/licenses/echomaster/LICENSE
 /usr/share/man/man5/echomaster.conf.5
 /usr/share/man/man8/echomaster.8
 EOF
