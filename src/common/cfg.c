@@ -529,37 +529,35 @@ libconfig_error(struct parse *p, const config_t *lc)
 		    config_error_text(lc));
 }
 
-struct cfg *
-cfg_load(const char *path, char err[CFG_ERR_LEN])
-{
-	struct parse p = { .name = path, .err = err };
-	struct cfg *cfg = NULL;
-	config_t lc;
-
-	config_init(&lc);
-	errno = 0;
-	if (config_read_file(&lc, path) == CONFIG_FALSE)
-		libconfig_error(&p, &lc);
-	else
-		cfg = cfg_build(&p, &lc, path);
-	config_destroy(&lc);
-	return cfg;
-}
-
-struct cfg *
-cfg_load_string(const char *name, const char *text, char err[CFG_ERR_LEN])
+/* Reads with libconfig's file or string reader (same signature), then builds. */
+static struct cfg *
+cfg_parse(const char *name, int (*reader)(config_t *, const char *), const char *source,
+    char err[CFG_ERR_LEN])
 {
 	struct parse p = { .name = name, .err = err };
 	struct cfg *cfg = NULL;
 	config_t lc;
 
 	config_init(&lc);
-	if (config_read_string(&lc, text) == CONFIG_FALSE)
+	errno = 0;
+	if (reader(&lc, source) == CONFIG_FALSE)
 		libconfig_error(&p, &lc);
 	else
 		cfg = cfg_build(&p, &lc, name);
 	config_destroy(&lc);
 	return cfg;
+}
+
+struct cfg *
+cfg_load(const char *path, char err[CFG_ERR_LEN])
+{
+	return cfg_parse(path, config_read_file, path, err);
+}
+
+struct cfg *
+cfg_load_string(const char *name, const char *text, char err[CFG_ERR_LEN])
+{
+	return cfg_parse(name, config_read_string, text, err);
 }
 
 void
