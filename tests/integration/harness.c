@@ -145,14 +145,40 @@ rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
 	return remove(path);
 }
 
+/* Sanitizer reports and crashed workers fail the test even when the
+ * client saw nothing wrong: a respawn would otherwise hide them. */
+static int
+log_check_crashes(struct env *e)
+{
+	static const char *const bad[] = { "AddressSanitizer",
+	    "LeakSanitizer", "runtime error:", "(SIGSEGV)", "(SIGABRT)",
+	    "(SIGBUS)", "(SIGFPE)", "(SIGILL)" };
+	char *line;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		if ((line = env_log_line(e, bad[i])) == NULL)
+			continue;
+		print_error("daemon log reports a crash: %s\n", line);
+		free(line);
+		rc = -1;
+	}
+	if (rc == -1)
+		env_dump_log(e);
+	return rc;
+}
+
 int
 env_teardown(void **state)
 {
 	struct env *e = *state;
 	const char *keep = getenv("EM_KEEP");
+	int rc;
 
 	if (e == NULL)
 		return 0;
+	rc = log_check_crashes(e);
 	env_kill(e);
 	known_kill(e);
 	if (e->helper > 0) {
@@ -165,7 +191,7 @@ env_teardown(void **state)
 		nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(e);
 	*state = NULL;
-	return 0;
+	return rc;
 }
 
 /* ---- ports --------------------------------------------------------------- */

@@ -82,7 +82,9 @@ struct env {
 };
 
 /* cmocka fixtures: create the env (taking *state as env->arg), and destroy
- * it: kill and reap the daemon's process group, remove the directory. */
+ * it: kill and reap the daemon's process group, remove the directory.
+ * Teardown fails the test if the daemon's log reports a sanitizer error or
+ * a worker that crashed (SIGSEGV, SIGABRT, ...). */
 int	 env_setup(void **state);
 int	 env_teardown(void **state);
 
