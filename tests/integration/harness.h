@@ -75,6 +75,7 @@ struct env {
 	int		 status;		/* its wait status once reaped */
 	const void	*arg;			/* cmocka prestate, for table tests */
 	pid_t		 helper;		/* a non-daemon child a test made */
+	bool		 crashes_expected;	/* skip teardown's crash check */
 	char		 files[4][PATH_MAX];	/* env_file()'s ring of results */
 	unsigned	 nfiles;
 	struct em_known_pid known[EM_MAX_KNOWN];
