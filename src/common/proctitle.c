@@ -10,6 +10,7 @@ extern char **environ;
 static struct {
 	char *area;          /* the memory the kernel shows as our command line */
 	size_t len;
+	char **env;          /* our copy of environ, kept for the process's life */
 	char cmdline[1024];  /* the original one, for the master's title */
 } pt;
 
@@ -50,7 +51,7 @@ proctitle_init(int argc, char **argv)
 			end = environ[nenv] + strlen(environ[nenv]) + 1;
 	if ((env = strings_copy(environ, nenv)) == NULL)
 		return -1;
-	environ = env;
+	environ = pt.env = env;
 	pt.area = argv[0];
 	pt.len = (size_t)(end - argv[0]);
 	for (int i = 0; i < argc; i++)
