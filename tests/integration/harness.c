@@ -371,6 +371,7 @@ conf_init(struct em_conf *c, int workers)
 {
 	memset(c, 0, sizeof(*c));
 	c->workers = workers;
+	c->idle_timeout = -1;
 	/* Longer than any test waits for a drain, so a drain that only ends
 	 * because the timeout expired is noticed as too slow. */
 	c->shutdown_timeout = 20;
@@ -413,10 +414,14 @@ conf_render(const struct env *e, const struct em_conf *c, char *buf,
 	    "daemon = false;\n"
 	    "pid_file = \"%s\";\n"
 	    "shutdown_timeout = %d;\n"
-	    "log = { level = \"info\"; stderr = true; };\n"
-	    "listen = (\n",
+	    "log = { level = \"info\"; stderr = true; };\n",
 	    workers, c->no_pid_file ? "" : e->pid_path,
 	    c->shutdown_timeout);
+	if (c->idle_timeout >= 0 && n < cap)
+		n += (size_t)snprintf(buf + n, cap - n,
+		    "limits = { idle_timeout = %d; };\n", c->idle_timeout);
+	if (n < cap)
+		n += (size_t)snprintf(buf + n, cap - n, "listen = (\n");
 	for (i = 0; i < c->nlisten && n < cap; i++) {
 		const struct em_listener *l = &c->listen[i];
 
@@ -1017,20 +1022,43 @@ fd_wait(int fd, short events, int64_t deadline)
 	return r;
 }
 
-int
-tcp_connect(int port, int timeout_ms)
+/* A numeric IPv4 or IPv6 address and port into ss; its length, or 0. */
+static socklen_t
+sockaddr_fill(struct sockaddr_storage *ss, const char *ip, int port)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET };
-	int64_t deadline = now_ms() + timeout_ms;
-	int fd, err = 0;
-	socklen_t len = sizeof(err);
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
 
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, ip, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		return sizeof(*sin);
+	}
+	if (inet_pton(AF_INET6, ip, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		return sizeof(*sin6);
+	}
+	return 0;
+}
+
+int
+tcp_connect_to(const char *ip, int port, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sockaddr_fill(&ss, ip, port);
+	socklen_t len = sizeof(int);
+	int fd, err = 0;
+
+	if (sslen == 0)
+		fail_msg("not a numeric address: %s", ip);
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
 	if (fd == -1)
 		return -1;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0)
+	if (connect(fd, (struct sockaddr *)&ss, sslen) == 0)
 		return fd;
 	if (errno != EINPROGRESS)
 		goto fail;
@@ -1048,6 +1076,12 @@ fail:
 	close(fd);
 	errno = err;
 	return -1;
+}
+
+int
+tcp_connect(int port, int timeout_ms)
+{
+	return tcp_connect_to("127.0.0.1", port, timeout_ms);
 }
 
 void
@@ -1192,22 +1226,23 @@ tcp_roundtrip(int port, const void *msg, size_t len, const void *expect)
 /* ---- UDP ----------------------------------------------------------------- */
 
 ssize_t
-udp_exchange(int port, const void *msg, size_t len, void *reply, size_t cap,
-    int timeout_ms)
+udp_exchange_to(const char *ip, int port, const void *msg, size_t len,
+    void *reply, size_t cap, int timeout_ms)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET };
 	int64_t deadline = now_ms() + timeout_ms, attempt_end;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sockaddr_fill(&ss, ip, port);
 	ssize_t n = -1;
 	int fd;
 
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (sslen == 0)
+		fail_msg("not a numeric address: %s", ip);
+	fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		return -1;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	/* Connected: only the server's replies arrive, and a closed port
 	 * reports ECONNREFUSED instead of a silent timeout. */
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1)
+	if (connect(fd, (struct sockaddr *)&ss, sslen) == -1)
 		goto out;
 	while (now_ms() < deadline) {
 		if (send(fd, msg, len, 0) != (ssize_t)len)
@@ -1223,8 +1258,23 @@ udp_exchange(int port, const void *msg, size_t len, void *reply, size_t cap,
 	}
 	errno = ETIMEDOUT;
 out:
+	if (n == -1) {
+		int err = errno;
+
+		close(fd);
+		errno = err;
+		return -1;
+	}
 	close(fd);
 	return n;
+}
+
+ssize_t
+udp_exchange(int port, const void *msg, size_t len, void *reply, size_t cap,
+    int timeout_ms)
+{
+	return udp_exchange_to("127.0.0.1", port, msg, len, reply, cap,
+	    timeout_ms);
 }
 
 void

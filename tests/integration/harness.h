@@ -50,6 +50,7 @@ struct em_listener {
 struct em_conf {
 	int			 workers;
 	int			 shutdown_timeout;
+	int			 idle_timeout;	/* -1: not written */
 	bool			 no_pid_file;
 	size_t			 nlisten;
 	struct em_listener	 listen[EM_MAX_LISTENERS];
@@ -111,7 +112,8 @@ void	 conf_listen(struct em_conf *c, const char *proto, int port,
 void	 conf_listen_pair(struct em_conf *c, int port, const char *mode);
 /* The rendered config text (malloc'd), one setting per line: line 1 a
  * comment, 2 workers, 3 daemon, 4 pid_file, 5 shutdown_timeout, 6 log,
- * 7 "listen = (", then one listener per line. Workers <= 0 renders "auto". */
+ * 7 "listen = (" (8 when idle_timeout is set: limits comes first), then
+ * one listener per line. Workers <= 0 renders "auto". */
 char	*env_conf_text(const struct env *e, const struct em_conf *c);
 /* Writes env->conf_path atomically (temp file + rename), so a reload never
  * reads half a file. */
@@ -190,6 +192,8 @@ pid_t	 env_spawn_helper(struct env *e);
  * timeout. tcp_connect returns the fd, or -1 with errno set (ECONNREFUSED
  * when nothing listens, ETIMEDOUT when the deadline passes). */
 int	 tcp_connect(int port, int timeout_ms);
+/* The same to a numeric IPv4 or IPv6 address, e.g. "::1". */
+int	 tcp_connect_to(const char *ip, int port, int timeout_ms);
 /* Waits until a connect to port succeeds. Fails the test. */
 void	 tcp_wait_listening(int port, int timeout_ms);
 /* Waits until a connect to port is refused. Fails the test. */
@@ -211,6 +215,8 @@ void	 tcp_roundtrip(int port, const void *msg, size_t len,
  * drop. Returns the reply length, or -1. */
 ssize_t	 udp_exchange(int port, const void *msg, size_t len, void *reply,
 	    size_t cap, int timeout_ms);
+ssize_t	 udp_exchange_to(const char *ip, int port, const void *msg,
+	    size_t len, void *reply, size_t cap, int timeout_ms);
 
 /* Waits until a datagram to port draws ECONNREFUSED. Fails the test. */
 void	 udp_wait_refused(int port, int timeout_ms);

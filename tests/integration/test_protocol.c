@@ -363,6 +363,142 @@ test_never_reading_client_is_bounded(void **state)
 	free(in);
 }
 
+/* "*" and "::" on one port at once: possible only because the IPv6
+ * socket is IPV6_V6ONLY, and each family is served. */
+static void
+test_any_ipv4_and_any_ipv6_same_port(void **state)
+{
+	struct env *e = *state;
+	const char *msg = "dual stack";
+	char reply[32];
+	struct em_conf c;
+	size_t i;
+	int fd, port = port_pick();
+
+	conf_init(&c, PROTO_WORKERS);
+	conf_listen_pair(&c, port, "upper");
+	conf_listen_pair(&c, port, "upper");
+	c.listen[0].address = c.listen[1].address = "*";
+	c.listen[2].address = c.listen[3].address = "::";
+	env_write_conf(e, &c);
+	env_start_ready(e, PROTO_WORKERS, port);
+	tcp_roundtrip(port, msg, strlen(msg), "DUAL STACK");
+	fd = tcp_connect_to("::1", port, EM_DEADLINE_MS);
+	if (fd == -1)
+		fail_msg("connect [::1]:%d: %s", port, strerror(errno));
+	assert_int_equal(tcp_send_all(fd, msg, strlen(msg), EM_DEADLINE_MS),
+	    0);
+	assert_int_equal(tcp_read_exact(fd, reply, strlen(msg),
+	    EM_DEADLINE_MS), strlen(msg));
+	assert_memory_equal(reply, "DUAL STACK", strlen(msg));
+	close(fd);
+	for (i = 0; i < 2; i++) {
+		const char *ip = i == 0 ? "127.0.0.1" : "::1";
+
+		if (udp_exchange_to(ip, port, msg, strlen(msg), reply,
+		    sizeof(reply), EM_DEADLINE_MS) != (ssize_t)strlen(msg))
+			fail_msg("UDP %s port %d: %s", ip, port,
+			    strerror(errno));
+		assert_memory_equal(reply, "DUAL STACK", strlen(msg));
+	}
+}
+
+/* "::" alone does not take IPv4 traffic (IPV6_V6ONLY). */
+static void
+test_any_ipv6_is_v6_only(void **state)
+{
+	struct env *e = *state;
+	struct em_conf c;
+	int fd, port = port_pick();
+
+	conf_init(&c, PROTO_WORKERS);
+	conf_listen(&c, "tcp", port, "upper");
+	c.listen[0].address = "::";
+	env_write_conf(e, &c);
+	env_start(e);
+	env_wait_log(e, "ready: 2 workers, generation 1", EM_DEADLINE_MS);
+	fd = tcp_connect_to("::1", port, EM_DEADLINE_MS);
+	if (fd == -1)
+		fail_msg("connect [::1]:%d: %s", port, strerror(errno));
+	close(fd);
+	fd = tcp_connect(port, EM_DEADLINE_MS);
+	if (fd != -1) {
+		close(fd);
+		fail_msg("127.0.0.1:%d accepted, but only \"::\" is "
+		    "configured", port);
+	}
+	assert_int_equal(errno, ECONNREFUSED);
+}
+
+/* Talks for longer than idle_timeout, in gaps shorter than it, and is
+ * never cut; then goes quiet and is closed by the server. */
+static void
+test_idle_timeout(void **state)
+{
+	struct env *e = *state;
+	struct em_conf c;
+	int64_t until, quiet;
+	char got[2];
+	int fd, port = port_pick();
+
+	conf_init(&c, PROTO_WORKERS);
+	c.idle_timeout = 2;
+	conf_listen_pair(&c, port, "upper");
+	env_write_conf(e, &c);
+	env_start_ready(e, PROTO_WORKERS, port);
+	fd = tcp_connect(port, EM_DEADLINE_MS);
+	assert_true(fd >= 0);
+	for (until = now_ms() + 4500; now_ms() < until; nap_ms(250)) {
+		assert_int_equal(tcp_send_all(fd, "k", 1, EM_DEADLINE_MS), 0);
+		if (tcp_read_exact(fd, got, 1, EM_DEADLINE_MS) != 1)
+			fail_msg("an active connection was closed: %s",
+			    strerror(errno));
+		assert_int_equal(got[0], 'K');
+	}
+	quiet = now_ms();
+	if (tcp_wait_eof(fd, EM_DEADLINE_MS) == -1)
+		fail_msg("idle connection not closed (idle_timeout = 2): %s",
+		    strerror(errno));
+	print_message("idle connection closed after %lld ms\n",
+	    (long long)(now_ms() - quiet));
+	assert_true(now_ms() - quiet >= 1000);
+	close(fd);
+}
+
+/* idle_timeout = 1 is in range (0..86400): a connection quiet for a tenth
+ * of a second is not idle for a second and must not be closed. Two
+ * connections take turns every 50 ms, so whenever the worker wakes up for
+ * one, the other has been quiet for about 50 ms. */
+static void
+test_idle_timeout_one_second_spares_busy_connections(void **state)
+{
+	struct env *e = *state;
+	struct em_conf c;
+	int64_t until;
+	char got[2];
+	int fd[2], port = port_pick(), turn = 0;
+
+	conf_init(&c, 1);
+	c.idle_timeout = 1;
+	conf_listen_pair(&c, port, "upper");
+	env_write_conf(e, &c);
+	env_start_ready(e, 1, port);
+	fd[0] = tcp_connect(port, EM_DEADLINE_MS);
+	fd[1] = tcp_connect(port, EM_DEADLINE_MS);
+	assert_true(fd[0] >= 0 && fd[1] >= 0);
+	for (until = now_ms() + 5000; now_ms() < until; nap_ms(50), turn++) {
+		int *f = &fd[turn % 2];
+
+		if (tcp_send_all(*f, "k", 1, EM_DEADLINE_MS) == -1 ||
+		    tcp_read_exact(*f, got, 1, EM_DEADLINE_MS) != 1)
+			fail_msg("connection %d closed at turn %d though it "
+			    "talks every 100 ms (idle_timeout = 1)", turn % 2,
+			    turn);
+	}
+	close(fd[0]);
+	close(fd[1]);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
 
 int
@@ -382,6 +518,10 @@ main(void)
 		T(test_half_close_small),
 		T(test_half_close_large),
 		T(test_never_reading_client_is_bounded),
+		T(test_any_ipv4_and_any_ipv6_same_port),
+		T(test_any_ipv6_is_v6_only),
+		T(test_idle_timeout),
+		T(test_idle_timeout_one_second_spares_busy_connections),
 	};
 
 	return cmocka_run_group_tests_name("protocol", tests, NULL, NULL);
