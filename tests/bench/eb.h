@@ -54,6 +54,9 @@ struct eb_opts {
 	pid_t		 server_pid;	/* idle: whose RSS to sum */
 	double		 udp_timeout;	/* seconds before a datagram is lost */
 	int		 linger0;	/* churn: close with RST, no TIME_WAIT */
+	int		 procs;		/* idle: processes (descriptor limit) */
+	int		 base;		/* number of this process's first connection */
+	int		 sync_r, sync_w;	/* idle child: pipes from and to the parent */
 };
 
 /* What each thread gets. */

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "eb.h"
@@ -68,7 +70,9 @@ eb_usage(int status)
 "  -P, --pid PID           idle: server (master) pid, to sum RSS\n"
 "  -H, --hold SECS         idle: seconds to hold the connections (2)\n"
 "  -T, --udp-timeout SECS  udp: a datagram is lost after this (0.2)\n"
-"  -L, --linger0           churn: close with RST (no TIME_WAIT left)\n");
+"  -L, --linger0           churn: close with RST (no TIME_WAIT left)\n"
+"  -x, --procs N           idle: client processes (default: as many as the\n"
+"                          descriptor limit needs)\n");
 	exit(status);
 }
 
@@ -117,6 +121,7 @@ eb_parse(int argc, char *argv[], struct eb_opts *o)
 		{ "hold", 1, NULL, 'H' }, { "udp-timeout", 1, NULL, 'T' },
 		{ "linger0", 0, NULL, 'L' }, { "free-port", 0, NULL, 'f' },
 		{ "wait", 1, NULL, 'r' }, { "help", 0, NULL, 'h' },
+		{ "procs", 1, NULL, 'x' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const struct eb_workload *w = NULL;
@@ -128,7 +133,7 @@ eb_parse(int argc, char *argv[], struct eb_opts *o)
 	*o = (struct eb_opts){ .conns = 100, .duration = 5, .warmup = 0.5,
 	    .threads = 1, .upper = 1, .nsrc = 1, .hold = 2,
 	    .udp_timeout = 0.2 };
-	while ((c = getopt_long(argc, argv, "w:a:p:c:m:d:W:n:t:M:s:P:H:T:Lh",
+	while ((c = getopt_long(argc, argv, "w:a:p:c:m:d:W:n:t:M:s:P:H:T:Lx:h",
 	    longopts, NULL)) != -1) {
 		switch (c) {
 		case 'w':
@@ -152,6 +157,7 @@ eb_parse(int argc, char *argv[], struct eb_opts *o)
 		case 'H': o->hold = eb_secs(optarg); break;
 		case 'T': o->udp_timeout = eb_secs(optarg); break;
 		case 'L': o->linger0 = 1; break;
+		case 'x': o->procs = (int)eb_num(optarg, 1, 256); break;
 		case 'M':
 			if (strcmp(optarg, "upper") && strcmp(optarg, "echo"))
 				eb_usage(2);
@@ -184,13 +190,117 @@ eb_parse(int argc, char *argv[], struct eb_opts *o)
 	return w;
 }
 
+/* Idle: hold the connections, then read the server's memory. */
+static void
+eb_idle_hold(const struct eb_opts *o, struct eb_result *r)
+{
+	eb_sleep(o->hold);
+	if (o->server_pid)
+		r->rss_held = eb_server_rss_kib(o->server_pid);
+}
+
+/* Idle child: tell the parent all is open, wait until it has measured. */
+static void
+eb_child_sync(const struct eb_opts *o)
+{
+	char c = 'A';
+
+	if (write(o->sync_w, &c, 1) != 1 || read(o->sync_r, &c, 1) != 1)
+		_exit(3);
+}
+
+static int
+eb_read_full(int fd, void *buf, size_t len)
+{
+	for (size_t got = 0; got < len;) {
+		ssize_t n = read(fd, (char *)buf + got, len - got);
+
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+static void eb_run(const struct eb_workload *, const struct eb_opts *,
+    struct eb_result *);
+
+/*
+ * Idle beyond one process's descriptor limit: each of o->procs children holds
+ * a slice of the connections with its own threads; the parent waits until
+ * all have opened theirs and echoed once, holds, reads the server's memory,
+ * lets them prove every connection again, and adds up their counts.
+ */
+static void
+eb_run_procs(const struct eb_workload *w, const struct eb_opts *o,
+    struct eb_result *r)
+{
+	int up[256][2], down[256][2], base = 0;
+	pid_t pid[256];
+	uint64_t t0 = eb_now();
+
+	if (o->server_pid)
+		r->rss_base = eb_server_rss_kib(o->server_pid);
+	for (int i = 0; i < o->procs; i++) {
+		struct eb_opts co = *o;
+
+		co.conns = o->conns / o->procs + (i < o->conns % o->procs);
+		co.base = base;
+		base += co.conns;
+		if (pipe(up[i]) == -1 || pipe(down[i]) == -1 ||
+		    (pid[i] = fork()) == -1) {
+			perror("echobench: pipe/fork");
+			exit(2);
+		}
+		if (pid[i] == 0) {
+			struct eb_result cr;
+
+			memset(&cr, 0, sizeof(cr));
+			co.procs = 1;
+			co.server_pid = 0;
+			co.sync_r = down[i][0];
+			co.sync_w = up[i][1];
+			co.threads = co.threads > co.conns ? co.conns : co.threads;
+			if (eb_nofile((size_t)co.conns + 1024) == -1)
+				fprintf(stderr, "echobench: child: cannot raise "
+				    "RLIMIT_NOFILE to %d\n", co.conns + 1024);
+			eb_run(w, &co, &cr);
+			cr.st.errors += (uint64_t)cr.failed;
+			if (write(co.sync_w, &cr.st, sizeof(cr.st)) !=
+			    (ssize_t)sizeof(cr.st))
+				_exit(3);
+			_exit(0);
+		}
+		close(up[i][1]);
+		close(down[i][0]);
+	}
+	for (int i = 0; i < o->procs; i++) {
+		char c;
+
+		if (read(up[i][0], &c, 1) != 1)
+			r->failed = 1;
+	}
+	r->secs = (double)(eb_now() - t0) / 1e9;
+	eb_idle_hold(o, r);
+	for (int i = 0; i < o->procs; i++) {
+		struct eb_stats st;
+
+		if (write(down[i][1], "B", 1) != 1 ||
+		    eb_read_full(up[i][0], &st, sizeof(st)) == -1)
+			r->failed = 1;
+		else
+			eb_stats_merge(&r->st, &st);
+		waitpid(pid[i], NULL, 0);
+	}
+}
+
 /* Runs the threads; fills r with their merged counts and the timing. */
 static void
 eb_run(const struct eb_workload *w, const struct eb_opts *o,
     struct eb_result *r)
 {
 	struct eb_thread *t = calloc((size_t)o->threads, sizeof(*t));
-	int idle = w->run == eb_idle, first = 0;
+	int idle = w->run == eb_idle, first = o->base;
 	uint64_t t0, t1 = 0;
 
 	if (t == NULL || (idle && pthread_barrier_init(&eb_barrier, NULL,
@@ -217,9 +327,10 @@ eb_run(const struct eb_workload *w, const struct eb_opts *o,
 	if (idle) {
 		pthread_barrier_wait(&eb_barrier);	/* open, echoed once */
 		t1 = eb_now();
-		eb_sleep(o->hold);
-		if (o->server_pid)
-			r->rss_held = eb_server_rss_kib(o->server_pid);
+		if (o->sync_w > 0)
+			eb_child_sync(o);
+		else
+			eb_idle_hold(o, r);
 		pthread_barrier_wait(&eb_barrier);
 		pthread_barrier_wait(&eb_barrier);	/* echoed again */
 	} else if (!o->count) {
@@ -287,6 +398,27 @@ eb_report(const struct eb_opts *o, const struct eb_result *r)
 	    (unsigned long long)s->mismatches, (unsigned long long)s->errors);
 }
 
+/*
+ * Processes the idle workload needs: a process may not hold more descriptors
+ * than the hard RLIMIT_NOFILE, and raising that takes CAP_SYS_RESOURCE.
+ */
+static int
+eb_procs_needed(int conns)
+{
+	struct rlimit rl;
+	long per;
+
+	eb_nofile((size_t)conns + 1024);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 ||
+	    rl.rlim_cur >= (rlim_t)conns + 1024)
+		return 1;
+	per = (long)rl.rlim_cur - 1024;
+	if (per < 1000)
+		per = 1000;
+	return (int)((conns + per - 1) / per) > 256 ? 256 :
+	    (int)((conns + per - 1) / per);
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -297,12 +429,17 @@ main(int argc, char *argv[])
 
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (eb_nofile((size_t)o.conns + 1024) == -1)
+	if (w->run == eb_idle && o.procs == 0)
+		o.procs = eb_procs_needed(o.conns);
+	if (o.procs <= 1 && eb_nofile((size_t)o.conns + 1024) == -1)
 		fprintf(stderr, "echobench: cannot raise RLIMIT_NOFILE to %d\n",
 		    o.conns + 1024);
 	eb_pattern_init(o.msglen, o.upper);
 	memset(&r, 0, sizeof(r));
-	eb_run(w, &o, &r);
+	if (o.procs > 1)
+		eb_run_procs(w, &o, &r);
+	else
+		eb_run(w, &o, &r);
 	eb_report(&o, &r);
 	bad = r.failed || r.st.mismatches || r.st.errors ||
 	    (w->run == eb_idle && r.st.ops < (uint64_t)o.conns) ||

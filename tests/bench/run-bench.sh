@@ -11,7 +11,9 @@
 # measurement), BENCH_THREADS (1 load generator thread), BENCH_PIN (auto:
 # pin single-connection pingpong only; 1: pin every workload, load generator
 # on CPU 0 and servers on the others; 0: none), BENCH_IDLE (10000 idle
-# connections), BENCH_ONLY (rows to run, e.g. "pingpong-1 udp").
+# connections), BENCH_WORKERS (auto: workers = "auto" and one reference
+# process per CPU; a number for both), BENCH_ONLY (rows to run, e.g.
+# "pingpong-1 udp").
 # Writes $BUILD/bench/results.txt (the table) and raw.txt (every result).
 # Exit status 1 if any measurement failed (a wrong reply byte, an error).
 set -u
@@ -23,14 +25,19 @@ DUR=${BENCH_DURATION:-2}
 THREADS=${BENCH_THREADS:-1}
 PIN=${BENCH_PIN:-auto}
 IDLE=${BENCH_IDLE:-10000}
+WORKERS=${BENCH_WORKERS:-auto}
 ROWS=(${BENCH_ONLY:-pingpong-1 pingpong-100 pingpong-1000 stream udp idle churn})
 RAW=$BENCH_OUT/raw.txt
 RESULTS=$BENCH_OUT/results.txt
 CLIENT_PREFIX=()
 
-# The servers may need more descriptors than the shell's default limit.
+# The servers may need more descriptors than the shell's default limit;
+# raising the hard limit takes CAP_SYS_RESOURCE (echobench itself spreads
+# idle connections over several processes when it cannot).
 MAXCONN=$((IDLE > 10000 ? IDLE : 10000))
-ulimit -Hn $((IDLE * 2 + 4096)) 2>/dev/null
+if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt $((IDLE + 4096)) ]; then
+	ulimit -Hn $((IDLE + 4096)) 2>/dev/null
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
 if [ "$PIN" != 0 ] && [ "$(nproc)" -lt 2 ]; then
@@ -75,7 +82,7 @@ run_one() {
 	args=$(row_args "$row") || { echo "bench: unknown row $row" >&2; return 1; }
 	pin_for "$row"
 	port=$("$EB" --free-port) || return 1
-	if ! bench_start "$srv" "$port"; then
+	if ! bench_start "$srv" "$port" "$WORKERS"; then
 		echo "row=$row pass=$pass server=$srv rc=99" >>"$RAW"
 		return 1
 	fi
@@ -97,7 +104,7 @@ run_one() {
 }
 
 table() {
-	awk -v passes="$PASSES" '
+	awk '
 	function median(a, n,    i, j, t) {
 		for (i = 2; i <= n; i++)
 			for (j = i; j > 1 && a[j - 1] > a[j]; j--) {
@@ -128,6 +135,7 @@ table() {
 			f[kv[1]] = kv[2]
 		}
 		r = f["row"]
+		if (f["pass"] > passes) passes = f["pass"]
 		if (!(r in seen)) { seen[r] = 1; order[++nrows] = r }
 		if (f["rc"] != 0) { failed[r]++; next }
 		ok[r, f["server"], f["pass"]] = 1
@@ -168,6 +176,13 @@ table() {
 	}' "$RAW"
 }
 
+# run-bench.sh --table RAWFILE: only print the table of an earlier run.
+if [ "${1:-}" = --table ] && [ -f "${2:-}" ]; then
+	RAW=$2
+	table
+	exit
+fi
+
 mkdir -p "$BENCH_OUT"
 : >"$RAW"
 start=$(date +%s)
@@ -186,7 +201,8 @@ done
 {
 	bench_machine
 	echo "settings: passes=$PASSES duration=${DUR}s threads=$THREADS" \
-	    "pin=$PIN idle=$IDLE; ratio = median of per-pass echomaster/reference"
+	    "pin=$PIN idle=$IDLE workers=$WORKERS"
+	echo "ratio = median over the passes of echomaster/reference"
 	echo
 	table
 	echo
