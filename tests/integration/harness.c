@@ -264,6 +264,17 @@ ports_pick(int *ports, size_t n)
 }
 
 int
+port_occupy(int port)
+{
+	int fd = sock_bind_loopback(SOCK_STREAM, port);
+
+	if (fd == -1 || listen(fd, 1) == -1)
+		fail_msg("cannot occupy 127.0.0.1:%d: %s", port,
+		    strerror(errno));
+	return fd;
+}
+
+int
 port_pick(void)
 {
 	int port;
@@ -854,7 +865,8 @@ proc_children(pid_t parent, const char *title, pid_t *pids, size_t max)
 		if (proc_stat(pid, &state, &ppid, &pgrp, &start) == -1 ||
 		    ppid != parent || state == 'Z')
 			continue;
-		if (proc_title(pid, t, sizeof(t)) == -1 || strcmp(t, title))
+		if (title != NULL && (proc_title(pid, t, sizeof(t)) == -1 ||
+		    strcmp(t, title) != 0))
 			continue;
 		if (n < max)
 			pids[n] = pid;

@@ -102,6 +102,9 @@ void	 nap_ms(int ms);
  * tries. */
 int	 port_pick(void);
 void	 ports_pick(int *ports, size_t n);
+/* A listening TCP socket of the test's own on 127.0.0.1:port, to make the
+ * daemon's bind fail. Fails the test. */
+int	 port_occupy(int port);
 
 /* Config rendering. conf_init: workers as given, shutdown_timeout 20,
  * pid_file in the env dir, no listeners; conf_listen appends one. */
@@ -168,8 +171,8 @@ char	*env_log_line(struct env *e, const char *needle);
 /* /proc inspection. proc_title: the cmdline with NULs as spaces and trailing
  * blanks trimmed, the way ps -o args shows it. */
 int	 proc_title(pid_t pid, char *buf, size_t len);
-/* Children of ppid whose title is exactly title, sorted; returns how many
- * (at most max stored). */
+/* Children of ppid whose title is exactly title (any title if NULL),
+ * sorted; returns how many (at most max stored). Zombies are left out. */
 size_t	 proc_children(pid_t ppid, const char *title, pid_t *pids, size_t max);
 /* Alive means: exists, is not a zombie, and has the same start time as when
  * proc_start_time() was read (guards against pid reuse). */

@@ -16,7 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CMD_MS		EM_DEADLINE_MS
+/* A bound, not a wait: -t on an unresolvable name may sit in DNS time-outs
+ * where the resolver is unreachable. */
+#define CMD_MS		(3 * EM_DEADLINE_MS)
 #define MAX_EDITS	4
 
 /*
@@ -269,6 +271,46 @@ test_help_and_usage_errors(void **state)
 	assert_int_equal(run_daemon_cmd(e, extra, CMD_MS, NULL, NULL), 1);
 }
 
+/* Starts the daemon on a port the test holds; returns its exit status. */
+static int
+start_on_taken_port(struct env *e)
+{
+	const char *args[] = { "-F", "-c", e->conf_path, NULL };
+	struct em_conf c;
+	char *err = NULL;
+	int rc, port = port_pick(), held = port_occupy(port);
+
+	conf_init(&c, 2);
+	conf_listen_pair(&c, port, "upper");
+	env_write_conf(e, &c);
+	rc = run_daemon_cmd(e, args, CMD_MS, NULL, &err);
+	print_message("start on a taken port: exit %d, stderr: %s", rc,
+	    err != NULL ? err : "(none)\n");
+	free(err);
+	close(held);
+	return rc;
+}
+
+/* Cannot bind: a runtime failure, exit 2. */
+static void
+test_start_port_in_use_exits_2(void **state)
+{
+	assert_int_equal(start_on_taken_port(*state), 2);
+}
+
+/* The pid file is "removed on exit": that holds for a start that failed
+ * too, or every failed start leaves a stale (empty) file behind. */
+static void
+test_failed_start_leaves_no_pid_file(void **state)
+{
+	struct env *e = *state;
+
+	assert_int_equal(start_on_taken_port(e), 2);
+	if (access(e->pid_path, F_OK) == 0)
+		fail_msg("a start that failed to bind left %s behind",
+		    e->pid_path);
+}
+
 /* ---- -s ------------------------------------------------------------------ */
 
 static const char MSG[] = "signal me\n";
@@ -482,6 +524,8 @@ static const struct CMUnitTest FIXED[] = {
 	T(test_dump_roundtrips),
 	T(test_version),
 	T(test_help_and_usage_errors),
+	T(test_start_port_in_use_exits_2),
+	T(test_failed_start_leaves_no_pid_file),
 	T(test_signal_stop),
 	T(test_signal_quit),
 	T(test_signal_reload),

@@ -18,6 +18,7 @@
 
 #define PROTO_WORKERS	2
 #define MANY_CLIENTS	200
+#define LOTS_CLIENTS	1000
 #define ONE_MIB		(1024 * 1024)
 #define UDP_MAX		65507
 /* Far more than the kernel can hold in the socket buffers of one loopback
@@ -217,28 +218,28 @@ client_message(size_t i, char *buf, size_t len)
 }
 
 /* All connections are open before the first byte is sent, so the daemon
- * holds MANY_CLIENTS connections at once. */
+ * holds n connections at once. */
 static void
-test_many_clients_at_once(void **state)
+clients_at_once(int port, size_t n_clients)
 {
-	struct proto p = proto_start(state);
-	int fds[MANY_CLIENTS];
+	int *fds = calloc(n_clients, sizeof(*fds));
 	char msg[128];
 	uint8_t want[128], got[128];
 	size_t i, len;
 	ssize_t n;
 
-	for (i = 0; i < MANY_CLIENTS; i++) {
-		fds[i] = tcp_connect(p.upper, EM_DEADLINE_MS);
+	assert_non_null(fds);
+	for (i = 0; i < n_clients; i++) {
+		fds[i] = tcp_connect(port, EM_DEADLINE_MS);
 		if (fds[i] == -1)
 			fail_msg("client %zu: connect: %s", i, strerror(errno));
 	}
-	for (i = 0; i < MANY_CLIENTS; i++) {
+	for (i = 0; i < n_clients; i++) {
 		len = client_message(i, msg, sizeof(msg));
 		assert_int_equal(tcp_send_all(fds[i], msg, len,
 		    EM_DEADLINE_MS), 0);
 	}
-	for (i = 0; i < MANY_CLIENTS; i++) {
+	for (i = 0; i < n_clients; i++) {
 		len = client_message(i, msg, sizeof(msg));
 		upper_of(msg, want);
 		n = tcp_read_exact(fds[i], got, len, EM_DEADLINE_MS);
@@ -246,8 +247,25 @@ test_many_clients_at_once(void **state)
 			fail_msg("client %zu: got %zd of %zu bytes", i, n, len);
 		bytes_expect(got, want, len, msg);
 	}
-	for (i = 0; i < MANY_CLIENTS; i++)
+	for (i = 0; i < n_clients; i++)
 		close(fds[i]);
+	free(fds);
+}
+
+static void
+test_many_clients_at_once(void **state)
+{
+	struct proto p = proto_start(state);
+
+	clients_at_once(p.upper, MANY_CLIENTS);
+}
+
+static void
+test_thousand_clients_at_once(void **state)
+{
+	struct proto p = proto_start(state);
+
+	clients_at_once(p.upper, LOTS_CLIENTS);
 }
 
 /* Sending and receiving interleave (the stream pump polls both), or the
@@ -514,6 +532,7 @@ main(void)
 		T(test_binary_bytes_tcp),
 		T(test_binary_bytes_udp),
 		T(test_many_clients_at_once),
+		T(test_thousand_clients_at_once),
 		T(test_one_mib_intact),
 		T(test_half_close_small),
 		T(test_half_close_large),

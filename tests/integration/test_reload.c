@@ -291,6 +291,107 @@ test_reload_refuses_no_connection(void **state)
 	env_wait_workers(e, (size_t)c.workers, NULL, EM_DEADLINE_MS);
 }
 
+/* The new port cannot be bound (the test holds it): the reload fails as a
+ * whole, and the old port and workers go on. */
+static void
+test_reload_bind_failure_keeps_old(void **state)
+{
+	struct env *e = *state;
+	pid_t before[2], after[2];
+	struct em_conf c;
+	int ports[2], held;
+	size_t off;
+
+	ports_pick(ports, 2);
+	start_upper(e, 2, ports[0]);
+	env_wait_workers(e, 2, before, EM_DEADLINE_MS);
+	held = port_occupy(ports[1]);
+	conf_init(&c, 2);
+	conf_listen_pair(&c, ports[1], "upper");
+	env_write_conf(e, &c);
+	off = env_log_size(e);
+	env_signal(e, SIGHUP);
+	env_wait_log_from(e, off, "reload failed: ", EM_DEADLINE_MS);
+	env_wait_workers(e, 2, after, EM_DEADLINE_MS);
+	assert_memory_equal(before, after, sizeof(before));
+	tcp_roundtrip(ports[0], MSG, strlen(MSG), MSG_UP);
+	udp_expect(ports[0], MSG, MSG_UP);
+	close(held);
+}
+
+static void
+wait_children(struct env *e, size_t n)
+{
+	int64_t deadline = now_ms() + EM_DEADLINE_MS;
+	pid_t pids[EM_MAX_WORKERS];
+	size_t got;
+
+	while ((got = proc_children(e->master, NULL, pids,
+	    EM_MAX_WORKERS)) != n) {
+		if (now_ms() >= deadline) {
+			env_dump_log(e);
+			fail_msg("master has %zu children, want %zu", got, n);
+		}
+		nap_ms(20);
+	}
+}
+
+/* HUPs faster than reloads complete: the daemon ends up on the last config
+ * with exactly its workers, none left over from the reloads in between. */
+static void
+test_reload_storm_settles(void **state)
+{
+	struct env *e = *state;
+	struct em_conf c;
+	int i, port = port_pick();
+
+	start_upper(e, 2, port);
+	conf_init(&c, 3);
+	conf_listen_pair(&c, port, "echo");
+	env_write_conf(e, &c);
+	for (i = 0; i < 5; i++)
+		env_signal(e, SIGHUP);
+	env_wait_log(e, "reload ok: generation 2, 3 workers", EM_DEADLINE_MS);
+	env_wait_workers(e, 3, NULL, EM_DEADLINE_MS);
+	wait_children(e, 3);
+	tcp_roundtrip(port, MSG, strlen(MSG), MSG);
+	assert_false(env_exited(e));
+}
+
+/* An old worker holding a connection that never ends stops waiting after
+ * shutdown_timeout: the client sees EOF and the worker is gone. */
+static void
+test_reload_drain_bounded_by_shutdown_timeout(void **state)
+{
+	struct env *e = *state;
+	struct em_conf c;
+	char got[sizeof(MSG)];
+	int64_t t0;
+	int fd, port = port_pick();
+
+	conf_init(&c, 2);
+	c.shutdown_timeout = 2;
+	conf_listen_pair(&c, port, "upper");
+	env_write_conf(e, &c);
+	env_start_ready(e, 2, port);
+	fd = tcp_connect(port, EM_DEADLINE_MS);
+	assert_true(fd >= 0);
+	assert_int_equal(tcp_send_all(fd, MSG, strlen(MSG), EM_DEADLINE_MS),
+	    0);
+	assert_int_equal(tcp_read_exact(fd, got, strlen(MSG), EM_DEADLINE_MS),
+	    strlen(MSG));
+	reload_to(e, &c, 2);
+	t0 = now_ms();
+	if (tcp_wait_eof(fd, EM_DEADLINE_MS) == -1)
+		fail_msg("held connection not closed after shutdown_timeout: "
+		    "%s", strerror(errno));
+	print_message("held connection closed %lld ms after the reload "
+	    "(shutdown_timeout = 2)\n", (long long)(now_ms() - t0));
+	close(fd);
+	env_wait_workers(e, 2, NULL, EM_DEADLINE_MS);
+	wait_children(e, 2);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
 
 int
@@ -303,6 +404,9 @@ main(void)
 		T(test_reload_broken_config_keeps_old),
 		T(test_reload_while_streaming_loses_nothing),
 		T(test_reload_refuses_no_connection),
+		T(test_reload_bind_failure_keeps_old),
+		T(test_reload_storm_settles),
+		T(test_reload_drain_bounded_by_shutdown_timeout),
 	};
 
 	return cmocka_run_group_tests_name("reload", tests, NULL, NULL);

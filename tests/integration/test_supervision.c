@@ -261,6 +261,34 @@ test_quit_drains_connected_client(void **state)
 	assert_int_equal(access(e->pid_path, F_OK), -1);
 }
 
+/* QUIT with a client that never leaves: the drain ends at shutdown_timeout,
+ * the client sees EOF and the master still exits 0. */
+static void
+test_quit_drain_bounded_by_shutdown_timeout(void **state)
+{
+	struct env *e = *state;
+	char got[sizeof(MSG)];
+	int fd, status, port = start_workers(e, 2, 2);
+	int64_t t0;
+
+	fd = tcp_connect(port, EM_DEADLINE_MS);
+	assert_true(fd >= 0);
+	assert_int_equal(tcp_send_all(fd, MSG, strlen(MSG), EM_DEADLINE_MS),
+	    0);
+	assert_int_equal(tcp_read_exact(fd, got, strlen(MSG), EM_DEADLINE_MS),
+	    strlen(MSG));
+	t0 = now_ms();
+	env_signal(e, SIGQUIT);
+	if (tcp_wait_eof(fd, EM_DEADLINE_MS) == -1)
+		fail_msg("client not closed at shutdown_timeout: %s",
+		    strerror(errno));
+	status = env_wait_exit(e, EM_DEADLINE_MS);
+	print_message("QUIT with a client that stays: exit after %lld ms "
+	    "(shutdown_timeout = 2)\n", (long long)(now_ms() - t0));
+	expect_exit_zero(e, status);
+	close(fd);
+}
+
 static void
 test_process_titles(void **state)
 {
@@ -299,6 +327,7 @@ main(void)
 		T(test_term_exits_zero_removes_pid_file),
 		T(test_int_exits_zero_removes_pid_file),
 		T(test_quit_drains_connected_client),
+		T(test_quit_drain_bounded_by_shutdown_timeout),
 		T(test_process_titles),
 		T(test_workers_auto_is_online_cpus),
 	};
