@@ -616,8 +616,10 @@ master_start(struct master *m, struct cfg *cfg, bool foreground)
 		if ((m->pid_fd = pidfile_acquire(m->pid_path, err, sizeof(err))) == -1)
 			fatalx("%s", err);
 	}
-	if ((m->cur.ls = listeners_open(cfg, NULL, NULL, err, sizeof(err))) == NULL)
+	if ((m->cur.ls = listeners_open(cfg, NULL, NULL, err, sizeof(err))) == NULL) {
+		pidfile_release(m->pid_fd, m->pid_path);  /* we never ran: leave no pid file */
 		fatalx("%s", err);
+	}
 	m->cur.cfg = cfg;
 	m->cur.number = 1;
 	if (detach)

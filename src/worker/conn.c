@@ -27,7 +27,7 @@ struct conn {
 	bool read_closed;     /* the client half-closed: finish writing, then close */
 	bool paused;          /* output full: not reading until it drains */
 	uint32_t events;      /* what epoll watches now */
-	time_t last_active;
+	int64_t last_active;  /* monotonic ms */
 	struct conn *prev;    /* idle list, least recently active first */
 	struct conn *next;
 	struct outbuf out;
@@ -60,16 +60,16 @@ idle_append(struct worker *w, struct conn *c)
 }
 
 /*
- * Keeps the idle list sorted by last activity. Times are whole seconds, so a
- * connection already stamped this second is already among the newest and
- * needs no move: most events cost one compare here.
+ * Keeps the idle list sorted by last activity. The time is read once per
+ * loop turn, so a connection already stamped this turn is already among the
+ * newest and needs no move: a busy batch costs one compare per event here.
  */
 static void
 conn_touch(struct worker *w, struct conn *c)
 {
-	if (c->last_active == w->now)
+	if (c->last_active == w->now_ms)
 		return;
-	c->last_active = w->now;
+	c->last_active = w->now_ms;
 	idle_unlink(w, c);
 	idle_append(w, c);
 }
@@ -102,7 +102,7 @@ conn_open(struct worker *w, int fd, int mode)
 	c->fd = fd;
 	c->mode = (uint8_t)mode;
 	c->events = EPOLLIN;
-	c->last_active = w->now;
+	c->last_active = w->now_ms;
 	ev.data.ptr = c;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
 		log_warn("epoll_ctl add connection");
@@ -241,11 +241,11 @@ conn_handle(struct worker *w, struct conn *c, uint32_t events)
 void
 conn_expire_idle(struct worker *w)
 {
-	time_t limit = w->cfg->idle_timeout;
+	int64_t limit = (int64_t)w->cfg->idle_timeout * 1000;
 
 	if (limit == 0)
 		return;
-	while (w->idle_head != NULL && w->now - w->idle_head->last_active >= limit)
+	while (w->idle_head != NULL && w->now_ms - w->idle_head->last_active >= limit)
 		conn_close(w, w->idle_head);
 }
 

@@ -231,7 +231,8 @@ worker_clock(struct worker *w)
 
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	w->now = ts.tv_sec;
-	w->me->heartbeat_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	w->now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	w->me->heartbeat_ms = w->now_ms;
 }
 
 /* Graceful stop: no new work; finish what we hold within shutdown_timeout. */

@@ -57,6 +57,7 @@ struct worker {
 	struct conn *idle_tail;
 	size_t nconns;
 	time_t now;                      /* monotonic seconds, read once per loop turn */
+	int64_t now_ms;                  /* the same instant in milliseconds */
 	time_t accept_paused_until;      /* out of descriptors: not before then; 0 = no pause */
 	bool over_share;                 /* holds more than its share of connections */
 	bool draining;
