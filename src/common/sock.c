@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -90,6 +91,13 @@ sock_listen(const struct sockaddr_storage *ss, socklen_t len, int socktype,
 		return sock_fail(fd, err, errlen, "IPV6_V6ONLY on", ss);
 	if (bind(fd, (const struct sockaddr *)ss, len) == -1)
 		return sock_fail(fd, err, errlen, "cannot bind", ss);
+	/*
+	 * An echo answers at once; Nagle would hold small replies for an ACK.
+	 * Accepted sockets inherit the option, so no call per connection.
+	 */
+	if (socktype == SOCK_STREAM &&
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1)
+		return sock_fail(fd, err, errlen, "TCP_NODELAY on", ss);
 	if (socktype == SOCK_STREAM && listen(fd, SOCK_BACKLOG) == -1)
 		return sock_fail(fd, err, errlen, "cannot listen on", ss);
 	return fd;

@@ -82,13 +82,15 @@ conn_close(struct worker *w, struct conn *c)
 	outbuf_free(&c->out);
 	free(c);
 	w->me->active = --w->nconns;
+	/* A worker that stepped out of accepting comes back as soon as its share allows. */
+	if (w->over_share)
+		worker_balance_accept(w);
 }
 
 static void
 conn_open(struct worker *w, int fd, int mode)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
-	int one = 1;
 	struct conn *c = calloc(1, sizeof(*c));
 
 	if (c == NULL) {
@@ -96,8 +98,6 @@ conn_open(struct worker *w, int fd, int mode)
 		close(fd);
 		return;
 	}
-	/* An echo answers at once; Nagle would hold small replies for an ACK. */
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->ev.kind = EV_CONN;
 	c->fd = fd;
 	c->mode = (uint8_t)mode;

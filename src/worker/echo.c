@@ -1,13 +1,39 @@
 #include "worker/echo.h"
 
+#include <stdint.h>
+#include <string.h>
+
+#define ONES 0x0101010101010101ULL
+
 /*
- * Branch-free so the compiler vectorises it: a byte in 'a'..'z' loses bit
- * 0x20, and the unsigned compare keeps every other byte, 0x80-0xff included,
- * out of the range.
+ * Eight bytes at a time in one 64-bit word (SWAR): gcc 12 at -O2 leaves the
+ * byte loop scalar, and the transform is most of a request's instructions.
+ * Each byte's low seven bits plus a bias sets bit 7 when the byte is >= 'a'
+ * (or > 'z'); no sum can carry into the next byte. Bytes >= 0x80 are masked
+ * out; bit 7 shifted down by two is 0x20, the case bit.
  */
+static inline uint64_t
+upper8(uint64_t x)
+{
+	uint64_t low7 = x & (0x7f * ONES);
+	uint64_t ge_a = low7 + (0x80 - 'a') * ONES;
+	uint64_t gt_z = low7 + (0x80 - 'z' - 1) * ONES;
+	uint64_t is_lower = ge_a & ~gt_z & ~x & (0x80 * ONES);
+
+	return x ^ (is_lower >> 2);
+}
+
 void
 echo_upper(unsigned char *buf, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
+	size_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		uint64_t word;
+		memcpy(&word, buf + i, 8);  /* any alignment; compiles to one load */
+		word = upper8(word);
+		memcpy(buf + i, &word, 8);
+	}
+	for (; i < len; i++)
 		buf[i] ^= (unsigned char)(((unsigned char)(buf[i] - 'a') < 26) << 5);
 }
