@@ -1,5 +1,6 @@
 #include "common/cfg.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <grp.h>
@@ -24,6 +25,7 @@ enum key_type {
 	KT_WORKERS, /* an integer, or "auto" */
 	KT_GROUP,
 	KT_LISTEN,  /* a list of listener groups */
+	KT_CIDRS,   /* an array of "ADDR[/PREFIX]" strings */
 };
 
 struct key_choice {
@@ -84,6 +86,27 @@ static const struct key limits_keys[] = {
 	  .min = 1, .max = 1000000, .def_int = 10000 },
 	{ .name = "idle_timeout", .type = KT_INT, .offset = CFG_OFF(idle_timeout),
 	  .min = 0, .max = 86400, .def_int = 300 },
+	{ .name = "max_connections_per_address", .type = KT_INT, .offset = CFG_OFF(max_per_address),
+	  .min = 0, .max = 1000000, .def_int = 0 },
+	{ .name = "udp_rate", .type = KT_INT, .offset = CFG_OFF(udp_rate),
+	  .min = 0, .max = 100000000, .def_int = 1000 },
+	{ .name = "udp_burst", .type = KT_INT, .offset = CFG_OFF(udp_burst),
+	  .min = 1, .max = 100000000, .def_int = 2000 },
+	{ .name = NULL },
+};
+
+static const struct key metrics_keys[] = {
+	{ .name = "address", .type = KT_STRING, .offset = CFG_OFF(metrics_address), .def_str = "" },
+	{ .name = "port", .type = KT_INT, .offset = CFG_OFF(metrics_port),
+	  .min = 1, .max = 65535, .def_int = 9187 },
+	{ .name = NULL },
+};
+
+static const struct key crash_loop_keys[] = {
+	{ .name = "deaths", .type = KT_INT, .offset = CFG_OFF(crash_loop_deaths),
+	  .min = 1, .max = 1000, .def_int = 5 },
+	{ .name = "window", .type = KT_INT, .offset = CFG_OFF(crash_loop_window),
+	  .min = 1, .max = 3600, .def_int = 60 },
 	{ .name = NULL },
 };
 
@@ -96,6 +119,8 @@ static const struct key listen_keys[] = {
 	  .min = 1, .max = 65535, .required = true },
 	{ .name = "mode", .type = KT_ENUM, .offset = LISTEN_OFF(mode),
 	  .def_int = CFG_MODE_UPPER, .choices = mode_choices },
+	{ .name = "allow", .type = KT_CIDRS, .offset = LISTEN_OFF(allow) },
+	{ .name = "deny", .type = KT_CIDRS, .offset = LISTEN_OFF(deny) },
 	{ .name = NULL },
 };
 
@@ -110,8 +135,16 @@ static const struct key root_keys[] = {
 	  .min = 0, .max = 3600, .def_int = 10 },
 	{ .name = "worker_timeout", .type = KT_INT, .offset = CFG_OFF(worker_timeout),
 	  .min = 0, .max = 3600, .def_int = 10 },
+	{ .name = "max_draining_generations", .type = KT_INT, .offset = CFG_OFF(max_draining),
+	  .min = 1, .max = 64, .def_int = 4 },
+	{ .name = "stop_signal_graceful", .type = KT_BOOL, .offset = CFG_OFF(stop_graceful),
+	  .def_int = 0 },
+	{ .name = "control_socket", .type = KT_STRING, .offset = CFG_OFF(control_socket),
+	  .def_str = "" },
 	{ .name = "log", .type = KT_GROUP, .members = log_keys },
 	{ .name = "limits", .type = KT_GROUP, .members = limits_keys },
+	{ .name = "metrics", .type = KT_GROUP, .members = metrics_keys },
+	{ .name = "crash_loop", .type = KT_GROUP, .members = crash_loop_keys },
 	{ .name = "listen", .type = KT_LISTEN, .members = listen_keys, .required = true },
 	{ .name = NULL },
 };
@@ -166,6 +199,12 @@ field_str(void *base, const struct key *k)
 	return (char **)((char *)base + k->offset);
 }
 
+static struct cfg_cidr_list *
+field_cidrs(void *base, const struct key *k)
+{
+	return (struct cfg_cidr_list *)((char *)base + k->offset);
+}
+
 static const char *
 choice_name(const struct key_choice *c, int value)
 {
@@ -210,21 +249,27 @@ keys_set_defaults(const struct key *keys, void *base)
 				return -1;
 			break;
 		case KT_LISTEN:
+		case KT_CIDRS:
 			break;
 		}
 	}
 	return 0;
 }
 
+/* Frees what keys own: strings and prefix lists. */
 static void
-keys_free_strings(const struct key *keys, void *base)
+keys_free_owned(const struct key *keys, void *base)
 {
 	for (const struct key *k = keys; k->name != NULL; k++) {
 		if (k->type == KT_STRING) {
 			free(*field_str(base, k));
 			*field_str(base, k) = NULL;
+		} else if (k->type == KT_CIDRS) {
+			free(field_cidrs(base, k)->v);
+			field_cidrs(base, k)->v = NULL;
+			field_cidrs(base, k)->n = 0;
 		} else if (k->type == KT_GROUP) {
-			keys_free_strings(k->members, base);
+			keys_free_owned(k->members, base);
 		}
 	}
 }
@@ -321,6 +366,33 @@ parse_workers(struct parse *p, const config_setting_t *s, const struct key *k, v
 	return parse_int(p, s, k, base);
 }
 
+static int
+parse_cidrs(struct parse *p, const config_setting_t *s, const struct key *k, void *base)
+{
+	struct cfg_cidr_list *list = field_cidrs(base, k);
+	int n;
+
+	if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST)
+		return parse_fail(p, s, "'%s' must be an array of \"ADDRESS/PREFIX\" strings, not %s",
+		    k->name, type_name(config_setting_type(s)));
+	n = config_setting_length(s);
+	free(list->v);
+	list->n = 0;
+	if ((list->v = calloc((size_t)n + 1, sizeof(*list->v))) == NULL)
+		return parse_fail(p, s, "out of memory");
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		char err[128];
+
+		if (config_setting_type(e) != CONFIG_TYPE_STRING)
+			return parse_fail(p, e, "'%s' entries must be strings like \"10.0.0.0/8\"", k->name);
+		if (cfg_cidr_parse(config_setting_get_string(e), &list->v[i], err, sizeof(err)) == -1)
+			return parse_fail(p, e, "'%s': %s", k->name, err);
+		list->n++;
+	}
+	return 0;
+}
+
 static int parse_members(struct parse *p, const config_setting_t *group,
     const struct key *keys, void *base, const char *prefix);
 static int parse_listen_list(struct parse *p, const config_setting_t *s, struct cfg *cfg);
@@ -350,6 +422,8 @@ parse_value(struct parse *p, const config_setting_t *s, const struct key *k, voi
 		return parse_members(p, s, k->members, base, k->name);
 	case KT_LISTEN:
 		return parse_listen_list(p, s, base);
+	case KT_CIDRS:
+		return parse_cidrs(p, s, k, base);
 	}
 	return -1;
 }
@@ -566,9 +640,9 @@ cfg_free(struct cfg *cfg)
 	if (cfg == NULL)
 		return;
 	for (size_t i = 0; i < cfg->nlisten; i++)
-		keys_free_strings(listen_keys, &cfg->listen[i]);
+		keys_free_owned(listen_keys, &cfg->listen[i]);
 	free(cfg->listen);
-	keys_free_strings(root_keys, cfg);
+	keys_free_owned(root_keys, cfg);
 	free(cfg->path);
 	free(cfg);
 }
@@ -609,6 +683,17 @@ dump_value(FILE *out, const struct key *k, const void *base, const struct cfg *c
 		else
 			fprintf(out, "%d", cfg->workers);
 		break;
+	case KT_CIDRS: {
+		const struct cfg_cidr_list *l = (const struct cfg_cidr_list *)(b + k->offset);
+		fputc('[', out);
+		for (size_t i = 0; i < l->n; i++) {
+			char text[INET6_ADDRSTRLEN];
+			inet_ntop(l->v[i].family, l->v[i].addr, text, sizeof(text));
+			fprintf(out, "%s\"%s/%d\"", i ? ", " : " ", text, l->v[i].prefix);
+		}
+		fputs(l->n ? " ]" : "]", out);
+		break;
+	}
 	case KT_GROUP:
 	case KT_LISTEN:
 		break;
@@ -726,4 +811,56 @@ cfg_read_pid_file(const char *path, char *out, size_t outlen, char err[CFG_ERR_L
 	}
 	config_destroy(&lc);
 	return rc;
+}
+
+int
+cfg_cidr_parse(const char *text, struct cfg_cidr *out, char *err, size_t errlen)
+{
+	char addr[INET6_ADDRSTRLEN + 1];
+	const char *slash = strchr(text, '/');
+	size_t len = slash ? (size_t)(slash - text) : strlen(text);
+	int max;
+
+	memset(out, 0, sizeof(*out));
+	if (len == 0 || len >= sizeof(addr)) {
+		snprintf(err, errlen, "\"%s\" is not an address prefix", text);
+		return -1;
+	}
+	memcpy(addr, text, len);
+	addr[len] = '\0';
+	if (inet_pton(AF_INET, addr, out->addr) == 1)
+		out->family = AF_INET;
+	else if (inet_pton(AF_INET6, addr, out->addr) == 1)
+		out->family = AF_INET6;
+	else {
+		snprintf(err, errlen, "\"%s\" is not an IPv4 or IPv6 address", addr);
+		return -1;
+	}
+	max = out->family == AF_INET ? 32 : 128;
+	out->prefix = max;
+	if (slash != NULL) {
+		char *end;
+		long v = strtol(slash + 1, &end, 10);
+		if (slash[1] == '\0' || *end != '\0' || v < 0 || v > max) {
+			snprintf(err, errlen, "\"%s\": the prefix length must be 0..%d", text, max);
+			return -1;
+		}
+		out->prefix = (int)v;
+	}
+	return 0;
+}
+
+bool
+cfg_cidr_match(const struct cfg_cidr *c, int family, const void *addr)
+{
+	const uint8_t *a = addr;
+	int full = c->prefix / 8, rest = c->prefix % 8;
+
+	if (c->family != family)
+		return false;
+	if (memcmp(a, c->addr, (size_t)full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	return ((a[full] ^ c->addr[full]) & (uint8_t)(0xff << (8 - rest))) == 0;
 }

@@ -20,6 +20,19 @@
 #define CFG_ERR_LEN      512
 
 enum cfg_proto { CFG_PROTO_TCP, CFG_PROTO_UDP };
+
+/* An address prefix of an allow or deny list: "10.0.0.0/8", "::1/128", "127.0.0.2". */
+struct cfg_cidr {
+	int family;           /* AF_INET or AF_INET6 */
+	uint8_t addr[16];     /* network byte order; the first 4 for IPv4 */
+	int prefix;           /* 0..32 or 0..128 */
+};
+
+/* A list of prefixes; checked in order, the first match wins. */
+struct cfg_cidr_list {
+	size_t n;
+	struct cfg_cidr *v;
+};
 enum cfg_mode { CFG_MODE_UPPER, CFG_MODE_ECHO };
 
 struct cfg_listen {
@@ -29,6 +42,8 @@ struct cfg_listen {
 	int port;
 	struct sockaddr_storage addr; /* resolved at load time */
 	socklen_t addrlen;
+	struct cfg_cidr_list allow;   /* checked first: a match admits the client */
+	struct cfg_cidr_list deny;    /* then: a match refuses it; no match admits */
 	int line;                     /* where it was defined, for messages */
 };
 
@@ -49,6 +64,16 @@ struct cfg {
 	bool log_stderr;
 	int max_connections;  /* per worker */
 	int idle_timeout;     /* seconds, 0 = none */
+	int max_per_address;  /* TCP connections from one client address, whole daemon; 0 = none */
+	int udp_rate;         /* datagrams a second answered per source address; 0 = no limit */
+	int udp_burst;        /* token bucket depth for udp_rate */
+	char *control_socket; /* "" = none */
+	char *metrics_address;/* "" = no /metrics listener */
+	int metrics_port;
+	int max_draining;     /* draining worker generations alive at once */
+	int crash_loop_deaths;/* start-up deaths within crash_loop_window that park a slot */
+	int crash_loop_window;/* seconds */
+	bool stop_graceful;   /* TERM drains like QUIT (docker stop) */
 	size_t nlisten;
 	struct cfg_listen *listen;
 };
@@ -78,6 +103,12 @@ int cfg_read_pid_file(const char *path, char *out, size_t outlen, char err[CFG_E
 /* "tcp"/"udp", "upper"/"echo". */
 const char *cfg_proto_name(int proto);
 const char *cfg_mode_name(int mode);
+
+/* True when the address (AF_INET or AF_INET6, network order) falls in the prefix. */
+bool cfg_cidr_match(const struct cfg_cidr *c, int family, const void *addr);
+
+/* Parses "ADDR[/PREFIX]". Returns 0, or -1 with a message in err. */
+int cfg_cidr_parse(const char *text, struct cfg_cidr *out, char *err, size_t errlen);
 
 /* True when two listeners are the same socket: protocol, address and port. */
 bool cfg_listen_same(const struct cfg_listen *a, const struct cfg_listen *b);

@@ -63,7 +63,19 @@ defaults_fill_everything_but_listen(void **state)
 	assert_true(cfg->log_stderr);
 	assert_int_equal(cfg->max_connections, 10000);
 	assert_int_equal(cfg->idle_timeout, 300);
+	assert_int_equal(cfg->max_per_address, 0);
+	assert_int_equal(cfg->udp_rate, 1000);
+	assert_int_equal(cfg->udp_burst, 2000);
+	assert_int_equal(cfg->worker_timeout, 10);
+	assert_int_equal(cfg->max_draining, 4);
+	assert_false(cfg->stop_graceful);
+	assert_string_equal(cfg->control_socket, "");
+	assert_string_equal(cfg->metrics_address, "");
+	assert_int_equal(cfg->metrics_port, 9187);
+	assert_int_equal(cfg->crash_loop_deaths, 5);
+	assert_int_equal(cfg->crash_loop_window, 60);
 	assert_int_equal(cfg->nlisten, 1);
+	assert_int_equal(cfg->listen[0].allow.n, 0);
 	assert_int_equal(cfg->listen[0].proto, CFG_PROTO_TCP);
 	assert_int_equal(cfg->listen[0].mode, CFG_MODE_UPPER);
 	assert_int_equal(sin->sin_family, AF_INET);
@@ -203,7 +215,8 @@ static void
 dump_round_trips(void **state)
 {
 	struct cfg *cfg = load_ok("workers = 2;\nlimits = { idle_timeout = 7; };\n"
-	    "listen = ( { proto = \"udp\"; address = \"::1\"; port = 9; mode = \"echo\"; } );\n");
+	    "listen = ( { proto = \"udp\"; address = \"::1\"; port = 9; mode = \"echo\";\n"
+	    "  deny = [ \"10.0.0.0/8\", \"fe80::/10\" ]; } );\n");
 	struct cfg *again;
 	char *text = NULL;
 	size_t len = 0;
@@ -218,10 +231,67 @@ dump_round_trips(void **state)
 	assert_int_equal(again->listen[0].proto, CFG_PROTO_UDP);
 	assert_int_equal(again->listen[0].mode, CFG_MODE_ECHO);
 	assert_true(cfg_listen_same(&cfg->listen[0], &again->listen[0]));
+	assert_int_equal(again->listen[0].deny.n, 2);
+	assert_int_equal(again->listen[0].deny.v[1].prefix, 10);
 	assert_non_null(strstr(text, "address = \"::1\";"));
 	free(text);
 	cfg_free(again);
 	cfg_free(cfg);
+}
+
+static void
+access_lists_parse_and_match(void **state)
+{
+	struct cfg *cfg = load_ok("listen = ( { proto = \"tcp\"; address = \"127.0.0.1\"; port = 1;\n"
+	    "  allow = [ \"127.0.0.2/32\", \"::1/128\", \"10.1.0.0/16\" ];\n"
+	    "  deny = [ \"0.0.0.0/0\" ]; } );\n");
+	const struct cfg_listen *l = &cfg->listen[0];
+	uint8_t a4[4] = { 127, 0, 0, 2 }, b4[4] = { 127, 0, 0, 3 }, c4[4] = { 10, 1, 200, 7 };
+	uint8_t a6[16] = { [15] = 1 };
+
+	(void)state;
+	assert_int_equal(l->allow.n, 3);
+	assert_int_equal(l->deny.n, 1);
+	assert_true(cfg_cidr_match(&l->allow.v[0], AF_INET, a4));
+	assert_false(cfg_cidr_match(&l->allow.v[0], AF_INET, b4));
+	assert_true(cfg_cidr_match(&l->allow.v[1], AF_INET6, a6));
+	assert_false(cfg_cidr_match(&l->allow.v[1], AF_INET, a4));
+	assert_true(cfg_cidr_match(&l->allow.v[2], AF_INET, c4));
+	assert_true(cfg_cidr_match(&l->deny.v[0], AF_INET, b4));
+	cfg_free(cfg);
+}
+
+static void
+cidr_prefixes_off_byte_boundaries(void **state)
+{
+	struct cfg_cidr c;
+	char err[128];
+	uint8_t in[4] = { 192, 168, 1, 130 }, out[4] = { 192, 168, 1, 120 };
+
+	(void)state;
+	assert_int_equal(cfg_cidr_parse("192.168.1.128/25", &c, err, sizeof(err)), 0);
+	assert_true(cfg_cidr_match(&c, AF_INET, in));
+	assert_false(cfg_cidr_match(&c, AF_INET, out));
+	assert_int_equal(cfg_cidr_parse("10.0.0.0/33", &c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "0..32"));
+	assert_int_equal(cfg_cidr_parse("::/129", &c, err, sizeof(err)), -1);
+	assert_int_equal(cfg_cidr_parse("example.com/8", &c, err, sizeof(err)), -1);
+	assert_int_equal(cfg_cidr_parse("10.0.0.0/", &c, err, sizeof(err)), -1);
+}
+
+static void
+access_list_mistakes_are_refused(void **state)
+{
+	(void)state;
+	expect_error("listen = ( { proto = \"tcp\"; address = \"127.0.0.1\"; port = 1;\n"
+	    "  allow = [ \"127.0.0.300/32\" ]; } );\n", 2,
+	    "'allow': \"127.0.0.300\" is not an IPv4 or IPv6 address");
+	expect_error("listen = ( { proto = \"tcp\"; address = \"127.0.0.1\"; port = 1;\n"
+	    "  deny = \"0.0.0.0/0\"; } );\n", 2, "'deny' must be an array");
+	expect_error("limits = { udp_rate = -1; };\n" LISTEN_TCP, 1, "'udp_rate' is -1");
+	expect_error("metrics = { port = 0; };\n" LISTEN_TCP, 1, "'port' is 0");
+	expect_error("crash_loop = { deaths = 0; };\n" LISTEN_TCP, 1, "'deaths' is 0");
+	expect_error("max_draining_generations = 0;\n" LISTEN_TCP, 1, "'max_draining_generations' is 0");
 }
 
 static char *
@@ -285,6 +355,9 @@ main(void)
 		cmocka_unit_test(listener_mistakes_are_refused),
 		cmocka_unit_test(syntax_errors_name_their_line),
 		cmocka_unit_test(dump_round_trips),
+		cmocka_unit_test(access_lists_parse_and_match),
+		cmocka_unit_test(cidr_prefixes_off_byte_boundaries),
+		cmocka_unit_test(access_list_mistakes_are_refused),
 		cmocka_unit_test(pid_file_is_found_even_in_a_broken_file),
 		cmocka_unit_test(a_missing_file_is_reported),
 	};
