@@ -85,17 +85,23 @@ run: deps
 	$(Q)$(MAKE) --no-print-directory all
 	exec $(BUILD)/echomaster -F -c conf/echo.conf
 
-tests: $(BUILD)/echomaster $(UNIT_BINS) $(INTEG_BINS)
+# Fragments under tests/ append their test programs to CHECK_BINS.
+CHECK_BINS = $(UNIT_BINS) $(INTEG_BINS)
+
+tests: $(BUILD)/echomaster $(CHECK_BINS)
 
 # The integration tests start the real daemon: ECHOMASTER names the binary.
 check: deps
 	$(Q)$(MAKE) --no-print-directory tests
-	$(Q)ECHOMASTER=$(CURDIR)/$(BUILD)/echomaster tests/run-tests.sh $(UNIT_BINS) $(INTEG_BINS)
+	$(Q)ECHOMASTER=$(CURDIR)/$(BUILD)/echomaster tests/run-tests.sh $(CHECK_BINS)
 
 clean:
 	rm -rf $(BUILD)
 
 -include packaging/packaging.mk
 -include tests/bench/bench.mk
+-include tests/fault/fault.mk
+-include tests/fuzz/fuzz.mk
+-include tests/lint.mk
 -include $(patsubst %.o,%.d,$(LIB_OBJS) $(MAIN_OBJ) $(INTEG_LIB)) \
 	$(patsubst %,%.d,$(UNIT_BINS) $(INTEG_BINS))
