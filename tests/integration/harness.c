@@ -59,6 +59,14 @@ nap_ms(int ms)
 		;
 }
 
+void
+clock_align_ms(int frac_ms)
+{
+	int now = (int)(now_ms() % 1000);
+
+	nap_ms((frac_ms - now + 1000) % 1000);
+}
+
 static int
 ms_left(int64_t deadline)
 {

@@ -96,6 +96,10 @@ const char *em_binary(void);
 /* Time and the poll interval used inside every wait loop. */
 int64_t	 now_ms(void);
 void	 nap_ms(int ms);
+/* Naps until CLOCK_MONOTONIC is frac_ms into a second (at most a second).
+ * Not synchronisation: it picks when a test acts, so that a daemon that
+ * rounds a deadline to whole seconds shows it every time, not by chance. */
+void	 clock_align_ms(int frac_ms);
 
 /* A port that is free for both TCP and UDP on 127.0.0.1; ports_pick() gives
  * n distinct ones. Fails the test if none is found in a bounded number of
