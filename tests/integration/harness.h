@@ -30,6 +30,9 @@
 
 /* How long any single awaited condition may take before the test fails. */
 #define EM_DEADLINE_MS 20000
+/* Poll interval of the wait loops: short enough not to slow the suite,
+ * long enough not to burn a core the daemon needs on a 2-core machine. */
+#define EM_POLL_NAP_MS 20
 
 #define EM_MAX_LISTENERS 8
 #define EM_MAX_WORKERS   64
@@ -191,6 +194,10 @@ bool	 pids_contain(const pid_t *pids, size_t n, pid_t pid);
 /* Whether sig is pending (not yet delivered or read from a signalfd) for
  * the process, from SigPnd/ShdPnd in /proc/PID/status. */
 bool	 proc_signal_pending(pid_t pid, int sig);
+/* Kills workers seen earlier (by env_wait_workers) that outlived their
+ * master, but only if they are still the same processes and still in the
+ * daemon's process group. For teardown. */
+void	 proc_kill_known(struct env *e);
 /* Forks a child that only waits to be killed (it dies with the test too);
  * stored in e->helper so teardown kills and reaps it. */
 pid_t	 env_spawn_helper(struct env *e);
