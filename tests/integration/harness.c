@@ -304,52 +304,50 @@ conf_listen_pair(struct em_conf *c, int port, const char *mode)
 	conf_listen(c, "udp", port, mode);
 }
 
-static size_t
-conf_render(const struct env *e, const struct em_conf *c, char *buf,
-    size_t cap)
+/* One setting a line, so a test can name the line an error is on. */
+static void
+conf_render(const struct env *e, const struct em_conf *c, FILE *f)
 {
-	char workers[16];
-	size_t i, n;
+	size_t i;
 
+	fprintf(f, "# written by the echomaster integration tests\n");
 	if (c->workers <= 0)
-		snprintf(workers, sizeof(workers), "\"auto\"");
+		fprintf(f, "workers = \"auto\";\n");
 	else
-		snprintf(workers, sizeof(workers), "%d", c->workers);
-	n = (size_t)snprintf(buf, cap,
-	    "# written by the echomaster integration tests\n"
-	    "workers = %s;\n"
-	    "daemon = false;\n"
-	    "pid_file = \"%s\";\n"
-	    "shutdown_timeout = %d;\n"
-	    "log = { level = \"info\"; stderr = true; };\n",
-	    workers, c->no_pid_file ? "" : e->pid_path,
-	    c->shutdown_timeout);
-	if (c->idle_timeout >= 0 && n < cap)
-		n += (size_t)snprintf(buf + n, cap - n,
-		    "limits = { idle_timeout = %d; };\n", c->idle_timeout);
-	if (n < cap)
-		n += (size_t)snprintf(buf + n, cap - n, "listen = (\n");
-	for (i = 0; i < c->nlisten && n < cap; i++) {
+		fprintf(f, "workers = %d;\n", c->workers);
+	fprintf(f, "daemon = %s;\n", c->daemonize ? "true" : "false");
+	fprintf(f, "pid_file = \"%s\";\n", c->no_pid_file ? "" : e->pid_path);
+	fprintf(f, "shutdown_timeout = %d;\n", c->shutdown_timeout);
+	fprintf(f, "log = { level = \"%s\"; stderr = true; };\n",
+	    c->level != NULL ? c->level : "info");
+	if (c->user != NULL)
+		fprintf(f, "user = \"%s\";\n", c->user);
+	if (c->group != NULL)
+		fprintf(f, "group = \"%s\";\n", c->group);
+	if (c->idle_timeout >= 0)
+		fprintf(f, "limits = { idle_timeout = %d; };\n",
+		    c->idle_timeout);
+	fprintf(f, "listen = (\n");
+	for (i = 0; i < c->nlisten; i++) {
 		const struct em_listener *l = &c->listen[i];
 
-		n += (size_t)snprintf(buf + n, cap - n,
-		    "  { proto = \"%s\"; address = \"%s\"; port = %d; "
+		fprintf(f, "  { proto = \"%s\"; address = \"%s\"; port = %d; "
 		    "mode = \"%s\"; }%s\n", l->proto, l->address, l->port,
 		    l->mode, i + 1 < c->nlisten ? "," : "");
 	}
-	if (n < cap)
-		n += (size_t)snprintf(buf + n, cap - n, ");\n");
-	return n;
+	fprintf(f, ");\n");
 }
 
 char *
 env_conf_text(const struct env *e, const struct em_conf *c)
 {
-	size_t cap = 8192;
-	char *buf = malloc(cap);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
 
-	assert_non_null(buf);
-	assert_true(conf_render(e, c, buf, cap) < cap);
+	assert_non_null(f);
+	conf_render(e, c, f);
+	assert_int_equal(fclose(f), 0);
 	return buf;
 }
 

@@ -55,6 +55,10 @@ struct em_conf {
 	int			 shutdown_timeout;
 	int			 idle_timeout;	/* -1: not written */
 	bool			 no_pid_file;
+	bool			 daemonize;	/* daemon = true */
+	const char		*level;		/* log.level; NULL: "info" */
+	const char		*user;		/* NULL: not written */
+	const char		*group;		/* NULL: not written */
 	size_t			 nlisten;
 	struct em_listener	 listen[EM_MAX_LISTENERS];
 };
@@ -79,6 +83,8 @@ struct env {
 	int		 status;		/* its wait status once reaped */
 	const void	*arg;			/* cmocka prestate, for table tests */
 	pid_t		 helper;		/* a non-daemon child a test made */
+	pid_t		 detached;		/* a master that daemonized */
+	unsigned long long detached_start;
 	bool		 crashes_expected;	/* skip teardown's crash check */
 	char		 files[4][PATH_MAX];	/* env_file()'s ring of results */
 	unsigned	 nfiles;
@@ -122,8 +128,8 @@ void	 conf_listen(struct em_conf *c, const char *proto, int port,
 void	 conf_listen_pair(struct em_conf *c, int port, const char *mode);
 /* The rendered config text (malloc'd), one setting per line: line 1 a
  * comment, 2 workers, 3 daemon, 4 pid_file, 5 shutdown_timeout, 6 log,
- * 7 "listen = (" (8 when idle_timeout is set: limits comes first), then
- * one listener per line. Workers <= 0 renders "auto". */
+ * then user, group and limits when set, then "listen = (" and one listener
+ * per line. Workers <= 0 renders "auto". */
 char	*env_conf_text(const struct env *e, const struct em_conf *c);
 /* Writes env->conf_path atomically (temp file + rename), so a reload never
  * reads half a file. */
@@ -198,6 +204,9 @@ bool	 proc_signal_pending(pid_t pid, int sig);
  * master, but only if they are still the same processes and still in the
  * daemon's process group. For teardown. */
 void	 proc_kill_known(struct env *e);
+/* Records a master that detached itself (daemon = true): not our child, so
+ * teardown kills it, and its workers, by pid if it is still alive. */
+void	 env_adopt_detached(struct env *e, pid_t pid);
 /* Forks a child that only waits to be killed (it dies with the test too);
  * stored in e->helper so teardown kills and reaps it. */
 pid_t	 env_spawn_helper(struct env *e);

@@ -155,6 +155,28 @@ known_add(struct env *e, pid_t pid)
 }
 
 void
+env_adopt_detached(struct env *e, pid_t pid)
+{
+	e->detached = pid;
+	e->detached_start = proc_start_time(pid);
+}
+
+/* The detached master and its children, if still the same processes. */
+static void
+proc_kill_detached(struct env *e)
+{
+	pid_t kids[EM_MAX_WORKERS];
+	size_t i, n;
+
+	if (e->detached <= 0 || !proc_alive(e->detached, e->detached_start))
+		return;
+	n = proc_children(e->detached, NULL, kids, EM_MAX_WORKERS);
+	kill(e->detached, SIGKILL);
+	for (i = 0; i < n && i < EM_MAX_WORKERS; i++)
+		kill(kids[i], SIGKILL);
+}
+
+void
 proc_kill_known(struct env *e)
 {
 	struct em_known_pid *k;
@@ -170,6 +192,7 @@ proc_kill_known(struct env *e)
 			kill(k->pid, SIGKILL);
 	}
 	e->nknown = 0;
+	proc_kill_detached(e);
 }
 
 static void
