@@ -1,0 +1,872 @@
+/*
+ * fault.c: see fault.h. Test-side code only: it drives the real daemon
+ * from outside and links none of its objects.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "fault.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define POLL_NAP_MS	20
+#define SHORT_MAX	4096
+#define STREAM_WINDOW	(64 * 1024)
+#define STREAM_CHUNK	(16 * 1024)
+#define MAX_INODES	8192
+
+uint32_t
+fault_rand(uint32_t *s)
+{
+	uint32_t x = *s != 0 ? *s : 0x9e3779b9u;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	*s = x;
+	return x;
+}
+
+/* ---- /proc --------------------------------------------------------------- */
+
+/* Fields of /proc/PID/stat after the command name: state is field 3. */
+static int
+stat_fields(pid_t pid, char *state, pid_t *ppid, long long *ticks)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st;
+	int fd, ppid_i;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* The command name may hold spaces and parentheses: skip to the last ')'. */
+	if ((p = strrchr(buf, ')')) == NULL)
+		return -1;
+	if (sscanf(p + 2, "%c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+	    state, &ppid_i, &ut, &st) != 4)
+		return -1;
+	*ppid = ppid_i;
+	*ticks = (long long)(ut + st);
+	return 0;
+}
+
+static size_t
+children_in_state(pid_t parent, bool zombies, pid_t *pids, size_t max)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	size_t n = 0;
+
+	if (d == NULL)
+		fail_msg("opendir /proc: %s", strerror(errno));
+	while ((de = readdir(d)) != NULL) {
+		long long ticks;
+		pid_t pid, ppid;
+		char state;
+
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		pid = (pid_t)atoi(de->d_name);
+		if (stat_fields(pid, &state, &ppid, &ticks) == -1 ||
+		    ppid != parent || (state == 'Z') != zombies)
+			continue;
+		if (pids != NULL && n < max)
+			pids[n] = pid;
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static int
+pid_cmp(const void *a, const void *b)
+{
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+size_t
+fault_children(pid_t ppid, pid_t *pids, size_t max)
+{
+	size_t n = children_in_state(ppid, false, pids, max);
+
+	if (pids != NULL)
+		qsort(pids, n < max ? n : max, sizeof(*pids), pid_cmp);
+	return n;
+}
+
+size_t
+fault_zombies(pid_t ppid)
+{
+	return children_in_state(ppid, true, NULL, 0);
+}
+
+char
+fault_state(pid_t pid)
+{
+	long long ticks;
+	pid_t ppid;
+	char state;
+
+	return stat_fields(pid, &state, &ppid, &ticks) == 0 ? state : '?';
+}
+
+long long
+fault_cpu_ticks(pid_t pid)
+{
+	long long ticks;
+	pid_t ppid;
+	char state;
+
+	return stat_fields(pid, &state, &ppid, &ticks) == 0 ? ticks : -1;
+}
+
+int
+fault_fd_count(pid_t pid)
+{
+	char path[64];
+	struct dirent *de;
+	int n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	if ((d = opendir(path)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* The first number on the line of /proc/PID/status that starts with key. */
+static int
+status_field(pid_t pid, const char *key, long *a, long *b)
+{
+	char path[64], line[256];
+	size_t klen = strlen(key);
+	int rc = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, key, klen) != 0)
+			continue;
+		*b = -1;
+		if (sscanf(line + klen, "%ld %ld", a, b) >= 1)
+			rc = 0;
+		break;
+	}
+	fclose(f);
+	return rc;
+}
+
+long
+fault_rss_kb(pid_t pid)
+{
+	long kb, unused;
+
+	return status_field(pid, "VmRSS:", &kb, &unused) == 0 ? kb : -1;
+}
+
+long
+fault_server_rss_kb(pid_t master)
+{
+	pid_t kids[EM_MAX_WORKERS * 4];
+	size_t n, i;
+	long total = fault_rss_kb(master), kb;
+
+	n = fault_children(master, kids, sizeof(kids) / sizeof(*kids));
+	for (i = 0; i < n && i < sizeof(kids) / sizeof(*kids); i++)
+		if ((kb = fault_rss_kb(kids[i])) > 0)
+			total += kb;
+	return total;
+}
+
+int
+fault_uids(pid_t pid, uid_t *ruid, uid_t *euid)
+{
+	long r, e;
+
+	if (status_field(pid, "Uid:", &r, &e) == -1 || e < 0)
+		return -1;
+	*ruid = (uid_t)r;
+	*euid = (uid_t)e;
+	return 0;
+}
+
+void
+fault_wait_children(struct env *e, size_t n, pid_t *pids, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	pid_t got[EM_MAX_WORKERS * 4];
+	size_t have;
+
+	for (;;) {
+		have = fault_children(e->master, got,
+		    sizeof(got) / sizeof(*got));
+		if (have == n)
+			break;
+		if (now_ms() >= deadline) {
+			env_dump_log(e);
+			fail_msg("master %d has %zu children after %d ms, want %zu",
+			    (int)e->master, have, timeout_ms, n);
+		}
+		nap_ms(POLL_NAP_MS);
+	}
+	if (pids != NULL)
+		memcpy(pids, got, n * sizeof(*pids));
+}
+
+size_t
+fault_log_count(struct env *e, const char *needle)
+{
+	char *log = env_log(e), *p = log;
+	size_t n = 0;
+
+	while ((p = strstr(p, needle)) != NULL) {
+		n++;
+		p += strlen(needle);
+	}
+	free(log);
+	return n;
+}
+
+/* ---- starting ------------------------------------------------------------ */
+
+static void
+child_redirect(int target, const char *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC, 0644);
+
+	if (fd == -1 || dup2(fd, target) == -1)
+		_exit(126);
+	close(fd);
+}
+
+/* The harness's child set-up (own process group, death with the test,
+ * default signals), plus the limit. */
+pid_t
+fault_start_nofile(struct env *e, rlim_t nofile)
+{
+	const char *argv[] = { em_binary(), "-F", "-c", e->conf_path, NULL };
+	struct rlimit rl = { nofile, nofile };
+	pid_t parent = getpid(), pid;
+	sigset_t none;
+
+	assert_true(e->master == 0 || e->reaped);
+	fflush(NULL);
+	if ((pid = fork()) == -1)
+		fail_msg("fork: %s", strerror(errno));
+	if (pid == 0) {
+		setpgid(0, 0);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(125);
+		signal(SIGPIPE, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		child_redirect(STDIN_FILENO, "/dev/null", O_RDONLY);
+		child_redirect(STDOUT_FILENO, e->out_path,
+		    O_WRONLY | O_CREAT | O_APPEND);
+		child_redirect(STDERR_FILENO, e->log_path,
+		    O_WRONLY | O_CREAT | O_APPEND);
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			_exit(124);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	setpgid(pid, pid);
+	e->master = pid;
+	e->reaped = false;
+	e->status = 0;
+	return pid;
+}
+
+void
+fault_write_conf(struct env *e, const struct em_conf *c, const char *extra)
+{
+	char *text = env_conf_text(e, c), *with, *before;
+
+	assert_true(asprintf(&before, "%slisten = (\n", extra) > 0);
+	with = text_replace(text, "listen = (\n", before);
+	env_write_conf_text(e, with);
+	free(before);
+	free(with);
+	free(text);
+}
+
+/* ---- UDP ----------------------------------------------------------------- */
+
+int
+udp_client(int port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd == -1 || connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1)
+		fail_msg("udp client to port %d: %s", port, strerror(errno));
+	return fd;
+}
+
+ssize_t
+udp_roundtrip_fd(int fd, const void *msg, size_t len, void *reply, size_t cap,
+    int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	/* Drop late replies to an earlier try. */
+	while (recv(fd, reply, cap, MSG_DONTWAIT) >= 0)
+		;
+	while (now_ms() < deadline) {
+		int64_t try_end = now_ms() + 500;
+
+		if (send(fd, msg, len, 0) != (ssize_t)len)
+			return -1;
+		while (now_ms() < try_end && now_ms() < deadline) {
+			if (poll(&pfd, 1, 50) != 1)
+				continue;
+			n = recv(fd, reply, cap, MSG_TRUNC | MSG_DONTWAIT);
+			if (n < 0)
+				return -1;
+			/* Only the reply to this datagram counts. */
+			if ((size_t)n == len)
+				return n;
+		}
+	}
+	errno = ETIMEDOUT;
+	return -1;
+}
+
+/* ---- which client connections a worker holds ----------------------------- */
+
+static size_t
+fd_inodes(pid_t pid, unsigned long *inodes, size_t max)
+{
+	char path[64], link[PATH_MAX], target[64];
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	if ((d = opendir(path)) == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL && n < max) {
+		ssize_t len;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(link, sizeof(link), "%s/%s", path, de->d_name);
+		len = readlink(link, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		if (sscanf(target, "socket:[%lu]", &inodes[n]) == 1)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static bool
+inode_in(const unsigned long *v, size_t n, unsigned long x)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == x)
+			return true;
+	return false;
+}
+
+size_t
+fault_held_client_ports(pid_t pid, int port, int *ports, size_t max)
+{
+	static unsigned long inodes[MAX_INODES];
+	size_t ninodes = fd_inodes(pid, inodes, MAX_INODES), n = 0;
+	char line[512];
+	FILE *f;
+
+	if ((f = fopen("/proc/net/tcp", "re")) == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		unsigned lport, rport, st;
+		unsigned long inode;
+
+		/* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
+		if (sscanf(line, " %*d: %*x:%x %*x:%x %x %*x:%*x %*x:%*x %*x %*u %*u %lu",
+		    &lport, &rport, &st, &inode) != 4)
+			continue;
+		if ((int)lport != port || st == 0x0A || inode == 0 ||
+		    !inode_in(inodes, ninodes, inode))
+			continue;
+		if (n < max)
+			ports[n] = (int)rport;
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* ---- load ---------------------------------------------------------------- */
+
+enum { LC_IDLE, LC_CONNECTING, LC_ACTIVE, LC_WAIT_EOF };
+
+struct load_conn {
+	int		 fd;
+	int		 phase;
+	bool		 stream;
+	bool		 doomed;
+	int		 lport;
+	int64_t		 t_start;
+	int64_t		 t_progress;
+	/* connect-echo-close */
+	uint8_t		 msg[SHORT_MAX];
+	size_t		 len, sent, rcvd;
+	/* stream */
+	uint32_t	 seed;
+	uint64_t	 s_sent, s_rcvd;
+};
+
+static uint8_t
+stream_byte(uint32_t seed, uint64_t i)
+{
+	uint32_t x = (uint32_t)i * 2654435761u ^ seed ^ (uint32_t)(i >> 32);
+
+	x ^= x >> 15;
+	x *= 0x2c1b3c6du;
+	x ^= x >> 12;
+	return (uint8_t)x;
+}
+
+static uint8_t
+upper(uint8_t b)
+{
+	return b >= 'a' && b <= 'z' ? (uint8_t)(b - 'a' + 'A') : b;
+}
+
+static void
+load_note(struct load *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+load_note(struct load *l, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (l->first_error[0] != '\0')
+		return;
+	va_start(ap, fmt);
+	vsnprintf(l->first_error, sizeof(l->first_error), fmt, ap);
+	va_end(ap);
+}
+
+static void
+lc_close(struct load_conn *c)
+{
+	if (c->fd != -1)
+		close(c->fd);
+	c->fd = -1;
+	c->phase = LC_IDLE;
+	c->doomed = false;
+}
+
+/* A connection that broke: expected when doomed, counted otherwise. */
+static void
+lc_broken(struct load *l, struct load_conn *c, const char *how, int err)
+{
+	if (c->doomed) {
+		l->st.doomed_lost++;
+	} else {
+		l->st.broken++;
+		load_note(l, "%s connection from port %d broke after %lld ms: "
+		    "%s (%s)", c->stream ? "stream" : "short", c->lport,
+		    (long long)(now_ms() - c->t_start), how,
+		    err != 0 ? strerror(err) : "-");
+	}
+	lc_close(c);
+}
+
+static void
+lc_connect(struct load *l, struct load_conn *c)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t slen = sizeof(sin);
+
+	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd == -1) {
+		l->st.connect_failed++;
+		load_note(l, "socket: %s", strerror(errno));
+		return;
+	}
+	sin.sin_port = htons((uint16_t)l->port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	c->t_start = c->t_progress = now_ms();
+	c->doomed = false;
+	if (connect(c->fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 &&
+	    errno != EINPROGRESS) {
+		if (errno == ECONNREFUSED)
+			l->st.refused++;
+		else
+			l->st.connect_failed++;
+		load_note(l, "connect: %s", strerror(errno));
+		lc_close(c);
+		return;
+	}
+	if (getsockname(c->fd, (struct sockaddr *)&sin, &slen) == 0)
+		c->lport = ntohs(sin.sin_port);
+	c->phase = LC_CONNECTING;
+	if (c->stream) {
+		c->seed = fault_rand(&l->rng);
+		c->s_sent = c->s_rcvd = 0;
+	} else {
+		c->len = 1 + fault_rand(&l->rng) % SHORT_MAX;
+		for (size_t i = 0; i < c->len; i++)
+			c->msg[i] = (uint8_t)fault_rand(&l->rng);
+		c->sent = c->rcvd = 0;
+	}
+}
+
+static void
+lc_connected(struct load *l, struct load_conn *c)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+	if (err == 0) {
+		c->phase = LC_ACTIVE;
+		c->t_progress = now_ms();
+		return;
+	}
+	if (err == ECONNREFUSED)
+		l->st.refused++;
+	else
+		l->st.connect_failed++;
+	load_note(l, "connect from port %d: %s", c->lport, strerror(err));
+	lc_close(c);
+}
+
+/* Compares what arrived with what the echo must be; false on a mismatch. */
+static bool
+lc_check(struct load *l, struct load_conn *c, const uint8_t *buf, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t want = c->stream ?
+		    upper(stream_byte(c->seed, c->s_rcvd + i)) :
+		    upper(c->msg[c->rcvd + i]);
+
+		if (buf[i] == want)
+			continue;
+		l->st.wrong++;
+		load_note(l, "%s from port %d: byte %llu is %#x, want %#x",
+		    c->stream ? "stream" : "short", c->lport,
+		    (unsigned long long)((c->stream ? c->s_rcvd : c->rcvd) + i),
+		    buf[i], want);
+		lc_close(c);
+		return false;
+	}
+	return true;
+}
+
+static void
+lc_send(struct load *l, struct load_conn *c)
+{
+	uint8_t chunk[STREAM_CHUNK];
+	size_t want;
+	ssize_t n;
+
+	if (!c->stream) {
+		n = send(c->fd, c->msg + c->sent, c->len - c->sent, MSG_NOSIGNAL);
+	} else {
+		want = STREAM_WINDOW - (size_t)(c->s_sent - c->s_rcvd);
+		if (want > sizeof(chunk))
+			want = sizeof(chunk);
+		for (size_t i = 0; i < want; i++)
+			chunk[i] = stream_byte(c->seed, c->s_sent + i);
+		n = send(c->fd, chunk, want, MSG_NOSIGNAL);
+	}
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			lc_broken(l, c, "send", errno);
+		return;
+	}
+	if (c->stream)
+		c->s_sent += (uint64_t)n;
+	else
+		c->sent += (size_t)n;
+}
+
+static void
+lc_recv(struct load *l, struct load_conn *c)
+{
+	static uint8_t buf[STREAM_WINDOW];
+	size_t room = c->stream ? sizeof(buf) : c->len - c->rcvd;
+	ssize_t n;
+
+	if (room == 0)
+		room = 1;  /* only EOF or surplus can arrive now */
+	n = recv(c->fd, buf, room, 0);
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			lc_broken(l, c, "recv", errno);
+		return;
+	}
+	if (n == 0) {
+		if (c->phase == LC_WAIT_EOF) {
+			l->st.streams_done++;
+			lc_close(c);
+		} else {
+			lc_broken(l, c, "early EOF", 0);
+		}
+		return;
+	}
+	c->t_progress = now_ms();
+	if (c->phase == LC_WAIT_EOF || (!c->stream && c->rcvd == c->len)) {
+		l->st.wrong++;
+		load_note(l, "port %d: %zd bytes past the end", c->lport, n);
+		lc_close(c);
+		return;
+	}
+	if (!lc_check(l, c, buf, (size_t)n))
+		return;
+	if (c->stream) {
+		c->s_rcvd += (uint64_t)n;
+		l->st.stream_bytes += (uint64_t)n;
+		return;
+	}
+	c->rcvd += (size_t)n;
+	if (c->rcvd == c->len) {
+		l->st.served++;
+		lc_close(c);
+	}
+}
+
+/* A stream whose time is up stops sending, and half-closes once all of its
+ * bytes are back. */
+static void
+lc_stream_end(struct load *l, struct load_conn *c)
+{
+	bool done = l->stopping ||
+	    (l->stream_ms > 0 && now_ms() - c->t_start >= l->stream_ms);
+
+	if (c->phase != LC_ACTIVE || !done || c->s_rcvd != c->s_sent)
+		return;
+	if (shutdown(c->fd, SHUT_WR) == -1) {
+		lc_broken(l, c, "shutdown", errno);
+		return;
+	}
+	c->phase = LC_WAIT_EOF;
+}
+
+static bool
+lc_may_send(const struct load *l, const struct load_conn *c)
+{
+	bool ending = l->stopping ||
+	    (l->stream_ms > 0 && now_ms() - c->t_start >= l->stream_ms);
+
+	if (c->phase != LC_ACTIVE)
+		return false;
+	if (!c->stream)
+		return c->sent < c->len;
+	return !ending && c->s_sent - c->s_rcvd < STREAM_WINDOW;
+}
+
+void
+load_start(struct load *l, int port, size_t nshort, size_t nstream,
+    int stream_ms, uint32_t seed)
+{
+	size_t i;
+
+	memset(l, 0, sizeof(*l));
+	l->port = port;
+	l->nshort = nshort;
+	l->nstream = nstream;
+	l->stream_ms = stream_ms;
+	l->stall_ms = EM_DEADLINE_MS;
+	l->rng = seed != 0 ? seed : 1;
+	l->conns = calloc(nshort + nstream, sizeof(*l->conns));
+	assert_non_null(l->conns);
+	for (i = 0; i < nshort + nstream; i++) {
+		l->conns[i].fd = -1;
+		l->conns[i].stream = i >= nshort;
+	}
+}
+
+static void
+load_poll_set(struct load *l, struct pollfd *pfd, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct load_conn *c = &l->conns[i];
+
+		pfd[i].fd = c->fd;
+		pfd[i].revents = 0;
+		if (c->phase == LC_CONNECTING)
+			pfd[i].events = POLLOUT;
+		else if (c->phase != LC_IDLE)
+			pfd[i].events = (short)(POLLIN |
+			    (lc_may_send(l, c) ? POLLOUT : 0));
+		else
+			pfd[i].fd = -1;
+	}
+}
+
+void
+load_step(struct load *l, int wait_ms)
+{
+	size_t i, n = l->nshort + l->nstream;
+	struct pollfd *pfd = calloc(n, sizeof(*pfd));
+	int64_t now;
+
+	assert_non_null(pfd);
+	for (i = 0; i < n; i++)
+		if (l->conns[i].phase == LC_IDLE && !l->stopping)
+			lc_connect(l, &l->conns[i]);
+	load_poll_set(l, pfd, n);
+	if (poll(pfd, n, wait_ms) == -1 && errno != EINTR)
+		fail_msg("poll: %s", strerror(errno));
+	now = now_ms();
+	for (i = 0; i < n; i++) {
+		struct load_conn *c = &l->conns[i];
+
+		if (pfd[i].fd == -1 || c->phase == LC_IDLE)
+			continue;
+		if (c->phase == LC_CONNECTING) {
+			if (pfd[i].revents != 0)
+				lc_connected(l, c);
+		} else {
+			if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+				lc_recv(l, c);
+			if (c->phase != LC_IDLE && (pfd[i].revents & POLLOUT))
+				lc_send(l, c);
+		}
+		if (c->stream && c->phase != LC_IDLE)
+			lc_stream_end(l, c);
+		if (c->phase != LC_IDLE && now - c->t_progress > l->stall_ms) {
+			if (c->doomed) {
+				l->st.doomed_lost++;
+			} else {
+				l->st.stalled++;
+				load_note(l, "port %d: no progress for %d ms",
+				    c->lport, l->stall_ms);
+			}
+			lc_close(c);
+		}
+	}
+	free(pfd);
+}
+
+void
+load_run_for(struct load *l, int ms)
+{
+	int64_t end = now_ms() + ms;
+
+	while (now_ms() < end)
+		load_step(l, 10);
+}
+
+static bool
+load_idle(const struct load *l)
+{
+	for (size_t i = 0; i < l->nshort + l->nstream; i++)
+		if (l->conns[i].phase != LC_IDLE)
+			return false;
+	return true;
+}
+
+void
+load_finish(struct load *l, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	size_t i;
+
+	l->stopping = true;
+	while (!load_idle(l) && now_ms() < deadline)
+		load_step(l, 10);
+	for (i = 0; i < l->nshort + l->nstream; i++) {
+		if (l->conns[i].phase == LC_IDLE)
+			continue;
+		l->st.stalled++;
+		load_note(l, "port %d still open at the end", l->conns[i].lport);
+		lc_close(&l->conns[i]);
+	}
+	free(l->conns);
+	l->conns = NULL;
+}
+
+size_t
+load_doom_ports(struct load *l, const int *ports, size_t n)
+{
+	size_t doomed = 0;
+
+	for (size_t i = 0; i < l->nshort + l->nstream; i++) {
+		struct load_conn *c = &l->conns[i];
+
+		if (c->phase == LC_IDLE || c->phase == LC_CONNECTING)
+			continue;
+		for (size_t j = 0; j < n; j++) {
+			if (ports[j] != c->lport)
+				continue;
+			c->doomed = true;
+			doomed++;
+			break;
+		}
+	}
+	return doomed;
+}
+
+void
+load_print(const struct load *l, const char *what)
+{
+	const struct load_stats *s = &l->st;
+
+	print_message("%s: served %llu connect-echo-close, %llu streams "
+	    "(%llu stream bytes verified); refused %llu, wrong %llu, broken "
+	    "%llu, stalled %llu, other connect errors %llu; lost with a "
+	    "killed worker %llu\n", what,
+	    (unsigned long long)s->served, (unsigned long long)s->streams_done,
+	    (unsigned long long)s->stream_bytes,
+	    (unsigned long long)s->refused, (unsigned long long)s->wrong,
+	    (unsigned long long)s->broken, (unsigned long long)s->stalled,
+	    (unsigned long long)s->connect_failed,
+	    (unsigned long long)s->doomed_lost);
+	if (l->first_error[0] != '\0')
+		print_message("%s: first problem: %s\n", what, l->first_error);
+}
+
+void
+load_expect_clean(const struct load *l)
+{
+	const struct load_stats *s = &l->st;
+
+	if (s->refused || s->wrong || s->broken || s->stalled ||
+	    s->connect_failed)
+		fail_msg("the load saw failures: %s", l->first_error);
+}
