@@ -517,6 +517,61 @@ test_idle_timeout_one_second_spares_busy_connections(void **state)
 	close(fd[1]);
 }
 
+/* Sends len bytes it never reads back, then resets the connection. */
+static void
+client_abort(int port, size_t len)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	uint8_t *buf = malloc(len);
+	int fd;
+
+	assert_non_null(buf);
+	pattern_fill(buf, len, (uint32_t)len);
+	fd = tcp_connect(port, EM_DEADLINE_MS);
+	assert_true(fd >= 0);
+	/* Backpressure may stop us early; what matters is unsent output
+	 * on the server's side when the RST comes. */
+	tcp_send_all(fd, buf, len, 200);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg,
+	    sizeof(lg)), 0);
+	close(fd);
+	free(buf);
+}
+
+/* Clients that vanish with a RST, mid-transfer, cost the daemon nothing:
+ * the same workers (none crashed) go on serving everyone else. */
+static void
+test_reset_clients_do_not_hurt(void **state)
+{
+	struct proto p = proto_start(state);
+	pid_t before[PROTO_WORKERS], after[PROTO_WORKERS];
+	uint8_t want[sizeof(MIXED)];
+	int i;
+
+	env_wait_workers(p.env, PROTO_WORKERS, before, EM_DEADLINE_MS);
+	for (i = 0; i < 40; i++)
+		client_abort(i % 2 ? p.upper : p.echo, (size_t)(i + 1) * 16384);
+	upper_of(MIXED, want);
+	for (i = 0; i < 20; i++)
+		tcp_roundtrip(p.upper, MIXED, strlen(MIXED), want);
+	env_wait_workers(p.env, PROTO_WORKERS, after, EM_DEADLINE_MS);
+	assert_memory_equal(before, after, sizeof(before));
+}
+
+/* An empty datagram is a datagram: RFC 862 echoes it, empty. */
+static void
+test_udp_empty_datagram(void **state)
+{
+	struct proto p = proto_start(state);
+	char reply[16];
+	ssize_t n;
+
+	n = udp_exchange(p.upper, "", 0, reply, sizeof(reply), EM_DEADLINE_MS);
+	if (n != 0)
+		fail_msg("empty datagram: reply %zd (%s)", n,
+		    n == -1 ? strerror(errno) : "not empty");
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
 
 int
@@ -529,6 +584,7 @@ main(void)
 		T(test_udp_upper),
 		T(test_udp_echo),
 		T(test_udp_largest_datagram),
+		T(test_udp_empty_datagram),
 		T(test_binary_bytes_tcp),
 		T(test_binary_bytes_udp),
 		T(test_many_clients_at_once),
@@ -537,6 +593,7 @@ main(void)
 		T(test_half_close_small),
 		T(test_half_close_large),
 		T(test_never_reading_client_is_bounded),
+		T(test_reset_clients_do_not_hurt),
 		T(test_any_ipv4_and_any_ipv6_same_port),
 		T(test_any_ipv6_is_v6_only),
 		T(test_idle_timeout),
