@@ -417,6 +417,10 @@ child_exec(pid_t parent, const char *const *argv, const char *out,
 	child_redirect(STDOUT_FILENO, out, out_flags);
 	child_redirect(STDERR_FILENO, err, out_flags);
 	execv(argv[0], (char *const *)argv);
+	/* Into the log the test will print: a missing binary (say, relinked
+	 * by a concurrent make) must not look like a daemon failure. */
+	dprintf(STDERR_FILENO, "harness: execv %s: %s\n", argv[0],
+	    strerror(errno));
 	_exit(127);
 }
 
