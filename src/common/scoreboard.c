@@ -11,7 +11,10 @@ scoreboard_create(void)
 	void *p = mmap(NULL, sizeof(struct scoreboard), PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
-	return p == MAP_FAILED ? NULL : p;
+	if (p == MAP_FAILED)
+		return NULL;
+	addrtab_init(&((struct scoreboard *)p)->addr);
+	return p;
 }
 
 int
@@ -33,6 +36,15 @@ scoreboard_release(struct scoreboard *sb, int i)
 {
 	if (i < 0 || i >= SB_SLOTS)
 		return;
+	/*
+	 * The worker can no longer run, so nothing else changes its entries.
+	 * Purged before the slot is free: a new worker in the slot starts with
+	 * none. Skipped for workers that never counted (the scan reads 512 KiB).
+	 */
+	if (__atomic_load_n(&sb->w[i].addr_counted, __ATOMIC_SEQ_CST)) {
+		addrtab_conn_purge(&sb->addr, (unsigned)i);
+		sb->w[i].addr_counted = 0;
+	}
 	sb->w[i].pid = 0;
 	sb->w[i].serving = 0;
 	while (sb->high_water > 0 && sb->w[sb->high_water - 1].pid == 0)

@@ -5,12 +5,20 @@
  * are plain stores, readers take what they see. The master assigns and
  * clears slots; a worker reads the others' slots only to decide whether it
  * holds more than its share of connections.
+ *
+ * After the slots come the per-address tables (addrtable.h), which every
+ * worker writes with atomic operations: connections per client address and
+ * the UDP token buckets, so that both limits hold for the whole daemon.
+ * When the master reaps a worker, scoreboard_release() takes that worker's
+ * connections out of the per-address counts.
  */
 #ifndef EM_SCOREBOARD_H
 #define EM_SCOREBOARD_H
 
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "common/addrtable.h"
 
 /* Room for a full generation, a reload's new one, and old ones draining. */
 #define SB_SLOTS 4096
@@ -31,13 +39,22 @@ struct sb_worker {
 	uint64_t bytes_out;
 	uint64_t dgrams_in;
 	uint64_t dgrams_out;
-	uint64_t dgrams_dropped;
+	uint64_t dgrams_dropped;     /* truncated, loop-prone source port, send failed */
+	/* Hostile and unwanted input; `refused` above is max_connections only. */
+	uint64_t refused_acl;        /* TCP clients the allow/deny lists refused */
+	uint64_t refused_per_address;/* TCP clients over max_connections_per_address */
+	uint64_t dgrams_denied;      /* datagrams the allow/deny lists refused */
+	uint64_t dgrams_ratelimited; /* datagrams over udp_rate/udp_burst */
+	int32_t addr_counted;        /* set once it counts connections in sb->addr */
 } __attribute__((aligned(64)));
 
 struct scoreboard {
 	uint32_t high_water;  /* slots [0, high_water) may be in use */
 	struct sb_worker w[SB_SLOTS];
+	struct addrtab addr;  /* owners are slot indexes */
 };
+
+_Static_assert(SB_SLOTS <= (1 << ADDRTAB_OWNER_BITS), "a slot index must fit an addrtab owner");
 
 /* Maps a zeroed scoreboard shared with future children; NULL on failure. */
 struct scoreboard *scoreboard_create(void);
@@ -45,7 +62,11 @@ struct scoreboard *scoreboard_create(void);
 /* A free slot index, or -1 when all are taken. */
 int scoreboard_alloc(struct scoreboard *sb);
 
-/* Marks a slot free again (its worker was reaped). */
+/*
+ * Marks a slot free again (its worker was reaped, or never started), and
+ * forgets the connections it counted per address: a worker that died
+ * without closing them must not hold their addresses' quota forever.
+ */
 void scoreboard_release(struct scoreboard *sb, int i);
 
 /* Monotonic milliseconds, the clock every scoreboard time uses. */
