@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/sock.h"
+#include "worker/acl.h"
 #include "worker/echo.h"
 #include "worker/outbuf.h"
 
@@ -27,6 +29,7 @@ struct conn {
 	bool read_closed;     /* the client half-closed: finish writing, then close */
 	bool paused;          /* output full: not reading until it drains */
 	uint32_t events;      /* what epoll watches now */
+	int32_t addr_entry;   /* its count in sb->addr, -1 = not counted */
 	int64_t last_active;  /* monotonic ms */
 	struct conn *prev;    /* idle list, least recently active first */
 	struct conn *next;
@@ -79,6 +82,8 @@ conn_close(struct worker *w, struct conn *c)
 {
 	idle_unlink(w, c);
 	close(c->fd);  /* also removes it from epoll: only this worker holds it */
+	if (c->addr_entry != -1)
+		addrtab_conn_release(&w->sb->addr, c->addr_entry, w->sb_index);
 	outbuf_free(&c->out);
 	free(c);
 	w->me->active = --w->nconns;
@@ -87,32 +92,86 @@ conn_close(struct worker *w, struct conn *c)
 		worker_balance_accept(w);
 }
 
+/* Takes ownership of fd and of the per-address count at addr_entry (-1: none). */
 static void
-conn_open(struct worker *w, int fd, int mode)
+conn_open(struct worker *w, int fd, int mode, int addr_entry)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 	struct conn *c = calloc(1, sizeof(*c));
 
 	if (c == NULL) {
 		log_warn("connection dropped");
-		close(fd);
-		return;
+		goto fail;
 	}
 	c->ev.kind = EV_CONN;
 	c->fd = fd;
+	c->addr_entry = addr_entry;
 	c->mode = (uint8_t)mode;
 	c->events = EPOLLIN;
 	c->last_active = w->now_ms;
 	ev.data.ptr = c;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
 		log_warn("epoll_ctl add connection");
-		close(fd);
 		free(c);
-		return;
+		goto fail;
 	}
 	idle_append(w, c);
 	w->me->active = ++w->nconns;
 	w->me->accepted++;
+	return;
+fail:
+	close(fd);
+	if (addr_entry != -1)
+		addrtab_conn_release(&w->sb->addr, addr_entry, w->sb_index);
+}
+
+static void
+conn_log_refused(const struct sockaddr_storage *peer, const char *why)
+{
+	char addr[64];
+
+	/* Debug only: a hostile client must not be able to fill the log. */
+	if (!log_enabled(LOG_DEBUG))
+		return;
+	sock_addr_format(peer, addr, sizeof(addr));
+	log_debug("connection from %s refused: %s", addr, why);
+}
+
+/* True when the listener's allow and deny lists refuse the client. */
+static bool
+conn_acl_refuses(struct worker *w, const struct worker_listener *l,
+    const struct sockaddr_storage *peer)
+{
+	if (acl_admits(&l->conf->allow, &l->conf->deny, (const struct sockaddr *)peer))
+		return false;
+	w->me->refused_acl++;
+	conn_log_refused(peer, "access list");
+	return true;
+}
+
+/*
+ * Counts the connection against max_connections_per_address, whole daemon.
+ * Returns its entry in the shared table (-1 when there is no limit), or -2
+ * when the address holds its limit already or cannot be counted.
+ */
+static int
+conn_count_address(struct worker *w, const struct sockaddr_storage *peer)
+{
+	struct addrtab *t = &w->sb->addr;
+	int entry;
+
+	if (w->cfg->max_per_address == 0)
+		return -1;
+	if (!w->me->addr_counted)  /* before the first entry: the master purges on death */
+		__atomic_store_n(&w->me->addr_counted, 1, __ATOMIC_SEQ_CST);
+	entry = addrtab_conn_acquire(t, addrtab_hash(t, (const struct sockaddr *)peer),
+	    w->sb_index, (unsigned)w->cfg->max_per_address);
+	if (entry >= 0)
+		return entry;
+	w->me->refused_per_address++;
+	conn_log_refused(peer, entry == ADDRTAB_OVER ? "max_connections_per_address" :
+	    "per-address table full");
+	return -2;
 }
 
 static bool
@@ -124,11 +183,22 @@ accept_error_is_transient(int err)
 	    err == EHOSTUNREACH || err == EOPNOTSUPP || err == ENETUNREACH;
 }
 
+/*
+ * A listener without access lists or a per-address limit (l->screen
+ * false) never asks for the peer's address: the plain path costs nothing
+ * more. A refused client's connection is closed at once: it sees EOF (or
+ * a reset if it had sent data), and each refusal is counted in our slot.
+ */
 void
 conn_accept(struct worker *w, struct worker_listener *l)
 {
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage peer;
+		socklen_t peerlen = sizeof(peer);
+		int entry = -1;
+		int fd = l->screen ?
+		    accept4(l->fd, (struct sockaddr *)&peer, &peerlen, SOCK_NONBLOCK | SOCK_CLOEXEC) :
+		    accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd == -1) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -145,12 +215,20 @@ conn_accept(struct worker *w, struct worker_listener *l)
 			worker_pause_accept(w, 1);
 			return;
 		}
+		if (l->screen && conn_acl_refuses(w, l, &peer)) {
+			close(fd);
+			continue;
+		}
 		if (w->nconns >= (size_t)w->cfg->max_connections) {
 			close(fd);  /* refused cleanly: the client sees EOF at once */
 			w->me->refused++;
 			continue;
 		}
-		conn_open(w, fd, l->conf->mode);
+		if (l->screen && (entry = conn_count_address(w, &peer)) == -2) {
+			close(fd);
+			continue;
+		}
+		conn_open(w, fd, l->conf->mode, entry);
 	}
 	worker_balance_accept(w);
 }

@@ -5,8 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "common/log.h"
+#include "common/sock.h"
+#include "worker/acl.h"
 #include "worker/echo.h"
 
 /* Buffers for one recvmmsg/sendmmsg round trip; one per worker, reused. */
@@ -76,10 +79,60 @@ udp_arm(struct udp_batch *b)
 	}
 }
 
+static void
+udp_log_refused(const struct sockaddr_storage *from, const char *why)
+{
+	char addr[64];
+
+	/* Debug only: a flood must not become a flood of log lines. */
+	if (!log_enabled(LOG_DEBUG))
+		return;
+	sock_addr_format(from, addr, sizeof(addr));
+	log_debug("datagram from %s dropped: %s", addr, why);
+}
+
+/* Nanoseconds of CLOCK_MONOTONIC, the token buckets' clock; once per batch. */
+static uint64_t
+udp_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Whether a datagram from FROM may be answered: the listener's access
+ * lists, then the source's token bucket, shared by all workers. Counts
+ * what it refuses.
+ */
+static bool
+udp_admits(struct worker *w, const struct worker_listener *l,
+    const struct sockaddr_storage *from, uint64_t now_ns)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)from;
+	struct addrtab *t = &w->sb->addr;
+
+	if (l->screen && !acl_admits(&l->conf->allow, &l->conf->deny, sa)) {
+		w->me->dgrams_denied++;
+		udp_log_refused(from, "access list");
+		return false;
+	}
+	if (w->cfg->udp_rate != 0 && !addrtab_rate_admit(t, addrtab_hash(t, sa), now_ns,
+	    (uint32_t)w->cfg->udp_rate, (uint32_t)w->cfg->udp_burst)) {
+		w->me->dgrams_ratelimited++;
+		udp_log_refused(from, "udp_rate");
+		return false;
+	}
+	return true;
+}
+
 /* Keeps the datagrams worth answering, transformed, at the front of b->out. */
 static unsigned
-udp_prepare_replies(struct worker *w, struct udp_batch *b, int n, int mode)
+udp_prepare_replies(struct worker *w, const struct worker_listener *l, struct udp_batch *b, int n)
 {
+	uint64_t now_ns = w->cfg->udp_rate != 0 ? udp_now_ns() : 0;
+	int mode = l->conf->mode;
 	unsigned out = 0;
 
 	for (int i = 0; i < n; i++) {
@@ -89,6 +142,8 @@ udp_prepare_replies(struct worker *w, struct udp_batch *b, int n, int mode)
 			w->me->dgrams_dropped++;
 			continue;
 		}
+		if ((l->screen || w->cfg->udp_rate != 0) && !udp_admits(w, l, &b->from[i], now_ns))
+			continue;
 		b->iov[i].iov_len = b->in[i].msg_len;
 		if (mode == CFG_MODE_UPPER)
 			echo_upper(b->data[i], b->in[i].msg_len);
@@ -114,7 +169,7 @@ udp_handle(struct worker *w, struct worker_listener *l)
 		return;
 	}
 	w->me->dgrams_in += (uint64_t)n;
-	count = udp_prepare_replies(w, b, n, l->conf->mode);
+	count = udp_prepare_replies(w, l, b, n);
 	while (sent < count) {
 		int k = sendmmsg(l->fd, b->out + sent, count - sent, MSG_DONTWAIT);
 		if (k > 0) {

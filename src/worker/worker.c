@@ -195,6 +195,7 @@ worker_init(struct worker *w, const struct worker_spec *spec)
 	w->chan_fd = spec->chan_fd;
 	w->sb = spec->sb;
 	w->me = spec->me;
+	w->sb_index = (unsigned)(spec->me - spec->sb->w);
 	w->sig_ev.kind = EV_SIGNAL;
 	w->master_ev.kind = EV_MASTER;
 	w->nlisteners = spec->cfg->nlisten;
@@ -215,6 +216,8 @@ worker_init(struct worker *w, const struct worker_spec *spec)
 		l->conf = &spec->cfg->listen[i];
 		l->fd = spec->listen_fds[i];
 		l->ev.kind = l->conf->proto == CFG_PROTO_TCP ? EV_TCP_LISTENER : EV_UDP;
+		l->screen = l->conf->allow.n != 0 || l->conf->deny.n != 0 ||
+		    (l->conf->proto == CFG_PROTO_TCP && spec->cfg->max_per_address != 0);
 		listener_watch(w, l);
 	}
 }
@@ -350,6 +353,11 @@ worker_main(const struct worker_spec *spec)
 	worker_bind_to_master(spec);
 	worker_init(&w, spec);
 	worker_clock(&w);
+#ifdef EM_TEST_HOOKS
+	/* Test builds only: a start-up failure, for as long as the named file exists. */
+	if (getenv("EM_TEST_CRASH_ON_START") != NULL && access(getenv("EM_TEST_CRASH_ON_START"), F_OK) == 0)
+		exit(3);
+#endif
 	if (write(w.chan_fd, &ready, 1) != 1)
 		exit(EXIT_OK);  /* the master is gone already */
 	worker_loop(&w);

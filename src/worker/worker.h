@@ -36,6 +36,7 @@ struct worker_listener {
 	struct ev_source ev;
 	int fd;
 	bool registered;
+	bool screen;      /* TCP: has allow/deny lists or a per-address limit, so accept needs the peer */
 	const struct cfg_listen *conf;
 };
 
@@ -64,6 +65,7 @@ struct worker {
 	time_t drain_deadline;
 	struct scoreboard *sb;
 	struct sb_worker *me;            /* our scoreboard slot: counters and heartbeat */
+	unsigned sb_index;               /* its index: our owner id in sb->addr */
 };
 
 #define WORKER_SCRATCH (64 * 1024)
