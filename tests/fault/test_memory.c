@@ -1,0 +1,217 @@
+/*
+ * test_memory.c: clients that send and never read. The daemon must push
+ * back (stop reading a connection whose replies are not taken) instead of
+ * buffering: its resident memory, master plus workers from /proc, stays
+ * bounded. One client tries to send 64 MiB; then NCLIENTS clients each send
+ * until the kernel stops them. The figures seen are printed.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "fault.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define BIG		(64u * 1024 * 1024)
+#define NCLIENTS	1000
+/* Stalled: the kernel has taken nothing for this long. */
+#define STALL_MS	1000
+/* The daemon keeps at most 64 KiB of replies per connection. */
+#define PER_CONN_KB	64
+/* Growth allowed on top of that: connection structs, allocator slack. */
+#define SLACK_KB	(16 * 1024)
+#define CHUNK		(256 * 1024)
+/* Each of the many clients offers 64 MiB too. The kernel takes about
+ * 1.6 MiB of each on loopback (about 1.6 GB of TCP memory in all, less on a
+ * smaller machine, whose tcp_mem stops the senders sooner); under 1 MiB each,
+ * the socket buffers alone absorb it and the daemon's own 64 KiB per
+ * connection, the figure this test is about, never fills. */
+#define MANY_CAP	BIG
+
+static uint8_t chunk[CHUNK];
+
+/* Sends from buf until the kernel takes nothing more for STALL_MS (or all
+ * of it is sent); returns how much was sent. */
+static size_t
+push_until_stalled(int fd, const uint8_t *buf, size_t len)
+{
+	int64_t last = now_ms(), deadline = now_ms() + EM_DEADLINE_MS;
+	size_t sent = 0;
+
+	while (sent < len && now_ms() - last < STALL_MS && now_ms() < deadline) {
+		ssize_t n = send(fd, buf + sent, len - sent > CHUNK ? CHUNK :
+		    len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n > 0) {
+			sent += (size_t)n;
+			last = now_ms();
+		} else if (n == -1 && errno != EAGAIN && errno != EINTR) {
+			fail_msg("send: %s", strerror(errno));
+		} else {
+			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+
+			poll(&pfd, 1, 50);
+		}
+	}
+	return sent;
+}
+
+static int
+start_daemon(struct env *e)
+{
+	struct em_conf c;
+	int port = port_pick();
+
+	conf_init(&c, 2);
+	conf_listen(&c, "tcp", port, "upper");
+	env_write_conf(e, &c);
+	env_start_ready(e, 2, port);
+	env_wait_workers(e, 2, NULL, EM_DEADLINE_MS);
+	return port;
+}
+
+static void
+test_one_client_64mib_never_reading(void **state)
+{
+	struct env *e = *state;
+	uint8_t *out = malloc(BIG), *in = malloc(BIG);
+	long base, stalled;
+	size_t sent, rcvd = 0;
+	int fd, port = start_daemon(e);
+
+	assert_non_null(out);
+	assert_non_null(in);
+	pattern_fill(out, BIG, 64);
+	base = fault_server_rss_kb(e->master);
+	fd = tcp_connect(port, EM_DEADLINE_MS);
+	assert_true(fd >= 0);
+	sent = push_until_stalled(fd, out, BIG);
+	stalled = fault_server_rss_kb(e->master);
+	print_message("one client, never reading: the kernel took %zu of %u "
+	    "bytes before pushing back; server RSS %ld KiB before, %ld KiB "
+	    "with it stalled\n", sent, BIG, base, stalled);
+	assert_true(sent < BIG);
+	assert_true(stalled - base <= PER_CONN_KB + SLACK_KB);
+	/* Now it reads: every byte comes back, in order, upper-cased. */
+	while (rcvd < BIG) {
+		struct pollfd pfd = { .fd = fd,
+		    .events = (short)(POLLIN | (sent < BIG ? POLLOUT : 0)) };
+		ssize_t n;
+
+		if (poll(&pfd, 1, EM_DEADLINE_MS) != 1)
+			fail_msg("no progress at %zu of %u bytes back", rcvd, BIG);
+		if (pfd.revents & POLLOUT) {
+			n = send(fd, out + sent, BIG - sent > CHUNK ? CHUNK :
+			    BIG - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n > 0)
+				sent += (size_t)n;
+		}
+		if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
+			n = recv(fd, in + rcvd, BIG - rcvd, MSG_DONTWAIT);
+			if (n <= 0 && !(n == -1 && errno == EAGAIN))
+				fail_msg("recv at %zu: %s", rcvd, n == 0 ? "EOF" :
+				    strerror(errno));
+			if (n > 0)
+				rcvd += (size_t)n;
+		}
+	}
+	bytes_expect_upper(in, out, BIG, "64 MiB echo");
+	close(fd);
+	free(out);
+	free(in);
+}
+
+static int
+connect_small_buffers(int port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int small = 16 * 1024;
+
+	/* Small client buffers keep the kernel's share modest, so the
+	 * machine's TCP memory is not what stops the senders. */
+	assert_true(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1)
+		fail_msg("connect: %s", strerror(errno));
+	return fd;
+}
+
+static void
+test_many_clients_never_reading(void **state)
+{
+	struct env *e = *state;
+	static int fds[NCLIENTS];
+	static size_t offered[NCLIENTS];
+	size_t i, total = 0, busy;
+	long base, peak = 0, rss;
+	int64_t last;
+	int port = start_daemon(e);
+
+	base = fault_server_rss_kb(e->master);
+	pattern_fill(chunk, CHUNK, 1000);
+	for (i = 0; i < NCLIENTS; i++)
+		fds[i] = connect_small_buffers(port);
+	/* Round-robin sends until no client gets a byte in for STALL_MS. */
+	last = now_ms();
+	while (now_ms() - last < STALL_MS) {
+		busy = 0;
+		for (i = 0; i < NCLIENTS; i++) {
+			size_t want = MANY_CAP - offered[i];
+			ssize_t n;
+
+			if (want == 0)
+				continue;
+			n = send(fds[i], chunk, want > CHUNK ? CHUNK : want,
+			    MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n > 0) {
+				offered[i] += (size_t)n;
+				total += (size_t)n;
+				busy++;
+			} else if (n == -1 && errno != EAGAIN) {
+				fail_msg("client %zu: send: %s", i,
+				    strerror(errno));
+			}
+		}
+		if (busy > 0)
+			last = now_ms();
+		if ((rss = fault_server_rss_kb(e->master)) > peak)
+			peak = rss;
+		nap_ms(busy > 0 ? 1 : 50);
+	}
+	rss = fault_server_rss_kb(e->master);
+	print_message("%d clients, never reading: %zu bytes taken in all (%zu "
+	    "KiB each); server RSS %ld KiB before, peak %ld KiB, %ld KiB "
+	    "stalled; bound %d KiB\n", NCLIENTS, total,
+	    total / NCLIENTS / 1024, base, peak > rss ? peak : rss, rss,
+	    NCLIENTS * PER_CONN_KB + SLACK_KB);
+	assert_true((peak > rss ? peak : rss) - base <=
+	    NCLIENTS * PER_CONN_KB + SLACK_KB);
+	/* Still serving others while they hang on. */
+	tcp_roundtrip(port, "anyone else?\n", 13, "ANYONE ELSE?\n");
+	for (i = 0; i < NCLIENTS; i++)
+		close(fds[i]);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+		    test_one_client_64mib_never_reading, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_many_clients_never_reading,
+		    env_setup, env_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
