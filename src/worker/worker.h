@@ -36,7 +36,7 @@ struct worker_listener {
 	struct ev_source ev;
 	int fd;
 	bool registered;
-	bool screen;      /* TCP: has allow/deny lists or a per-address limit, so accept needs the peer */
+	bool screen;      /* has allow/deny lists, or (TCP) a per-address limit: needs the peer address */
 	const struct cfg_listen *conf;
 };
 
@@ -62,7 +62,7 @@ struct worker {
 	time_t accept_paused_until;      /* out of descriptors: not before then; 0 = no pause */
 	bool over_share;                 /* holds more than its share of connections */
 	bool draining;
-	time_t drain_deadline;
+	int64_t drain_deadline_ms;       /* monotonic ms: connections still open then are closed */
 	struct scoreboard *sb;
 	struct sb_worker *me;            /* our scoreboard slot: counters and heartbeat */
 	unsigned sb_index;               /* its index: our owner id in sb->addr */
