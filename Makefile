@@ -88,12 +88,23 @@ run: deps
 # Fragments under tests/ append their test programs to CHECK_BINS.
 CHECK_BINS = $(UNIT_BINS) $(INTEG_BINS)
 
-tests: $(BUILD)/echomaster $(CHECK_BINS)
+# A second daemon with the test hooks compiled in (TEST_HOOKS above), for the
+# tests that need a worker to fail on purpose; never installed.
+TESTHOOKS_BIN := $(BUILD)/testhooks/echomaster
+ifneq ($(TEST_HOOKS),1)
+$(TESTHOOKS_BIN): FORCE
+	$(Q)$(MAKE) --no-print-directory $(if $(Q),-s) BUILD=$(BUILD)/testhooks TEST_HOOKS=1 $@
+endif
+.PHONY: FORCE
+FORCE:
+
+tests: $(BUILD)/echomaster $(TESTHOOKS_BIN) $(CHECK_BINS)
 
 # The integration tests start the real daemon: ECHOMASTER names the binary.
 check: deps
 	$(Q)$(MAKE) --no-print-directory tests
-	$(Q)ECHOMASTER=$(CURDIR)/$(BUILD)/echomaster tests/run-tests.sh $(CHECK_BINS)
+	$(Q)ECHOMASTER=$(CURDIR)/$(BUILD)/echomaster \
+	    ECHOMASTER_TESTHOOKS=$(CURDIR)/$(TESTHOOKS_BIN) tests/run-tests.sh $(CHECK_BINS)
 
 clean:
 	rm -rf $(BUILD)

@@ -734,13 +734,13 @@ cfg_dump(const struct cfg *cfg, FILE *out)
 	fputs(");\n", out);
 }
 
-/* Parses `pid_file = "..."` at s; 0 and the value in out when it is one. */
+/* Parses `NAME = "..."` at s (which starts with NAME); 0 and the value in out when it is one. */
 static int
-scan_pid_setting(char *s, char *out, size_t outlen)
+scan_setting_value(char *s, const char *name, char *out, size_t outlen)
 {
 	char *end;
 
-	s += strlen("pid_file");
+	s += strlen(name);
 	s += strspn(s, " \t");
 	if (*s != '=' && *s != ':')
 		return -1;
@@ -754,12 +754,12 @@ scan_pid_setting(char *s, char *out, size_t outlen)
 }
 
 /*
- * The fallback of cfg_read_pid_file for a file libconfig cannot parse: a
+ * The fallback of cfg_read_setting for a file libconfig cannot parse: a
  * plain text scan for the setting, anywhere on a line, comments skipped.
  * Returns 0 found, 1 not found, -1 unreadable.
  */
 static int
-scan_pid_file(const char *path, char *out, size_t outlen)
+scan_setting(const char *path, const char *name, char *out, size_t outlen)
 {
 	FILE *f = fopen(path, "r");
 	char line[1024];
@@ -771,11 +771,11 @@ scan_pid_file(const char *path, char *out, size_t outlen)
 		char *s = line;
 
 		line[strcspn(line, "#")] = '\0';
-		while (found == 1 && (s = strstr(s, "pid_file")) != NULL) {
+		while (found == 1 && (s = strstr(s, name)) != NULL) {
 			bool at_word_start = s == line || !(isalnum((unsigned char)s[-1]) || s[-1] == '_');
-			if (at_word_start && scan_pid_setting(s, out, outlen) == 0)
+			if (at_word_start && scan_setting_value(s, name, out, outlen) == 0)
 				found = 0;
-			s += strlen("pid_file");
+			s += strlen(name);
 		}
 	}
 	fclose(f);
@@ -783,7 +783,8 @@ scan_pid_file(const char *path, char *out, size_t outlen)
 }
 
 int
-cfg_read_pid_file(const char *path, char *out, size_t outlen, char err[CFG_ERR_LEN])
+cfg_read_setting(const char *path, const char *name, char *out, size_t outlen,
+    char err[CFG_ERR_LEN])
 {
 	config_t lc;
 	const char *v;
@@ -793,24 +794,29 @@ cfg_read_pid_file(const char *path, char *out, size_t outlen, char err[CFG_ERR_L
 	config_init(&lc);
 	errno = 0;
 	if (config_read_file(&lc, path) == CONFIG_TRUE) {
-		if (config_lookup_string(&lc, "pid_file", &v) == CONFIG_TRUE)
+		if (config_lookup_string(&lc, name, &v) == CONFIG_TRUE) {
 			snprintf(out, outlen, "%s", v);
-		else if (config_lookup(&lc, "pid_file") != NULL)
-		{
-			snprintf(err, CFG_ERR_LEN, "%s:%d: 'pid_file' must be a string", path,
-			    config_setting_source_line(config_lookup(&lc, "pid_file")));
+		} else if (config_lookup(&lc, name) != NULL) {
+			snprintf(err, CFG_ERR_LEN, "%s:%d: '%s' must be a string", path,
+			    config_setting_source_line(config_lookup(&lc, name)), name);
 			rc = -1;
 		}
 	} else if (config_error_type(&lc) == CONFIG_ERR_FILE_IO) {
 		snprintf(err, CFG_ERR_LEN, "%s:0: cannot read the file: %s", path,
 		    strerror(errno ? errno : EIO));
 		rc = -1;
-	} else if (scan_pid_file(path, out, outlen) == -1) {
+	} else if (scan_setting(path, name, out, outlen) == -1) {
 		snprintf(err, CFG_ERR_LEN, "%s:0: cannot read the file: %s", path, strerror(errno));
 		rc = -1;
 	}
 	config_destroy(&lc);
 	return rc;
+}
+
+int
+cfg_read_pid_file(const char *path, char *out, size_t outlen, char err[CFG_ERR_LEN])
+{
+	return cfg_read_setting(path, "pid_file", out, outlen, err);
 }
 
 int

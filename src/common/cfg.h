@@ -100,6 +100,10 @@ void cfg_dump(const struct cfg *cfg, FILE *out);
  */
 int cfg_read_pid_file(const char *path, char *out, size_t outlen, char err[CFG_ERR_LEN]);
 
+/* The same for any top-level string setting (control_socket). */
+int cfg_read_setting(const char *path, const char *name, char *out, size_t outlen,
+    char err[CFG_ERR_LEN]);
+
 /* "tcp"/"udp", "upper"/"echo". */
 const char *cfg_proto_name(int proto);
 const char *cfg_mode_name(int mode);

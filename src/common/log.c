@@ -82,7 +82,8 @@ log_emit(int level, int errnum, const char *fmt, va_list ap)
 	if (errnum != 0 && (size_t)n < sizeof(msg))
 		snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", strerror(errnum));
 	syslog(level, "%s", msg);
-	if (log_state.to_stderr) {
+	/* A fatal error reaches stderr too: before detaching, it is all an operator sees. */
+	if (log_state.to_stderr || level <= LOG_CRIT) {
 		char line[1200];
 		int len = snprintf(line, sizeof(line), "echomaster[%ld]: %s: %s\n",
 		    (long)getpid(), level_names[level], msg);

@@ -13,6 +13,7 @@
 #include "common/exitcode.h"
 #include "common/log.h"
 #include "common/proctitle.h"
+#include "master/control.h"
 #include "master/master.h"
 #include "master/pidfile.h"
 
@@ -22,27 +23,33 @@ struct options {
 	bool test;
 	bool dump;
 	bool foreground;
+	bool json;
 };
 
+/* What -s can ask; through the control socket when there is one, else by signal. */
 static const struct {
 	const char *name;
-	int signo;
+	int signo;           /* 0: only the control socket can do it */
 } signal_names[] = {
 	{ "reload", SIGHUP }, { "stop", SIGTERM }, { "quit", SIGQUIT }, { "reopen", SIGUSR1 },
+	{ "status", 0 }, { "respawn", 0 },
 };
 
 static void
 usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: echomaster [-tTFvh] [-c file] [-s signal]\n"
+	    "usage: echomaster [-tTFvh] [-c file] [-s signal [-j]]\n"
 	    "\n"
 	    "  -c, --config FILE   configuration file (default %s)\n"
 	    "  -t, --test          check the configuration and exit\n"
 	    "  -T, --dump          check the configuration, print it with defaults filled in, exit\n"
 	    "  -F, --foreground    stay in the foreground, whatever 'daemon' says\n"
-	    "  -s, --signal SIG    send SIG to the running master (found through pid_file):\n"
-	    "                      reload (HUP), stop (TERM), quit (QUIT), reopen (USR1)\n"
+	    "  -s, --signal SIG    ask the running master: reload, stop, quit, reopen through\n"
+	    "                      control_socket (reload then waits for the outcome) or as\n"
+	    "                      HUP, TERM, QUIT, USR1 through pid_file; status and respawn\n"
+	    "                      (unpark crash-looping slots) need control_socket\n"
+	    "  -j, --json          with -s status: print JSON\n"
 	    "  -v, --version       print the version and exit\n"
 	    "  -h, --help          print this help and exit\n"
 	    "\n"
@@ -61,6 +68,7 @@ options_parse(struct options *o, int argc, char **argv)
 		{ "dump", no_argument, NULL, 'T' },
 		{ "foreground", no_argument, NULL, 'F' },
 		{ "signal", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
 		{ "version", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -69,13 +77,14 @@ options_parse(struct options *o, int argc, char **argv)
 
 	memset(o, 0, sizeof(*o));
 	o->config = CFG_DEFAULT_PATH;
-	while ((ch = getopt_long(argc, argv, "c:tTFs:vh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:tTFs:jvh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': o->config = optarg; break;
 		case 't': o->test = true; break;
 		case 'T': o->test = o->dump = true; break;
 		case 'F': o->foreground = true; break;
 		case 's': o->signal = optarg; break;
+		case 'j': o->json = true; break;
 		case 'v':
 			printf("echomaster %s\n", EM_VERSION);
 			exit(EXIT_OK);
@@ -95,29 +104,35 @@ options_parse(struct options *o, int argc, char **argv)
 	return 0;
 }
 
-/* -s: only pid_file is read, so a config broken elsewhere still lets an operator stop us. */
+/* -s through the control socket: the master answers, and says how it went. */
 static int
-send_signal(const struct options *o)
+ask_master(const struct options *o, const char *ctl_path)
+{
+	char err[256];
+	const char *cmd = strcmp(o->signal, "status") == 0 && o->json ? "status-json" : o->signal;
+	int rc = control_request(ctl_path, cmd, stdout, err, sizeof(err));
+
+	if (rc == -1) {
+		fprintf(stderr, "echomaster: %s\n", err);
+		return EXIT_RUNTIME;
+	}
+	return rc == 0 ? EXIT_OK : EXIT_CONFIG;
+}
+
+/* -s by signal, to the master named by the pid file. */
+static int
+signal_master(const struct options *o, int signo)
 {
 	char path[4096], err[CFG_ERR_LEN];
-	int signo = 0;
 	pid_t pid;
 
-	for (size_t i = 0; i < sizeof(signal_names) / sizeof(signal_names[0]); i++)
-		if (strcmp(o->signal, signal_names[i].name) == 0)
-			signo = signal_names[i].signo;
-	if (signo == 0) {
-		fprintf(stderr, "echomaster: unknown signal \"%s\" (reload, stop, quit or reopen)\n",
-		    o->signal);
-		return EXIT_CONFIG;
-	}
-	if (cfg_read_pid_file(o->config, path, sizeof(path), err) == -1) {
+	if (cfg_read_setting(o->config, "pid_file", path, sizeof(path), err) == -1) {
 		fprintf(stderr, "%s\n", err);
 		return EXIT_CONFIG;
 	}
 	if (path[0] == '\0') {
-		fprintf(stderr, "echomaster: %s sets no pid_file, so the master cannot be found\n",
-		    o->config);
+		fprintf(stderr, "echomaster: %s sets neither control_socket nor pid_file, so the "
+		    "master cannot be found\n", o->config);
 		return EXIT_CONFIG;
 	}
 	if ((pid = pidfile_running(path, err, sizeof(err))) <= 0) {
@@ -132,6 +147,37 @@ send_signal(const struct options *o)
 		return EXIT_RUNTIME;
 	}
 	return EXIT_OK;
+}
+
+/*
+ * -s: only control_socket and pid_file are read from the file, so a config
+ * broken elsewhere still lets an operator reach the running master.
+ */
+static int
+send_signal(const struct options *o)
+{
+	char ctl[4096], err[CFG_ERR_LEN];
+	int signo = -1;
+
+	for (size_t i = 0; i < sizeof(signal_names) / sizeof(signal_names[0]); i++)
+		if (strcmp(o->signal, signal_names[i].name) == 0)
+			signo = signal_names[i].signo;
+	if (signo == -1) {
+		fprintf(stderr, "echomaster: unknown signal \"%s\" (reload, stop, quit, reopen, "
+		    "status or respawn)\n", o->signal);
+		return EXIT_CONFIG;
+	}
+	if (cfg_read_setting(o->config, "control_socket", ctl, sizeof(ctl), err) == -1) {
+		fprintf(stderr, "%s\n", err);
+		return EXIT_CONFIG;
+	}
+	if (ctl[0] != '\0')
+		return ask_master(o, ctl);
+	if (signo == 0) {
+		fprintf(stderr, "echomaster: -s %s needs control_socket in %s\n", o->signal, o->config);
+		return EXIT_CONFIG;
+	}
+	return signal_master(o, signo);
 }
 
 int

@@ -19,7 +19,10 @@
 #include "common/log.h"
 #include "common/proctitle.h"
 #include "common/scoreboard.h"
+#include "master/events.h"
 #include "master/listeners.h"
+#include "master/master_priv.h"
+#include "master/notify.h"
 #include "master/pidfile.h"
 #include "master/workers.h"
 
@@ -30,50 +33,16 @@
 /* Past shutdown_timeout, how long a draining worker may still take before SIGKILL. */
 #define DRAIN_GRACE_MS          2000
 
-/* A worker slot of the serving generation. */
-struct slot {
-	struct wproc *proc;     /* NULL while waiting to be respawned */
-	int backoff_ms;
-	int64_t respawn_at_ms;
-};
-
-/* A generation: one config, its listeners, its slots. */
-struct generation {
-	unsigned number;
-	struct cfg *cfg;
-	struct listeners *ls;
-	struct slot *slots;
-	int nslots;
-	bool announced;         /* "ready" logged */
-};
-
-/* Signals seen since the loop last acted on them. */
-struct pending_signals {
-	bool chld, hup, quit, term, usr1;
-};
-
-/* The one context of the master process. */
-struct master {
-	struct generation cur;       /* serving */
-	struct generation next;      /* a reload in progress: next.cfg != NULL */
-	int64_t next_deadline_ms;
-	bool reload_again;           /* a HUP arrived during a reload */
-	struct wproc *procs;         /* every live worker, any generation */
-	struct scoreboard *sb;
-	int epfd;
-	int sigfd;
-	int pid_fd;
-	char *pid_path;
-	bool stopping;
-	bool graceful;
-	int64_t stop_deadline_ms;
-	struct pending_signals sig;
-};
-
 static int64_t
 now_ms(void)
 {
 	return scoreboard_now_ms();
+}
+
+int64_t
+master_now_ms(void)
+{
+	return now_ms();
 }
 
 static void
@@ -86,6 +55,8 @@ master_signal_set(sigset_t *set)
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGINT);
 	sigaddset(set, SIGUSR1);
+	sigaddset(set, SIGTTIN);
+	sigaddset(set, SIGTTOU);
 }
 
 /* Signals become readable events; the handlers are the kernel's, and do nothing else. */
@@ -93,7 +64,7 @@ static void
 master_setup_signals(struct master *m)
 {
 	sigset_t set;
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &m->sig_kind };
 
 	signal(SIGPIPE, SIG_IGN);
 	master_signal_set(&set);
@@ -117,9 +88,11 @@ master_read_signals(struct master *m)
 		case SIGCHLD: m->sig.chld = true; break;
 		case SIGHUP:  m->sig.hup = true; break;
 		case SIGQUIT: m->sig.quit = true; break;
-		case SIGTERM:
-		case SIGINT:  m->sig.term = true; break;
+		case SIGTERM: m->sig.term = true; break;
+		case SIGINT:  m->sig.intr = true; break;
 		case SIGUSR1: m->sig.usr1 = true; break;
+		case SIGTTIN: m->sig.ttin = true; break;
+		case SIGTTOU: m->sig.ttou = true; break;
 		default: break;
 		}
 	}
@@ -237,13 +210,26 @@ master_apply_log(const struct cfg *cfg)
 	log_configure(cfg->log_facility, cfg->log_level, cfg->log_stderr);
 }
 
+/* Reports a reload's outcome: log, counters, systemd, waiting control clients. */
+static void
+reload_failed(struct master *m, const char *why)
+{
+	char msg[CFG_ERR_LEN + 96];
+
+	snprintf(msg, sizeof(msg), "reload failed: %s; keeping the old configuration (generation %u)",
+	    why, m->cur.number);
+	log_errorx("%s", msg);
+	m->count.reloads_failed++;
+	notify_send("READY=1\nSTATUS=%s", msg);
+	admin_reload_done(m, false, msg);
+}
+
 static void
 reload_abort(struct master *m, const char *why)
 {
-	log_errorx("reload failed: %s; keeping the old configuration (generation %u)",
-	    why, m->cur.number);
 	generation_stop(m, &m->next, SIGKILL, WP_ABORTED);
 	generation_free(&m->next);
+	reload_failed(m, why);
 }
 
 static void
@@ -251,6 +237,12 @@ reload_warn_fixed(const struct cfg *old, const struct cfg *new)
 {
 	if (strcmp(old->pid_file, new->pid_file) != 0)
 		log_warnx("changing pid_file needs a restart; still using \"%s\"", old->pid_file);
+	if (strcmp(old->control_socket, new->control_socket) != 0)
+		log_warnx("changing control_socket needs a restart; still using \"%s\"",
+		    old->control_socket);
+	if (strcmp(old->metrics_address, new->metrics_address) != 0 ||
+	    old->metrics_port != new->metrics_port)
+		log_warnx("changing metrics needs a restart");
 	if (old->daemon != new->daemon)
 		log_warnx("changing daemon needs a restart");
 }
@@ -268,15 +260,15 @@ reload_begin(struct master *m)
 		return;
 	}
 	log_notice("reloading configuration %s", m->cur.cfg->path);
+	notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+	    notify_monotonic_usec(), m->cur.cfg->path);
 	if ((cfg = cfg_load(m->cur.cfg->path, err)) == NULL) {
-		log_errorx("reload failed: %s; keeping the old configuration (generation %u)",
-		    err, m->cur.number);
+		reload_failed(m, err);
 		return;
 	}
 	if ((ls = listeners_open(cfg, m->cur.cfg, m->cur.ls, err, sizeof(err))) == NULL) {
-		log_errorx("reload failed: %s; keeping the old configuration (generation %u)",
-		    err, m->cur.number);
 		cfg_free(cfg);
+		reload_failed(m, err);
 		return;
 	}
 	reload_warn_fixed(m->cur.cfg, cfg);
@@ -288,12 +280,57 @@ reload_begin(struct master *m)
 		reload_abort(m, "out of memory");
 }
 
+void
+master_reload(struct master *m)
+{
+	if (!m->stopping)
+		reload_begin(m);
+}
+
 static void announce_ready(struct master *m);
+
+/*
+ * A reload storm must not pile up old workers: past max_draining_generations
+ * the oldest draining generations are cut short (SIGTERM) and it is logged.
+ */
+static void
+drains_bound(struct master *m)
+{
+	for (;;) {
+		unsigned oldest = 0, seen[64];
+		int n = 0;
+
+		for (const struct wproc *p = m->procs; p != NULL; p = p->next) {
+			bool known = false;
+			if (p->state != WP_DRAINING || p->cut)
+				continue;
+			for (int i = 0; i < n; i++)
+				known = known || seen[i] == p->generation;
+			if (!known && n < 64)
+				seen[n++] = p->generation;
+			if (oldest == 0 || p->generation < oldest)
+				oldest = p->generation;
+		}
+		if (n <= m->cur.cfg->max_draining)
+			return;
+		log_warnx("%d generations draining, more than max_draining_generations = %d: "
+		    "stopping generation %u now", n, m->cur.cfg->max_draining, oldest);
+		for (struct wproc *p = m->procs; p != NULL; p = p->next) {
+			if (p->state == WP_DRAINING && p->generation == oldest) {
+				proc_signal(p, SIGTERM);
+				p->cut = true;
+				p->kill_at_ms = now_ms() + FAST_STOP_GRACE_MS;
+			}
+		}
+	}
+}
 
 /* Every new worker is ready: the old ones drain, the new config serves. */
 static void
 reload_commit(struct master *m)
 {
+	char msg[128];
+
 	generation_stop(m, &m->cur, SIGQUIT, WP_DRAINING);
 	generation_free(&m->cur);
 	for (int i = 0; i < m->next.nslots; i++)
@@ -301,8 +338,13 @@ reload_commit(struct master *m)
 	m->cur = m->next;
 	memset(&m->next, 0, sizeof(m->next));
 	master_apply_log(m->cur.cfg);
-	log_notice("reload ok: generation %u, %d workers", m->cur.number, m->cur.nslots);
+	snprintf(msg, sizeof(msg), "reload ok: generation %u, %d workers", m->cur.number,
+	    m->cur.nslots);
+	log_notice("%s", msg);
+	m->count.reloads_ok++;
 	announce_ready(m);
+	drains_bound(m);
+	admin_reload_done(m, true, msg);
 }
 
 static void
@@ -324,23 +366,118 @@ slot_of(struct generation *g, struct wproc *p)
 	return &g->slots[p->slot];
 }
 
-/* A serving worker died: respawn it, at once after a long life, later after a short one. */
+/*
+ * Deaths before ready: a start-up failure (bad user, missing library,
+ * exhausted resources) that no respawn can fix. Past crash_loop.deaths of
+ * them within crash_loop.window the slot is parked instead of forking
+ * forever, with one line that sums up the crashes not logged one by one.
+ * Returns true when the slot is now parked.
+ */
+static bool
+slot_count_early_death(struct master *m, struct slot *s, struct wproc *p, const char *how,
+    int64_t now)
+{
+	const struct cfg *cfg = m->cur.cfg;
+
+	if (s->early_deaths == 0 || now - s->window_start_ms > (int64_t)cfg->crash_loop_window * 1000) {
+		s->early_deaths = 0;
+		s->suppressed = 0;
+		s->window_start_ms = now;
+	}
+	if (++s->early_deaths == 1) {
+		log_warnx("worker %ld %s before it was ready", (long)p->pid, how);
+	} else {
+		s->suppressed++;
+		log_debug("worker %ld %s before it was ready", (long)p->pid, how);
+	}
+	if (s->early_deaths < cfg->crash_loop_deaths)
+		return false;
+	s->parked = true;
+	log_errorx("worker slot %d parked: its workers died %d times within %d s before becoming "
+	    "ready (last %s; %d such lines not logged); fix the cause, then reload or run "
+	    "echomaster -s respawn", p->slot, s->early_deaths, cfg->crash_loop_window, how,
+	    s->suppressed);
+	return true;
+}
+
+/*
+ * A serving worker died: respawn it, at once after a long life, later after
+ * a short one. One that had reported ready is always respawned: an operator
+ * or the OOM killer killing workers must not shrink capacity for good.
+ */
 static void
 slot_died(struct master *m, struct slot *s, struct wproc *p, int status)
 {
 	char how[96];
 	int64_t now = now_ms();
+	bool early = p->state == WP_STARTING;
 
 	wproc_describe_exit(status, how, sizeof(how));
-	log_warnx("worker %ld %s", (long)p->pid, how);
 	s->proc = NULL;
+	if (m->stopping || !early)
+		log_warnx("worker %ld %s", (long)p->pid, how);
 	if (m->stopping)
 		return;
+	if (!early)
+		s->early_deaths = 0;
+	else if (slot_count_early_death(m, s, p, how, now))
+		return;
+	m->count.respawns++;
 	s->backoff_ms = workers_backoff_next(s->backoff_ms, now - p->started_ms);
 	s->respawn_at_ms = now + s->backoff_ms;
-	if (s->backoff_ms != 0)
+	if (s->backoff_ms == 0)
+		return;
+	m->count.respawns_throttled++;
+	if (!early || s->early_deaths == 1)
 		log_warnx("respawning worker slot %d in %d ms (it died after %lld ms)",
 		    p->slot, s->backoff_ms, (long long)(now - p->started_ms));
+}
+
+void
+master_respawn_parked(struct master *m)
+{
+	for (int i = 0; i < m->cur.nslots; i++) {
+		struct slot *s = &m->cur.slots[i];
+		if (!s->parked)
+			continue;
+		log_notice("worker slot %d unparked", i);
+		s->parked = false;
+		s->early_deaths = 0;
+		s->backoff_ms = 0;
+		s->respawn_at_ms = now_ms();
+	}
+}
+
+/* TTIN adds a worker to the serving generation, TTOU drains the last one (never below 1). */
+static void
+workers_scale(struct master *m, int delta)
+{
+	struct generation *g = &m->cur;
+	struct slot *slots;
+
+	if (delta > 0 && g->nslots < CFG_WORKERS_MAX) {
+		if ((slots = realloc(g->slots, (size_t)(g->nslots + 1) * sizeof(*slots))) == NULL) {
+			log_warn("SIGTTIN");
+			return;
+		}
+		g->slots = slots;
+		memset(&g->slots[g->nslots], 0, sizeof(*slots));
+		slot_spawn(m, g, g->nslots++);
+	} else if (delta < 0 && g->nslots > 1) {
+		struct wproc *p = g->slots[g->nslots - 1].proc;
+		if (p != NULL) {
+			proc_signal(p, SIGQUIT);
+			p->state = WP_DRAINING;
+			p->kill_at_ms = now_ms() + (int64_t)g->cfg->shutdown_timeout * 1000 + DRAIN_GRACE_MS;
+			m->sb->w[p->sb_index].serving = 0;
+		}
+		g->nslots--;
+	} else {
+		log_notice("%s ignored: %d workers", delta > 0 ? "SIGTTIN" : "SIGTTOU", g->nslots);
+		return;
+	}
+	log_notice("workers: %d (%s; a reload restores the configured %d)", g->nslots,
+	    delta > 0 ? "SIGTTIN" : "SIGTTOU", g->cfg->workers);
 }
 
 static void
@@ -392,7 +529,7 @@ respawn_due(struct master *m)
 		return;
 	for (int i = 0; i < m->cur.nslots; i++) {
 		struct slot *s = &m->cur.slots[i];
-		if (s->proc == NULL && now >= s->respawn_at_ms)
+		if (s->proc == NULL && !s->parked && now >= s->respawn_at_ms)
 			slot_spawn(m, &m->cur, i);
 	}
 }
@@ -442,9 +579,12 @@ channel_read(struct master *m, struct wproc *p)
 	ssize_t n = read(p->chan_fd, buf, sizeof(buf));
 
 	if (n > 0 && p->state == WP_STARTING) {
+		struct slot *s = slot_of(&m->cur, p);
 		p->state = WP_READY;
-		if (p->generation == m->cur.number && !m->stopping)
+		if (s != NULL && !m->stopping) {
+			s->early_deaths = 0;
 			m->sb->w[p->sb_index].serving = 1;
+		}
 		log_debug("worker %ld ready", (long)p->pid);
 	} else if (n == 0 || (n < 0 && errno != EAGAIN)) {
 		epoll_ctl(m->epfd, EPOLL_CTL_DEL, p->chan_fd, NULL);
@@ -458,6 +598,8 @@ announce_ready(struct master *m)
 		return;
 	m->cur.announced = true;
 	log_notice("ready: %d workers, generation %u", m->cur.nslots, m->cur.number);
+	notify_send("READY=1\nSTATUS=serving: %d workers, generation %u", m->cur.nslots,
+	    m->cur.number);
 }
 
 static void
@@ -468,6 +610,7 @@ stop_begin(struct master *m, bool graceful)
 	log_notice("shutting down (%s)", graceful ? "graceful" : "fast");
 	if (m->next.cfg != NULL)
 		reload_abort(m, "shutting down");
+	notify_send("STOPPING=1\nSTATUS=shutting down (%s)", graceful ? "graceful" : "fast");
 	m->stopping = true;
 	m->graceful = graceful;
 	if (graceful) {
@@ -491,6 +634,8 @@ act_on_signals(struct master *m)
 	if (sig.chld)
 		reap_children(m);
 	if (sig.term)
+		stop_begin(m, m->cur.cfg->stop_graceful);
+	if (sig.intr)
 		stop_begin(m, false);
 	if (sig.quit)
 		stop_begin(m, true);
@@ -500,6 +645,16 @@ act_on_signals(struct master *m)
 		log_reopen();
 		log_notice("reopened logs");
 	}
+	if (sig.ttin && !m->stopping)
+		workers_scale(m, +1);
+	if (sig.ttou && !m->stopping)
+		workers_scale(m, -1);
+}
+
+void
+master_stop(struct master *m, bool graceful)
+{
+	stop_begin(m, graceful);
 }
 
 static int64_t
@@ -515,7 +670,7 @@ loop_timeout(const struct master *m)
 	int64_t due = 0, now = now_ms();
 
 	for (int i = 0; i < m->cur.nslots && !m->stopping; i++)
-		if (m->cur.slots[i].proc == NULL)
+		if (m->cur.slots[i].proc == NULL && !m->cur.slots[i].parked)
 			due = earliest(due, m->cur.slots[i].respawn_at_ms ? m->cur.slots[i].respawn_at_ms : now);
 	if (m->next.cfg != NULL)
 		due = earliest(due, m->next_deadline_ms);
@@ -524,6 +679,7 @@ loop_timeout(const struct master *m)
 			due = earliest(due, p->kill_at_ms);
 	if (m->cur.cfg->worker_timeout != 0 && !m->stopping)
 		due = earliest(due, now + 1000);  /* heartbeats are checked every second */
+	due = earliest(due, m->admin_due_ms);
 	if (due == 0)
 		return -1;
 	return due <= now ? 0 : (int)(due - now);
@@ -540,10 +696,17 @@ master_loop(struct master *m)
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
 		for (int i = 0; i < n; i++) {
-			if (events[i].data.ptr == NULL)
+			switch (*(int *)events[i].data.ptr) {
+			case MEV_SIGNAL:
 				master_read_signals(m);
-			else
+				break;
+			case MEV_WORKER:
 				channel_read(m, events[i].data.ptr);
+				break;
+			default:
+				admin_event(m, events[i].data.ptr, events[i].events);
+				break;
+			}
 		}
 		act_on_signals(m);
 		reload_progress(m);
@@ -555,6 +718,7 @@ master_loop(struct master *m)
 		respawn_due(m);
 		kill_overdue(m);
 		kill_hung(m);
+		m->admin_due_ms = admin_expire(m);
 	}
 }
 
@@ -608,8 +772,15 @@ master_start(struct master *m, struct cfg *cfg, bool foreground)
 
 	memset(m, 0, sizeof(*m));
 	m->pid_fd = -1;
+	m->ctl_fd = -1;
+	m->metrics_fd = -1;
+	m->sig_kind = MEV_SIGNAL;
+	m->ctl_kind = MEV_CONTROL;
+	m->metrics_kind = MEV_METRICS;
+	m->count.started_ms = now_ms();
 	if (detach)
 		cfg = cfg_with_absolute_path(cfg);
+	master_apply_log(cfg);
 	if (cfg->pid_file[0] != '\0') {
 		if ((m->pid_path = strdup(cfg->pid_file)) == NULL)
 			fatal("strdup");
@@ -628,9 +799,10 @@ master_start(struct master *m, struct cfg *cfg, bool foreground)
 		fatal("cannot write pid file %s", m->pid_path);
 	proctitle_set("echomaster: master process %s", proctitle_cmdline());
 	master_setup_signals(m);
+	notify_init();
 	if ((m->sb = scoreboard_create()) == NULL)
 		fatal("cannot map the scoreboard");
-	master_apply_log(cfg);
+	admin_open(m);
 	log_notice("echomaster %s starting: config %s, %d workers%s", EM_VERSION, cfg->path,
 	    cfg->workers, cfg->workers_auto ? " (auto)" : "");
 	if (generation_start(m, &m->cur) == -1)
@@ -644,6 +816,7 @@ master_run(struct cfg *cfg, bool foreground)
 
 	master_start(&m, cfg, foreground);
 	master_loop(&m);
+	admin_close(&m);
 	generation_free(&m.cur);
 	pidfile_release(m.pid_fd, m.pid_path);
 	free(m.pid_path);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "master/events.h"
 #include "worker/worker.h"
 
 struct wproc *
@@ -64,6 +65,7 @@ wproc_spawn(int epfd, struct scoreboard *sb, const struct cfg *cfg, const struct
 	}
 	close(sv[1]);
 	me->pid = p->pid;
+	p->ev_kind = MEV_WORKER;
 	p->chan_fd = sv[0];
 	p->slot = slot;
 	p->generation = generation;

@@ -29,6 +29,7 @@ enum wproc_state {
 
 /* One live worker process. */
 struct wproc {
+	int ev_kind;          /* MEV_WORKER: its channel's epoll tag */
 	pid_t pid;
 	int chan_fd;          /* master's end of the socketpair */
 	int slot;
@@ -38,6 +39,7 @@ struct wproc {
 	int64_t kill_at_ms;   /* DRAINING: SIGKILL when still alive at this time; 0 = none */
 	int sb_index;         /* its scoreboard slot */
 	bool hung;            /* killed for a missing heartbeat */
+	bool cut;             /* DRAINING, but told to stop at once (too many generations) */
 	struct wproc *next;
 };
 

@@ -245,7 +245,7 @@ worker_start_drain(struct worker *w)
 	if (w->draining)
 		return;
 	w->draining = true;
-	w->drain_deadline = w->now + w->cfg->shutdown_timeout;
+	w->drain_deadline_ms = w->now_ms + (int64_t)w->cfg->shutdown_timeout * 1000;
 	proctitle_set("echomaster: worker process is shutting down");
 	for (size_t i = 0; i < w->nlisteners; i++) {
 		listener_unwatch(w, &w->listeners[i]);
@@ -305,11 +305,17 @@ worker_tick(struct worker *w)
 	}
 	if (!w->draining)
 		worker_balance_accept(w);
-	if (w->draining && w->now >= w->drain_deadline) {
-		if (w->nconns != 0)
-			log_info("shutdown_timeout reached: closing %zu connections", w->nconns);
-		conn_close_all(w);
-	}
+}
+
+/* Checked every turn of a draining loop (at least twice a second), not only on ticks. */
+static void
+worker_drain_check(struct worker *w)
+{
+	if (w->now_ms < w->drain_deadline_ms)
+		return;
+	if (w->nconns != 0)
+		log_info("shutdown_timeout reached: closing %zu connections", w->nconns);
+	conn_close_all(w);
 }
 
 /*
@@ -337,6 +343,8 @@ worker_loop(struct worker *w)
 			last_tick = w->now;
 			worker_tick(w);
 		}
+		if (w->draining)
+			worker_drain_check(w);
 	}
 }
 

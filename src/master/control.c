@@ -1,0 +1,191 @@
+#include "master/control.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "master/events.h"
+
+/* How long one answer may take to write before the client is dropped. */
+#define CTL_SEND_TIMEOUT_S 2
+
+static const struct {
+	const char *name;
+	enum ctl_cmd cmd;
+} commands[] = {
+	{ "status", CTL_STATUS }, { "status-json", CTL_STATUS_JSON }, { "reload", CTL_RELOAD },
+	{ "respawn", CTL_RESPAWN }, { "stop", CTL_STOP }, { "quit", CTL_QUIT },
+	{ "reopen", CTL_REOPEN },
+};
+
+static int
+sun_fill(struct sockaddr_un *sun, const char *path, char *err, size_t errlen)
+{
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun->sun_path)) {
+		snprintf(err, errlen, "control socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sun->sun_path, path);
+	return 0;
+}
+
+/* True when some process accepts connections on PATH. */
+static bool
+control_in_use(const struct sockaddr_un *sun)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool live;
+
+	if (fd == -1)
+		return false;
+	live = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
+	close(fd);
+	return live;
+}
+
+int
+control_listen(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sun;
+	mode_t old_mask;
+	int fd;
+
+	if (sun_fill(&sun, path, err, errlen) == -1)
+		return -1;
+	if (control_in_use(&sun)) {
+		snprintf(err, errlen, "control socket %s is in use by another master", path);
+		return -1;
+	}
+	unlink(path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
+		snprintf(err, errlen, "control socket: %s", strerror(errno));
+		return -1;
+	}
+	/* Created 0600 from the start: there is no moment anyone else could connect. */
+	old_mask = umask(0177);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 || listen(fd, 16) == -1) {
+		snprintf(err, errlen, "control socket %s: %s", path, strerror(errno));
+		umask(old_mask);
+		close(fd);
+		return -1;
+	}
+	umask(old_mask);
+	return fd;
+}
+
+struct ctl_client *
+control_accept(int lfd, int64_t deadline_ms)
+{
+	struct ctl_client *c;
+	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	if (fd == -1)
+		return NULL;
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		close(fd);
+		return NULL;
+	}
+	c->ev_kind = MEV_CTL_CLIENT;
+	c->fd = fd;
+	c->deadline_ms = deadline_ms;
+	return c;
+}
+
+enum ctl_cmd
+control_read(struct ctl_client *c)
+{
+	ssize_t n = read(c->fd, c->line + c->len, sizeof(c->line) - 1 - c->len);
+	char *nl;
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return CTL_NONE;
+	if (n <= 0)
+		return CTL_BAD;
+	c->len += (size_t)n;
+	c->line[c->len] = '\0';
+	if ((nl = strchr(c->line, '\n')) == NULL)
+		return c->len == sizeof(c->line) - 1 ? CTL_BAD : CTL_NONE;
+	*nl = '\0';
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(c->line, commands[i].name) == 0)
+			return commands[i].cmd;
+	return CTL_BAD;
+}
+
+static void
+write_all(int fd, const char *s, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, s, len);
+		if (n <= 0)
+			return;  /* the timeout or a vanished client: nothing more to do */
+		s += n;
+		len -= (size_t)n;
+	}
+}
+
+void
+control_reply(struct ctl_client *c, bool ok, const char *body)
+{
+	struct timeval tv = { .tv_sec = CTL_SEND_TIMEOUT_S };
+	int flags = fcntl(c->fd, F_GETFL);
+
+	/* Blocking with a timeout: answers are small, and the socket is the owner's only. */
+	if (flags != -1)
+		fcntl(c->fd, F_SETFL, flags & ~O_NONBLOCK);
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	write_all(c->fd, ok ? "ok\n" : "error\n", ok ? 3 : 6);
+	if (body != NULL)
+		write_all(c->fd, body, strlen(body));
+	close(c->fd);
+	free(c);
+}
+
+int
+control_request(const char *path, const char *cmd, FILE *out, char *err, size_t errlen)
+{
+	struct sockaddr_un sun;
+	char buf[4096];
+	bool first = true;
+	int fd, status = -1;
+	ssize_t n;
+
+	if (sun_fill(&sun, path, err, errlen) == -1)
+		return -1;
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		snprintf(err, errlen, "cannot reach the master at %s: %s", path, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	snprintf(buf, sizeof(buf), "%s\n", cmd);
+	write_all(fd, buf, strlen(buf));
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		const char *body = buf;
+		size_t len = (size_t)n;
+		if (first) {
+			const char *nl = memchr(buf, '\n', len);
+			if (nl == NULL)
+				break;
+			status = strncmp(buf, "ok\n", 3) == 0 ? 0 : 1;
+			body = nl + 1;
+			len -= (size_t)(body - buf);
+			first = false;
+		}
+		fwrite(body, 1, len, out);
+	}
+	close(fd);
+	if (status == -1)
+		snprintf(err, errlen, "the master at %s closed without an answer", path);
+	return status;
+}

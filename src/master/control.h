@@ -1,0 +1,61 @@
+/*
+ * control: the master's control socket, a Unix stream socket of mode 0600.
+ * A client sends one line ("status", "status-json", "reload", "respawn",
+ * "stop", "quit", "reopen") and gets back "ok" or "error" on the first line,
+ * then a text body, then EOF. The master decides what to answer and when: a
+ * reload answers only once the new workers are ready or the reload failed.
+ */
+#ifndef EM_CONTROL_H
+#define EM_CONTROL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum ctl_cmd {
+	CTL_NONE,         /* the line is not complete yet */
+	CTL_STATUS,
+	CTL_STATUS_JSON,
+	CTL_RELOAD,
+	CTL_RESPAWN,
+	CTL_STOP,
+	CTL_QUIT,
+	CTL_REOPEN,
+	CTL_BAD,          /* unknown command, EOF or error: answer and close */
+};
+
+struct ctl_client {
+	int ev_kind;      /* MEV_CTL_CLIENT */
+	int fd;
+	char line[64];
+	size_t len;
+	int64_t deadline_ms;
+	bool waiting;     /* for a reload to finish */
+	struct ctl_client *next;
+};
+
+/*
+ * Binds PATH with mode 0600. A socket file left by a dead master is
+ * replaced; one that a live master answers on is not. Returns the fd, or
+ * -1 with a message in err.
+ */
+int control_listen(const char *path, char *err, size_t errlen);
+
+/* Accepts one client, non-blocking; NULL when none (or out of memory). */
+struct ctl_client *control_accept(int lfd, int64_t deadline_ms);
+
+/* Reads what the client sent; returns CTL_NONE until a whole line is in. */
+enum ctl_cmd control_read(struct ctl_client *c);
+
+/* Sends the answer, closes and frees the client. */
+void control_reply(struct ctl_client *c, bool ok, const char *body);
+
+/*
+ * The client side, for `echomaster -s`: sends CMD to PATH and copies the
+ * answer's body to out. Returns 0 for "ok", 1 for "error", -1 when the
+ * master cannot be reached (message in err).
+ */
+int control_request(const char *path, const char *cmd, FILE *out, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,193 @@
+#include "master/status.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* The per-worker counters, in the order every rendering shows them. */
+static const struct counter {
+	const char *name;     /* column and JSON key */
+	const char *metric;   /* Prometheus name */
+	const char *help;
+	int gauge;
+	size_t offset;        /* of a uint64_t in struct sb_worker */
+} counters[] = {
+	{ "active", "echomaster_connections_active", "TCP connections open now.", 1,
+	  offsetof(struct sb_worker, active) },
+	{ "accepted", "echomaster_connections_accepted_total", "TCP connections accepted.", 0,
+	  offsetof(struct sb_worker, accepted) },
+	{ "refused", "echomaster_connections_refused_total",
+	  "TCP connections closed at once because a limit was reached.", 0,
+	  offsetof(struct sb_worker, refused) },
+	{ "bytes_in", "echomaster_bytes_received_total", "Bytes read from TCP clients.", 0,
+	  offsetof(struct sb_worker, bytes_in) },
+	{ "bytes_out", "echomaster_bytes_sent_total", "Bytes written to TCP clients.", 0,
+	  offsetof(struct sb_worker, bytes_out) },
+	{ "dgrams_in", "echomaster_datagrams_received_total", "UDP datagrams received.", 0,
+	  offsetof(struct sb_worker, dgrams_in) },
+	{ "dgrams_out", "echomaster_datagrams_sent_total", "UDP datagrams answered.", 0,
+	  offsetof(struct sb_worker, dgrams_out) },
+	{ "dgrams_dropped", "echomaster_datagrams_dropped_total",
+	  "UDP datagrams not answered (loop-prone source port, full send buffer).", 0,
+	  offsetof(struct sb_worker, dgrams_dropped) },
+};
+#define NCOUNTERS (sizeof(counters) / sizeof(counters[0]))
+
+static uint64_t
+counter_get(const struct sb_worker *sb, size_t i)
+{
+	return __atomic_load_n((const uint64_t *)((const char *)sb + counters[i].offset),
+	    __ATOMIC_RELAXED);
+}
+
+static uint64_t
+counter_total(const struct status_view *v, size_t i)
+{
+	uint64_t sum = 0;
+
+	for (size_t k = 0; k < v->nworkers; k++)
+		sum += counter_get(v->w[k].sb, i);
+	return sum;
+}
+
+/* "3d04h", "2h05m", "4m10s", "12.3s": short and unambiguous. */
+static void
+duration(char *buf, size_t len, int64_t ms)
+{
+	int64_t s = ms / 1000;
+
+	if (s >= 86400)
+		snprintf(buf, len, "%" PRId64 "d%02" PRId64 "h", s / 86400, s % 86400 / 3600);
+	else if (s >= 3600)
+		snprintf(buf, len, "%" PRId64 "h%02" PRId64 "m", s / 3600, s % 3600 / 60);
+	else if (s >= 60)
+		snprintf(buf, len, "%" PRId64 "m%02" PRId64 "s", s / 60, s % 60);
+	else
+		snprintf(buf, len, "%" PRId64 ".%" PRId64 "s", s, ms % 1000 / 100);
+}
+
+/* open_memstream sets the buffer only at fclose, hence the pointer to it. */
+static char *
+close_stream(FILE *f, char **buf)
+{
+	if (fclose(f) != 0) {
+		free(*buf);
+		return NULL;
+	}
+	return *buf;
+}
+
+char *
+status_text(const struct status_view *v)
+{
+	char *buf = NULL, up[32], beat[32];
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (f == NULL)
+		return NULL;
+	duration(up, sizeof(up), v->uptime_ms);
+	fprintf(f, "echomaster %s: master %ld, up %s, generation %u, %d workers\n", EM_VERSION,
+	    (long)v->master_pid, up, v->generation, v->workers);
+	fprintf(f, "respawns %" PRIu64 " (throttled %" PRIu64 "), reloads %" PRIu64 " ok / %" PRIu64
+	    " failed, draining generations %d, parked slots %d\n\n", v->respawns,
+	    v->respawns_throttled, v->reloads_ok, v->reloads_failed, v->draining_generations,
+	    v->parked_slots);
+	fprintf(f, "%8s %4s %4s %-9s %8s %9s", "PID", "GEN", "SLOT", "STATE", "UP", "HEARTBEAT");
+	for (size_t i = 0; i < NCOUNTERS; i++)
+		fprintf(f, " %14s", counters[i].name);
+	fputc('\n', f);
+	for (size_t k = 0; k < v->nworkers; k++) {
+		const struct status_worker *w = &v->w[k];
+		duration(up, sizeof(up), v->now_ms - w->sb->started_ms);
+		duration(beat, sizeof(beat), v->now_ms - w->sb->heartbeat_ms);
+		fprintf(f, "%8ld %4u %4d %-9s %8s %9s", (long)w->pid, w->generation, w->slot,
+		    w->state, up, beat);
+		for (size_t i = 0; i < NCOUNTERS; i++)
+			fprintf(f, " %14" PRIu64, counter_get(w->sb, i));
+		fputc('\n', f);
+	}
+	fprintf(f, "%-46s", "total");
+	for (size_t i = 0; i < NCOUNTERS; i++)
+		fprintf(f, " %14" PRIu64, counter_total(v, i));
+	fputc('\n', f);
+	return close_stream(f, &buf);
+}
+
+char *
+status_json(const struct status_view *v)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (f == NULL)
+		return NULL;
+	fprintf(f, "{\"version\":\"%s\",\"master\":{\"pid\":%ld,\"uptime_ms\":%" PRId64
+	    ",\"generation\":%u,\"workers\":%d,\"respawns\":%" PRIu64
+	    ",\"respawns_throttled\":%" PRIu64 ",\"reloads_ok\":%" PRIu64
+	    ",\"reloads_failed\":%" PRIu64 ",\"draining_generations\":%d,\"parked_slots\":%d},"
+	    "\"workers\":[", EM_VERSION, (long)v->master_pid, v->uptime_ms, v->generation,
+	    v->workers, v->respawns, v->respawns_throttled, v->reloads_ok, v->reloads_failed,
+	    v->draining_generations, v->parked_slots);
+	for (size_t k = 0; k < v->nworkers; k++) {
+		const struct status_worker *w = &v->w[k];
+		fprintf(f, "%s{\"pid\":%ld,\"generation\":%u,\"slot\":%d,\"state\":\"%s\","
+		    "\"uptime_ms\":%" PRId64 ",\"heartbeat_age_ms\":%" PRId64, k ? "," : "",
+		    (long)w->pid, w->generation, w->slot, w->state, v->now_ms - w->sb->started_ms,
+		    v->now_ms - w->sb->heartbeat_ms);
+		for (size_t i = 0; i < NCOUNTERS; i++)
+			fprintf(f, ",\"%s\":%" PRIu64, counters[i].name, counter_get(w->sb, i));
+		fputc('}', f);
+	}
+	fputs("],\"totals\":{", f);
+	for (size_t i = 0; i < NCOUNTERS; i++)
+		fprintf(f, "%s\"%s\":%" PRIu64, i ? "," : "", counters[i].name, counter_total(v, i));
+	fputs("}}\n", f);
+	return close_stream(f, &buf);
+}
+
+static void
+metric_header(FILE *f, const char *name, const char *help, const char *type)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+char *
+status_prometheus(const struct status_view *v)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (f == NULL)
+		return NULL;
+	for (size_t i = 0; i < NCOUNTERS; i++) {
+		metric_header(f, counters[i].metric, counters[i].help,
+		    counters[i].gauge ? "gauge" : "counter");
+		for (size_t k = 0; k < v->nworkers; k++)
+			fprintf(f, "%s{worker=\"%d\",generation=\"%u\",pid=\"%ld\"} %" PRIu64 "\n",
+			    counters[i].metric, v->w[k].slot, v->w[k].generation, (long)v->w[k].pid,
+			    counter_get(v->w[k].sb, i));
+	}
+	metric_header(f, "echomaster_respawns_total", "Workers restarted after dying.", "counter");
+	fprintf(f, "echomaster_respawns_total %" PRIu64 "\n", v->respawns);
+	metric_header(f, "echomaster_respawns_throttled_total",
+	    "Respawns delayed by the crash backoff.", "counter");
+	fprintf(f, "echomaster_respawns_throttled_total %" PRIu64 "\n", v->respawns_throttled);
+	metric_header(f, "echomaster_reloads_total", "Configuration reloads, by result.", "counter");
+	fprintf(f, "echomaster_reloads_total{result=\"ok\"} %" PRIu64 "\n", v->reloads_ok);
+	fprintf(f, "echomaster_reloads_total{result=\"failed\"} %" PRIu64 "\n", v->reloads_failed);
+	metric_header(f, "echomaster_uptime_seconds", "Seconds since the master started.", "gauge");
+	fprintf(f, "echomaster_uptime_seconds %.3f\n", (double)v->uptime_ms / 1000);
+	metric_header(f, "echomaster_generation", "The serving worker generation.", "gauge");
+	fprintf(f, "echomaster_generation %u\n", v->generation);
+	metric_header(f, "echomaster_workers", "Worker slots of the serving generation.", "gauge");
+	fprintf(f, "echomaster_workers %d\n", v->workers);
+	metric_header(f, "echomaster_draining_generations", "Old generations still draining.", "gauge");
+	fprintf(f, "echomaster_draining_generations %d\n", v->draining_generations);
+	metric_header(f, "echomaster_parked_slots",
+	    "Worker slots parked by the crash-loop breaker.", "gauge");
+	fprintf(f, "echomaster_parked_slots %d\n", v->parked_slots);
+	return close_stream(f, &buf);
+}
