@@ -19,6 +19,12 @@ static const struct counter {
 	{ "refused", "echomaster_connections_refused_total",
 	  "TCP connections closed at once because a limit was reached.", 0,
 	  offsetof(struct sb_worker, refused) },
+	{ "refused_acl", "echomaster_connections_denied_total",
+	  "TCP connections closed at once by a listener's allow/deny lists.", 0,
+	  offsetof(struct sb_worker, refused_acl) },
+	{ "refused_per_address", "echomaster_connections_over_address_limit_total",
+	  "TCP connections closed at once by max_connections_per_address.", 0,
+	  offsetof(struct sb_worker, refused_per_address) },
 	{ "bytes_in", "echomaster_bytes_received_total", "Bytes read from TCP clients.", 0,
 	  offsetof(struct sb_worker, bytes_in) },
 	{ "bytes_out", "echomaster_bytes_sent_total", "Bytes written to TCP clients.", 0,
@@ -30,6 +36,12 @@ static const struct counter {
 	{ "dgrams_dropped", "echomaster_datagrams_dropped_total",
 	  "UDP datagrams not answered (loop-prone source port, full send buffer).", 0,
 	  offsetof(struct sb_worker, dgrams_dropped) },
+	{ "dgrams_denied", "echomaster_datagrams_denied_total",
+	  "UDP datagrams dropped by a listener's allow/deny lists.", 0,
+	  offsetof(struct sb_worker, dgrams_denied) },
+	{ "dgrams_ratelimited", "echomaster_datagrams_rate_limited_total",
+	  "UDP datagrams dropped by the per-source rate limit (udp_rate).", 0,
+	  offsetof(struct sb_worker, dgrams_ratelimited) },
 };
 #define NCOUNTERS (sizeof(counters) / sizeof(counters[0]))
 
