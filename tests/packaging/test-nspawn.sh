@@ -3,12 +3,14 @@
 # debootstrap (cached under build/nspawn/base, reused across runs; delete it
 # to refresh), the package installed in a copy of it with apt, then the copy
 # booted with `systemd-nspawn -b` on a private network. Checks that the unit
-# is enabled and active, the workers run as echomaster, clients get their
-# replies on port 7, `systemctl reload` and `echomaster -s reload` work, a
+# is enabled, becomes active only once the master has sent READY=1 (its
+# STATUS= line shows the workers and generation), the workers run as
+# echomaster, clients get their replies on port 7, `systemctl reload` and
+# `echomaster -s reload` move the STATUS= line to the next generation, a
 # broken configuration fails `systemctl reload` and `restart` (the -t in
-# ExecReload and ExecStartPre) while the daemon keeps serving the old one,
-# the log lines reach the journal through syslog, and stop and purge leave
-# nothing running.
+# ExecReload and ExecStartPre) while the daemon keeps serving the old one
+# and its STATUS= line says why, the log lines reach the journal through
+# syslog, and stop and purge leave nothing running.
 #
 # Commands run inside the container through nsenter on its init, since this
 # host's PID 1 is not systemd (no machined, hence --register=no --keep-unit).
@@ -112,8 +114,7 @@ if wait_for 20 is_active active; then ok "echomaster.service is active"; else
 	in_ct journalctl --no-pager -u echomaster || true
 	die "no point going on"
 fi
-# Type=exec: active before the listeners are bound, so wait for the
-# master's "ready" line (the daemon does not speak sd_notify).
+status_text() { in_ct systemctl show -p StatusText --value echomaster; }
 ct_ready() {
 	local m
 	m=$(in_ct systemctl show -p MainPID --value echomaster)
@@ -121,12 +122,16 @@ ct_ready() {
 		grep -q 'ready: [0-9]* workers, generation 1'
 }
 check "it logged ready through syslog" wait_for 15 ct_ready
+ncpu=$(in_ct nproc)
+check_eq "Type=notify, NotifyAccess=main" "notify main" \
+	"$(in_ct systemctl show -p Type --value echomaster) $(in_ct systemctl show -p NotifyAccess --value echomaster)"
+check_eq "the unit's status is the master's READY=1 STATUS= line" \
+	"serving: $ncpu workers, generation 1" "$(status_text)"
 
 MAIN=$(in_ct systemctl show -p MainPID --value echomaster)
 check_eq "the master runs as root" root "$(in_ct ps -o user= -p "$MAIN" | xargs)"
 check_eq "the master's title" "echomaster: master process /usr/sbin/echomaster -F -c /etc/echomaster/echomaster.conf" \
 	"$(in_ct ps -o args= -p "$MAIN")"
-ncpu=$(in_ct nproc)
 workers=$(workers_of "$MAIN")
 check_eq "workers = auto starts one per CPU" "$ncpu" "$(wc -w <<<"$workers")"
 check_eq "every worker runs as echomaster" "echomaster" \
@@ -144,9 +149,20 @@ check_eq "syslog identifier is echomaster" echomaster \
 	"$(in_ct journalctl --no-pager -q -o export _SYSTEMD_UNIT=echomaster.service _TRANSPORT=syslog |
 		sed -n 's/^SYSLOG_IDENTIFIER=//p' | sort -u)"
 
+say "== Type=notify: systemctl start returns once the workers are ready"
+check "systemctl restart echomaster" in_ct systemctl restart echomaster
+# No wait from here: the start job ended on READY=1.
+check_eq "at once: the status shows the new master's first generation" \
+	"serving: $ncpu workers, generation 1" "$(status_text)"
+check_eq "at once: a client is answered" "AT ONCE" "$(ct_tcp 127.0.0.1 7 'at once' || true)"
+MAIN=$(in_ct systemctl show -p MainPID --value echomaster)
+workers=$(workers_of "$MAIN")
+
 say "== reload"
+status_is() { [ "$(status_text)" = "$1" ]; }
 check "systemctl reload echomaster" in_ct systemctl reload echomaster
-check "the reload completes (generation 2)" wait_for 15 ct_log_has 'reload ok: generation 2'
+check "the status shows generation 2" wait_for 15 status_is "serving: $ncpu workers, generation 2"
+check "the reload is logged (generation 2)" wait_for 15 ct_log_has 'reload ok: generation 2'
 check_eq "the master is the same process" "$MAIN" "$(in_ct systemctl show -p MainPID --value echomaster)"
 # The master is root without CAP_KILL's bypass otherwise: draining the old,
 # unprivileged workers proves it can still signal them.
@@ -155,7 +171,7 @@ check_eq "the new workers run as echomaster" "echomaster" "$(in_ct ps -o user= -
 check_eq "it answers after the reload" "RELOADED" "$(ct_tcp 127.0.0.1 7 'reloaded' || true)"
 check "echomaster -s reload (through the pid file in /run/echomaster)" \
 	in_ct /usr/sbin/echomaster -s reload
-check "that reload completes (generation 3)" wait_for 15 ct_log_has 'reload ok: generation 3'
+check "the status shows generation 3" wait_for 15 status_is "serving: $ncpu workers, generation 3"
 
 say "== a broken configuration"
 in_ct cp /etc/echomaster/echomaster.conf /root/echomaster.conf.good
@@ -163,9 +179,14 @@ in_ct sh -c 'echo "bogus_setting = 1;" >>/etc/echomaster/echomaster.conf'
 check "systemctl reload fails on a broken file (ExecReload runs -t)" \
 	fails in_ct systemctl reload echomaster
 check_eq "the unit stays active" active "$(in_ct systemctl is-active echomaster || true)"
+check_eq "its status still shows generation 3" "serving: $ncpu workers, generation 3" "$(status_text)"
 check "echomaster -s reload sends HUP anyway" in_ct /usr/sbin/echomaster -s reload
-check "the daemon refuses the file with FILE:LINE" wait_for 15 ct_log_has \
+check "the daemon logs the refusal" wait_for 15 ct_log_has \
 	'reload failed: /etc/echomaster/echomaster.conf:[0-9]*: unknown setting'
+status_failed() {
+	status_text | grep -q '^reload failed: /etc/echomaster/echomaster.conf:[0-9]*: unknown setting.*generation 3'
+}
+check "the unit's status says the reload failed, and why" wait_for 15 status_failed
 check_eq "the old configuration keeps serving" "STILL HERE" "$(ct_tcp 127.0.0.1 7 'still here' || true)"
 check "systemctl restart fails on the broken file" fails in_ct systemctl restart echomaster
 is_failed() { [ "$(in_ct systemctl show -p ActiveState --value echomaster)" = failed ]; }
