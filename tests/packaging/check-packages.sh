@@ -5,6 +5,8 @@
 #   test-rpm.sh       the rpm's files, scriptlets and payload
 #   test-deb-host.sh  dpkg -i here, run the installed daemon, dpkg --purge
 #   test-nspawn.sh    the .deb booted under systemd in a Debian 12 container
+#   test-container.sh the Dockerfile built without Docker and run as PID 1;
+#                     the Kubernetes manifest checked against it
 # and ends with "check-packages: N passed, N failed". Runs as root.
 #
 # The package builds skip the unit and integration tests (make check runs
@@ -14,7 +16,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 cd "$EM_TOP"
-[ "$(id -u)" = 0 ] || die "check-packages: run as root (dpkg -i, debootstrap, systemd-nspawn)"
+[ "$(id -u)" = 0 ] || die "check-packages: run as root (dpkg -i, debootstrap, systemd-nspawn, unshare)"
 export DEB_BUILD_OPTIONS=${DEB_BUILD_OPTIONS-nocheck}
 export RPMBUILD_OPTS=${RPMBUILD_OPTS---nocheck}
 TMP=$(mktemp -d /tmp/em-check-packages.XXXXXX)
@@ -83,6 +85,7 @@ run_script test-install.sh
 run_script test-rpm.sh
 run_script test-deb-host.sh
 run_script test-nspawn.sh
+run_script test-container.sh
 
 say
 [ ${#failed_scripts[@]} -gt 0 ] && say "failing: ${failed_scripts[*]}"

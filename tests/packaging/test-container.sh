@@ -277,6 +277,12 @@ else
 	sed 's/^/       | /' "$TMP/status"
 fi
 
+out=$(ct_exec echomaster -s reload 2>&1) || true
+check_eq "docker exec ... echomaster -s reload waits for the new workers" "reload ok: generation 2, 2 workers" "$out"
+two_workers() { [ "$(pgrep -c -P "$CT_PID")" = 2 ]; }
+check "the old generation's workers exit" wait_for 10 two_workers
+workers=$(pgrep -P "$CT_PID" | xargs || true)
+
 # An orphan: a process started by an exec whose parent exits is adopted by
 # PID 1. If the master did not reap it, it would stay a zombie for ever.
 ct_exec sh -c 'sleep 2.25 & exit 0'

@@ -96,9 +96,10 @@ check_eq "echomaster.conf(5)'s second example is the packaged configuration as -
 PORT=$(free_port)
 sed -e "s/port = 7;/port = $PORT;/" \
 	-e "s|^pid_file = .*|pid_file = \"$TMP/echomaster.pid\";|" \
+	-e "s|^control_socket = .*|control_socket = \"$TMP/control.sock\";|" \
 	-e 's/stderr = false;/stderr = true;/' \
 	/etc/echomaster/echomaster.conf >"$TMP/echomaster.conf"
-check_eq "test configuration differs from the installed one in 6 lines" 6 \
+check_eq "test configuration differs from the installed one in 7 lines" 7 \
 	"$(diff /etc/echomaster/echomaster.conf "$TMP/echomaster.conf" | grep -c '^>' || true)"
 check "echomaster -t accepts the test configuration" /usr/sbin/echomaster -t -c "$TMP/echomaster.conf"
 
