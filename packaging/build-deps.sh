@@ -1,8 +1,11 @@
 #!/bin/sh
 # Installs what building and testing echomaster needs, when it is missing.
-# Usage: build-deps.sh [build|packages]...   (default: build)
+# Usage: build-deps.sh [build|packages|lint|fuzz|valgrind]...   (default: build)
 #   build     compiler, make, pkg-config, libconfig, cmocka
 #   packages  what `make deb`, `make rpm` and `make check-packages` use
+#   lint      cppcheck and clang-tidy (make lint)
+#   fuzz      clang and its libFuzzer runtime (make fuzz)
+#   valgrind  valgrind (make valgrind)
 # Uses apt-get on Debian-like systems and dnf on Fedora-like ones; needs root
 # only when something is actually missing.
 set -eu
@@ -15,8 +18,14 @@ deb_build="gcc make pkg-config libconfig-dev libcmocka-dev"
 # checks, its pkg-config paths and the .deb's sysusers; procps (pgrep);
 # debootstrap, its keyring and systemd-nspawn for the boot test.
 deb_packages="debhelper dpkg-dev fakeroot lintian mandoc man-db manpages-dev rpm systemd procps debootstrap debian-archive-keyring systemd-container"
+deb_lint="cppcheck clang-tidy"
+deb_fuzz="clang libclang-rt-14-dev"
+deb_valgrind="valgrind"
 rpm_build="gcc make pkgconf-pkg-config libconfig-devel libcmocka-devel"
 rpm_packages="rpm-build systemd-rpm-macros mandoc"
+rpm_lint="cppcheck clang-tools-extra"
+rpm_fuzz="clang compiler-rt"
+rpm_valgrind="valgrind"
 
 if command -v dpkg-query >/dev/null 2>&1; then
 	want=""
