@@ -5,6 +5,7 @@
 #   make bench-tools      only build echobench and refserver
 #   make bench-callgrind  instructions per echoed request under callgrind
 #   make bench-syscalls   system calls per echoed request under strace -c -f
+#   make bench-fairness   connections per worker, 4 workers, 1000 arrivals
 #
 # Knobs (environment or make variables): BENCH_PASSES (5), BENCH_DURATION
 # (seconds per measurement, 2), BENCH_PIN (auto = pin pingpong-1 only, 1 =
@@ -18,7 +19,7 @@ BENCH_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 ECHOBENCH_SRCS := tests/bench/echobench.c tests/bench/eb_tcp.c \
 	tests/bench/eb_udp.c tests/bench/eb_util.c
 
-.PHONY: bench bench-tools bench-callgrind bench-syscalls
+.PHONY: bench bench-tools bench-callgrind bench-syscalls bench-fairness
 
 bench-tools: $(BENCH_DIR)/echobench $(BENCH_DIR)/refserver
 
@@ -40,3 +41,6 @@ bench-callgrind: bench-tools $(BUILD)/echomaster
 
 bench-syscalls: bench-tools $(BUILD)/echomaster
 	$(Q)BUILD=$(BUILD) tests/bench/syscalls.sh
+
+bench-fairness: bench-tools $(BUILD)/echomaster
+	$(Q)BUILD=$(BUILD) tests/bench/fairness.sh
