@@ -168,7 +168,8 @@ make_base() {
 }
 [ -d "$BASE" ] || make_base
 rm -rf "$ROOT"
-cp -a "$BASE" "$ROOT"
+mkdir "$ROOT"
+cp -a "$BASE/." "$ROOT/"   # the contents: BASE may be a symlink
 IMG_USER=root; ENTRYPOINT=(); CMD=(); HEALTH=(); EXPOSE=(); STOPSIGNAL=SIGTERM
 df_from() { :; }
 df_copy() {

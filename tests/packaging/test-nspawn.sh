@@ -77,7 +77,8 @@ pids_gone() { for p in "$@"; do in_ct kill -0 "$p" 2>/dev/null && return 1; done
 
 say "== installing $(basename "$DEB") into a copy of the cached root"
 rm -rf "$ROOT"
-cp -a "$BASE" "$ROOT"
+mkdir "$ROOT"
+cp -a "$BASE/." "$ROOT/"   # the contents: BASE may be a symlink
 cp "$DEB" "$ROOT/var/tmp/"
 ct_deb=/var/tmp/$(basename "$DEB")
 nspawn_run() {
