@@ -141,9 +141,9 @@ admin_render(struct master *m, char *(*render)(const struct status_view *))
 }
 
 static void
-ctl_unlink(struct master *m, struct ctl_client *c)
+list_unlink(struct reqconn **list, struct reqconn *c)
 {
-	for (struct ctl_client **pp = &m->ctl_clients; *pp != NULL; pp = &(*pp)->next) {
+	for (struct reqconn **pp = list; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == c) {
 			*pp = c->next;
 			return;
@@ -152,14 +152,14 @@ ctl_unlink(struct master *m, struct ctl_client *c)
 }
 
 static void
-ctl_answer(struct master *m, struct ctl_client *c, bool ok, const char *body)
+ctl_answer(struct master *m, struct reqconn *c, bool ok, const char *body)
 {
-	ctl_unlink(m, c);
+	list_unlink(&m->ctl_clients, c);
 	control_reply(c, ok, body);  /* closing the fd also removes it from epoll */
 }
 
 static void
-ctl_answer_text(struct master *m, struct ctl_client *c, char *text)
+ctl_answer_text(struct master *m, struct reqconn *c, char *text)
 {
 	ctl_answer(m, c, text != NULL, text != NULL ? text : "out of memory\n");
 	free(text);
@@ -167,7 +167,7 @@ ctl_answer_text(struct master *m, struct ctl_client *c, char *text)
 
 /* Acts on one command; the client is answered here, or later for a reload. */
 static void
-ctl_execute(struct master *m, struct ctl_client *c, enum ctl_cmd cmd)
+ctl_execute(struct master *m, struct reqconn *c, enum ctl_cmd cmd)
 {
 	switch (cmd) {
 	case CTL_NONE:
@@ -212,7 +212,7 @@ ctl_execute(struct master *m, struct ctl_client *c, enum ctl_cmd cmd)
 void
 admin_reload_done(struct master *m, bool ok, const char *message)
 {
-	struct ctl_client *c = m->ctl_clients, *next;
+	struct reqconn *c = m->ctl_clients, *next;
 	char body[CFG_ERR_LEN + 128];
 
 	snprintf(body, sizeof(body), "%s\n", message);
@@ -224,25 +224,14 @@ admin_reload_done(struct master *m, bool ok, const char *message)
 }
 
 static void
-http_unlink(struct master *m, struct http_client *c)
-{
-	for (struct http_client **pp = &m->http_clients; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == c) {
-			*pp = c->next;
-			return;
-		}
-	}
-}
-
-static void
-http_event(struct master *m, struct http_client *c)
+http_event(struct master *m, struct reqconn *c)
 {
 	enum http_req req = metrics_read(c);
 	char *body = NULL;
 
 	if (req == HTTP_MORE)
 		return;
-	http_unlink(m, c);
+	list_unlink(&m->http_clients, c);
 	if (req == HTTP_METRICS && (body = admin_render(m, status_prometheus)) == NULL)
 		req = HTTP_BAD;
 	metrics_reply(c, req, body);
@@ -252,7 +241,8 @@ http_event(struct master *m, struct http_client *c)
 static void
 accept_control(struct master *m)
 {
-	struct ctl_client *c = control_accept(m->ctl_fd, master_now_ms() + ADMIN_REQUEST_TIMEOUT_MS);
+	struct reqconn *c = reqconn_accept(m->ctl_fd, MEV_CTL_CLIENT,
+	    master_now_ms() + ADMIN_REQUEST_TIMEOUT_MS);
 
 	if (c == NULL)
 		return;
@@ -264,13 +254,13 @@ accept_control(struct master *m)
 static void
 accept_http(struct master *m)
 {
-	struct http_client *c = metrics_accept(m->metrics_fd,
+	struct reqconn *c = reqconn_accept(m->metrics_fd, MEV_HTTP_CLIENT,
 	    master_now_ms() + ADMIN_REQUEST_TIMEOUT_MS);
 	int n = 0;
 
 	if (c == NULL)
 		return;
-	for (const struct http_client *o = m->http_clients; o != NULL; o = o->next)
+	for (const struct reqconn *o = m->http_clients; o != NULL; o = o->next)
 		n++;
 	if (n >= ADMIN_HTTP_MAX) {
 		metrics_reply(c, HTTP_BAD, "too many clients\n");
@@ -290,7 +280,7 @@ admin_event(struct master *m, void *tag, uint32_t events)
 		accept_control(m);
 		break;
 	case MEV_CTL_CLIENT: {
-		struct ctl_client *c = tag;
+		struct reqconn *c = tag;
 		ctl_execute(m, c, control_read(c));
 		break;
 	}
@@ -310,8 +300,8 @@ int64_t
 admin_expire(struct master *m)
 {
 	int64_t now = master_now_ms(), next = 0;
-	struct ctl_client *c, *cn;
-	struct http_client *h, *hn;
+	struct reqconn *c, *cn;
+	struct reqconn *h, *hn;
 
 	for (c = m->ctl_clients; c != NULL; c = cn) {
 		cn = c->next;
@@ -325,7 +315,7 @@ admin_expire(struct master *m)
 	for (h = m->http_clients; h != NULL; h = hn) {
 		hn = h->next;
 		if (now >= h->deadline_ms) {
-			http_unlink(m, h);
+			list_unlink(&m->http_clients, h);
 			metrics_reply(h, HTTP_BAD, "request timeout\n");
 		} else if (next == 0 || h->deadline_ms < next) {
 			next = h->deadline_ms;
@@ -340,8 +330,8 @@ admin_close(struct master *m)
 	while (m->ctl_clients != NULL)
 		ctl_answer(m, m->ctl_clients, false, "the master is exiting\n");
 	while (m->http_clients != NULL) {
-		struct http_client *h = m->http_clients;
-		http_unlink(m, h);
+		struct reqconn *h = m->http_clients;
+		list_unlink(&m->http_clients, h);
 		metrics_reply(h, HTTP_BAD, "the master is exiting\n");
 	}
 	if (m->ctl_fd != -1) {

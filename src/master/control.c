@@ -11,10 +11,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "master/events.h"
-
-/* How long one answer may take to write before the client is dropped. */
-#define CTL_SEND_TIMEOUT_S 2
 
 static const struct {
 	const char *name;
@@ -82,43 +78,26 @@ control_listen(const char *path, char *err, size_t errlen)
 	return fd;
 }
 
-struct ctl_client *
-control_accept(int lfd, int64_t deadline_ms)
-{
-	struct ctl_client *c;
-	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-	if (fd == -1)
-		return NULL;
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		close(fd);
-		return NULL;
-	}
-	c->ev_kind = MEV_CTL_CLIENT;
-	c->fd = fd;
-	c->deadline_ms = deadline_ms;
-	return c;
-}
-
 enum ctl_cmd
-control_read(struct ctl_client *c)
+control_read(struct reqconn *c)
 {
-	ssize_t n = read(c->fd, c->line + c->len, sizeof(c->line) - 1 - c->len);
 	char *nl;
 
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return CTL_NONE;
-	if (n <= 0)
+	if (reqconn_read(c) == -1)
 		return CTL_BAD;
-	c->len += (size_t)n;
-	c->line[c->len] = '\0';
-	if ((nl = strchr(c->line, '\n')) == NULL)
-		return c->len == sizeof(c->line) - 1 ? CTL_BAD : CTL_NONE;
+	if ((nl = strchr(c->buf, '\n')) == NULL)
+		return CTL_NONE;
 	*nl = '\0';
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (strcmp(c->line, commands[i].name) == 0)
+		if (strcmp(c->buf, commands[i].name) == 0)
 			return commands[i].cmd;
 	return CTL_BAD;
+}
+
+void
+control_reply(struct reqconn *c, bool ok, const char *body)
+{
+	reqconn_finish(c, ok ? "ok\n" : "error\n", body);
 }
 
 static void
@@ -127,27 +106,10 @@ write_all(int fd, const char *s, size_t len)
 	while (len > 0) {
 		ssize_t n = write(fd, s, len);
 		if (n <= 0)
-			return;  /* the timeout or a vanished client: nothing more to do */
+			return;
 		s += n;
 		len -= (size_t)n;
 	}
-}
-
-void
-control_reply(struct ctl_client *c, bool ok, const char *body)
-{
-	struct timeval tv = { .tv_sec = CTL_SEND_TIMEOUT_S };
-	int flags = fcntl(c->fd, F_GETFL);
-
-	/* Blocking with a timeout: answers are small, and the socket is the owner's only. */
-	if (flags != -1)
-		fcntl(c->fd, F_SETFL, flags & ~O_NONBLOCK);
-	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	write_all(c->fd, ok ? "ok\n" : "error\n", ok ? 3 : 6);
-	if (body != NULL)
-		write_all(c->fd, body, strlen(body));
-	close(c->fd);
-	free(c);
 }
 
 int

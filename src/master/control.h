@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "master/reqconn.h"
+
 enum ctl_cmd {
 	CTL_NONE,         /* the line is not complete yet */
 	CTL_STATUS,
@@ -25,15 +27,6 @@ enum ctl_cmd {
 	CTL_BAD,          /* unknown command, EOF or error: answer and close */
 };
 
-struct ctl_client {
-	int ev_kind;      /* MEV_CTL_CLIENT */
-	int fd;
-	char line[64];
-	size_t len;
-	int64_t deadline_ms;
-	bool waiting;     /* for a reload to finish */
-	struct ctl_client *next;
-};
 
 /*
  * Binds PATH with mode 0600. A socket file left by a dead master is
@@ -42,14 +35,11 @@ struct ctl_client {
  */
 int control_listen(const char *path, char *err, size_t errlen);
 
-/* Accepts one client, non-blocking; NULL when none (or out of memory). */
-struct ctl_client *control_accept(int lfd, int64_t deadline_ms);
+/* Reads and parses a client's request; CTL_NONE until a whole line is in. */
+enum ctl_cmd control_read(struct reqconn *c);
 
-/* Reads what the client sent; returns CTL_NONE until a whole line is in. */
-enum ctl_cmd control_read(struct ctl_client *c);
-
-/* Sends the answer, closes and frees the client. */
-void control_reply(struct ctl_client *c, bool ok, const char *body);
+/* Sends the answer ("ok" or "error", then body), closes and frees the client. */
+void control_reply(struct reqconn *c, bool ok, const char *body);
 
 /*
  * The client side, for `echomaster -s`: sends CMD to PATH and copies the

@@ -69,9 +69,9 @@ struct master {
 	char *pid_path;
 	int ctl_fd;                  /* -1 = no control socket */
 	char *ctl_path;
-	struct ctl_client *ctl_clients;
+	struct reqconn *ctl_clients;
 	int metrics_fd;              /* -1 = no /metrics */
-	struct http_client *http_clients;
+	struct reqconn *http_clients;
 	int64_t admin_due_ms;        /* the next admin client deadline; 0 = none */
 	bool stopping;
 	bool graceful;

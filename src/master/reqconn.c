@@ -1,0 +1,77 @@
+#include "master/reqconn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+/* How long writing one answer may take before the client is given up. */
+#define REQCONN_SEND_TIMEOUT_S 2
+
+struct reqconn *
+reqconn_accept(int lfd, int ev_kind, int64_t deadline_ms)
+{
+	struct reqconn *c;
+	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	if (fd == -1)
+		return NULL;
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		close(fd);
+		return NULL;
+	}
+	c->ev_kind = ev_kind;
+	c->fd = fd;
+	c->deadline_ms = deadline_ms;
+	return c;
+}
+
+int
+reqconn_read(struct reqconn *c)
+{
+	ssize_t n;
+
+	if (c->len == sizeof(c->buf) - 1)
+		return -1;
+	n = read(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (n <= 0)
+		return -1;
+	c->len += (size_t)n;
+	c->buf[c->len] = '\0';
+	return 1;
+}
+
+static void
+send_all(int fd, const char *s)
+{
+	size_t len = s != NULL ? strlen(s) : 0;
+
+	while (len > 0) {
+		ssize_t n = send(fd, s, len, MSG_NOSIGNAL);
+		if (n <= 0)
+			return;  /* the timeout or a vanished client: nothing more to do */
+		s += n;
+		len -= (size_t)n;
+	}
+}
+
+void
+reqconn_finish(struct reqconn *c, const char *head, const char *body)
+{
+	struct timeval tv = { .tv_sec = REQCONN_SEND_TIMEOUT_S };
+	int flags = fcntl(c->fd, F_GETFL);
+
+	/* Blocking, bounded by the timeout: answers are small and clients local. */
+	if (flags != -1)
+		fcntl(c->fd, F_SETFL, flags & ~O_NONBLOCK);
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	send_all(c->fd, head);
+	send_all(c->fd, body);
+	close(c->fd);  /* also removes it from the master's epoll set */
+	free(c);
+}
