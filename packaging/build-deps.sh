@@ -16,8 +16,9 @@ deb_build="gcc make pkg-config libconfig-dev libcmocka-dev"
 # packages: dpkg-buildpackage and lintian; rpmbuild; mandoc and man-db for the
 # manuals (manpages-dev: the syslog(3) they refer to); systemd for the unit
 # checks, its pkg-config paths and the .deb's sysusers; procps (pgrep);
-# debootstrap, its keyring and systemd-nspawn for the boot test.
-deb_packages="debhelper dpkg-dev fakeroot lintian mandoc man-db manpages-dev rpm systemd procps debootstrap debian-archive-keyring systemd-container"
+# debootstrap, its keyring and systemd-nspawn for the boot test; python3
+# and its yaml module for the container test (Dockerfile and manifest).
+deb_packages="debhelper dpkg-dev fakeroot lintian mandoc man-db manpages-dev rpm systemd procps debootstrap debian-archive-keyring systemd-container python3 python3-yaml"
 deb_lint="cppcheck clang-tidy"
 deb_fuzz="clang libclang-rt-14-dev"
 deb_valgrind="valgrind"
