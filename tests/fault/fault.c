@@ -12,7 +12,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -406,32 +410,59 @@ inode_in(const unsigned long *v, size_t n, unsigned long x)
 	return false;
 }
 
+/*
+ * Established-side TCP sockets on the server's port, through sock_diag
+ * netlink: /proc/net/tcp also lists every TIME_WAIT socket (100,000 and
+ * more after a churn test), and reading it takes long enough to make an
+ * idle timeout fire under the test's feet. The state mask leaves out
+ * TIME_WAIT and LISTEN.
+ */
 size_t
 fault_held_client_ports(pid_t pid, int port, int *ports, size_t max)
 {
 	static unsigned long inodes[MAX_INODES];
+	static char buf[65536];
 	size_t ninodes = fd_inodes(pid, inodes, MAX_INODES), n = 0;
-	char line[512];
-	FILE *f;
+	struct {
+		struct nlmsghdr nlh;
+		struct inet_diag_req_v2 req;
+	} q = {
+		.nlh = { .nlmsg_len = sizeof(q), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+		    .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
+		.req = { .sdiag_family = AF_INET, .sdiag_protocol = IPPROTO_TCP,
+		    .idiag_states = ~((1u << TCP_TIME_WAIT) | (1u << TCP_LISTEN) |
+		    (1u << TCP_CLOSE)) },
+	};
+	bool done = false;
+	int fd;
 
-	if ((f = fopen("/proc/net/tcp", "re")) == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		unsigned lport, rport, st;
-		unsigned long inode;
+	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd == -1)
+		fail_msg("sock_diag socket: %s", strerror(errno));
+	if (send(fd, &q, sizeof(q), 0) != (ssize_t)sizeof(q))
+		fail_msg("sock_diag send: %s", strerror(errno));
+	while (!done) {
+		ssize_t len = recv(fd, buf, sizeof(buf), 0);
+		struct nlmsghdr *h = (struct nlmsghdr *)buf;
 
-		/* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
-		if (sscanf(line, " %*d: %*x:%x %*x:%x %x %*x:%*x %*x:%*x %*x %*u %*u %lu",
-		    &lport, &rport, &st, &inode) != 4)
-			continue;
-		if ((int)lport != port || st == 0x0A || inode == 0 ||
-		    !inode_in(inodes, ninodes, inode))
-			continue;
-		if (n < max)
-			ports[n] = (int)rport;
-		n++;
+		if (len <= 0)
+			fail_msg("sock_diag recv: %s", strerror(errno));
+		for (; NLMSG_OK(h, (size_t)len); h = NLMSG_NEXT(h, len)) {
+			const struct inet_diag_msg *m = NLMSG_DATA(h);
+
+			if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+				done = true;
+				break;
+			}
+			if (ntohs(m->id.idiag_sport) != port ||
+			    !inode_in(inodes, ninodes, m->idiag_inode))
+				continue;
+			if (n < max)
+				ports[n] = ntohs(m->id.idiag_dport);
+			n++;
+		}
 	}
-	fclose(f);
+	close(fd);
 	return n;
 }
 
