@@ -6,11 +6,13 @@
 # is enabled, becomes active only once the master has sent READY=1 (its
 # STATUS= line shows the workers and generation), the workers run as
 # echomaster, clients get their replies on port 7, `systemctl reload` and
-# `echomaster -s reload` move the STATUS= line to the next generation, a
-# broken configuration fails `systemctl reload` and `restart` (the -t in
-# ExecReload and ExecStartPre) while the daemon keeps serving the old one
-# and its STATUS= line says why, the log lines reach the journal through
-# syslog, and stop and purge leave nothing running.
+# `echomaster -s reload` wait for the new generation, `echomaster -s status`
+# lists the workers, a broken configuration fails `systemctl reload` and
+# `restart` (the -t in ExecReload and ExecStartPre) while the daemon keeps
+# serving the old one, a configuration the daemon itself refuses fails
+# `systemctl reload` through the control socket and shows in the unit's
+# status, the log lines reach the journal through syslog, and stop and purge
+# leave nothing running.
 #
 # Commands run inside the container through nsenter on its init, since this
 # host's PID 1 is not systemd (no machined, hence --register=no --keep-unit).
@@ -150,6 +152,16 @@ check_eq "syslog identifier is echomaster" echomaster \
 	"$(in_ct journalctl --no-pager -q -o export _SYSTEMD_UNIT=echomaster.service _TRANSPORT=syslog |
 		sed -n 's/^SYSLOG_IDENTIFIER=//p' | sort -u)"
 
+status_lists() {   # echomaster -s status names every worker of the master
+	local out
+	out=$(in_ct /usr/sbin/echomaster -s status) || return 1
+	printf '%s\n' "$out"
+	for w in $(workers_of "$MAIN"); do grep -qw "$w" <<<"$out" || return 1; done
+}
+check "echomaster -s status (as root, through the control socket) lists the workers ($workers)" status_lists
+check "echomaster -s status --json parses" bash -c \
+	"nsenter -t $LEADER -a /usr/sbin/echomaster -s status --json | python3 -m json.tool"
+
 say "== Type=notify: systemctl start returns once the workers are ready"
 check "systemctl restart echomaster" in_ct systemctl restart echomaster
 # No wait from here: the start job ended on READY=1.
@@ -160,9 +172,9 @@ MAIN=$(in_ct systemctl show -p MainPID --value echomaster)
 workers=$(workers_of "$MAIN")
 
 say "== reload"
-status_is() { [ "$(status_text)" = "$1" ]; }
 check "systemctl reload echomaster" in_ct systemctl reload echomaster
-check "the status shows generation 2" wait_for 15 status_is "serving: $ncpu workers, generation 2"
+# ExecReload's -s reload waits for the new workers: no wait here either.
+check_eq "at once: the status shows generation 2" "serving: $ncpu workers, generation 2" "$(status_text)"
 check "the reload is logged (generation 2)" wait_for 15 ct_log_has 'reload ok: generation 2'
 check_eq "the master is the same process" "$MAIN" "$(in_ct systemctl show -p MainPID --value echomaster)"
 # The master is root without CAP_KILL's bypass otherwise: draining the old,
@@ -170,9 +182,10 @@ check_eq "the master is the same process" "$MAIN" "$(in_ct systemctl show -p Mai
 check "the old workers ($workers) exit" wait_for 15 pids_gone $workers
 check_eq "the new workers run as echomaster" "echomaster" "$(in_ct ps -o user= --ppid "$MAIN" | sort -u | xargs)"
 check_eq "it answers after the reload" "RELOADED" "$(ct_tcp 127.0.0.1 7 'reloaded' || true)"
-check "echomaster -s reload (through the pid file in /run/echomaster)" \
-	in_ct /usr/sbin/echomaster -s reload
-check "the status shows generation 3" wait_for 15 status_is "serving: $ncpu workers, generation 3"
+out=$(in_ct /usr/sbin/echomaster -s reload 2>&1) && rc=0 || rc=$?
+check_eq "echomaster -s reload (through the control socket) exits 0" 0 "$rc"
+check "it prints reload ok and generation 3 ($out)" grep -q 'reload ok.*3' <<<"$out"
+check_eq "the status shows generation 3" "serving: $ncpu workers, generation 3" "$(status_text)"
 
 say "== a broken configuration"
 in_ct cp /etc/echomaster/echomaster.conf /root/echomaster.conf.good
@@ -181,14 +194,27 @@ check "systemctl reload fails on a broken file (ExecReload runs -t)" \
 	fails in_ct systemctl reload echomaster
 check_eq "the unit stays active" active "$(in_ct systemctl is-active echomaster || true)"
 check_eq "its status still shows generation 3" "serving: $ncpu workers, generation 3" "$(status_text)"
-check "echomaster -s reload sends HUP anyway" in_ct /usr/sbin/echomaster -s reload
+out=$(in_ct /usr/sbin/echomaster -s reload 2>&1) && rc=0 || rc=$?
+check "echomaster -s reload, past -t, fails ($rc) and prints FILE:LINE" \
+	test "$rc" -ne 0 -a -n "$(grep '/etc/echomaster/echomaster.conf:[0-9]*: unknown setting' <<<"$out")"
 check "the daemon logs the refusal" wait_for 15 ct_log_has \
 	'reload failed: /etc/echomaster/echomaster.conf:[0-9]*: unknown setting'
-status_failed() {
-	status_text | grep -q '^reload failed: /etc/echomaster/echomaster.conf:[0-9]*: unknown setting.*generation 3'
-}
-check "the unit's status says the reload failed, and why" wait_for 15 status_failed
+check "the unit's status says the reload failed, and why" \
+	grep -q '^reload failed: /etc/echomaster/echomaster.conf:[0-9]*: unknown setting.*generation 3' <<<"$(status_text)"
 check_eq "the old configuration keeps serving" "STILL HERE" "$(ct_tcp 127.0.0.1 7 'still here' || true)"
+# A file -t accepts but the daemon cannot apply: an address not on the host.
+in_ct cp /root/echomaster.conf.good /etc/echomaster/echomaster.conf
+in_ct sed -i '/proto = "tcp"; address = "\*"/a\	{ proto = "tcp"; address = "192.0.2.1"; port = 7; mode = "upper"; },' \
+	/etc/echomaster/echomaster.conf
+check "echomaster -t accepts a listener on 192.0.2.1" in_ct /usr/sbin/echomaster -t
+check "systemctl reload fails when the daemon cannot bind it (ExecReload's -s reload)" \
+	fails in_ct systemctl reload echomaster
+check "the unit's status says why" grep -q '^reload failed: .*192.0.2.1' <<<"$(status_text)"
+check_eq "the unit stays active, the master the same" "active $MAIN" \
+	"$(in_ct systemctl is-active echomaster || true) $(in_ct systemctl show -p MainPID --value echomaster)"
+check_eq "and serving" "STILL SERVING" "$(ct_tcp 127.0.0.1 7 'still serving' || true)"
+in_ct sh -c 'cp /root/echomaster.conf.good /etc/echomaster/echomaster.conf &&
+	echo "bogus_setting = 1;" >>/etc/echomaster/echomaster.conf'
 check "systemctl restart fails on the broken file" fails in_ct systemctl restart echomaster
 is_failed() { [ "$(in_ct systemctl show -p ActiveState --value echomaster)" = failed ]; }
 check "the unit ends failed, not in a restart loop" wait_for 30 is_failed
