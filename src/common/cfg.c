@@ -539,7 +539,8 @@ resolve_identity(struct parse *p, const config_t *lc, struct cfg *cfg)
 	cfg->gid = getgid();
 	if (geteuid() != 0)
 		return 0;
-	if (cfg->user[0] != '\0') {
+	/* user is never NULL: keys_set_defaults filled it before parsing. */
+	if (cfg->user[0] != '\0') {  // NOLINT(clang-analyzer-core.NullDereference)
 		errno = 0;
 		if ((pw = getpwnam(cfg->user)) == NULL)
 			return parse_fail(p, config_lookup(lc, "user"), "unknown user \"%s\"", cfg->user);

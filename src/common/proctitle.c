@@ -21,9 +21,14 @@ strings_copy(char **v, size_t n)
 
 	if (copy == NULL)
 		return NULL;
-	for (size_t i = 0; i < n; i++)
-		if ((copy[i] = strdup(v[i])) == NULL)
+	for (size_t i = 0; i < n; i++) {
+		if ((copy[i] = strdup(v[i])) == NULL) {
+			while (i > 0)
+				free(copy[--i]);
+			free(copy);
 			return NULL;
+		}
+	}
 	return copy;
 }
 

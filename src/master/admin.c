@@ -127,15 +127,22 @@ admin_view(struct master *m, struct status_view *v)
 	return 0;
 }
 
+enum admin_format { AF_TEXT, AF_JSON, AF_PROMETHEUS };
+
+/* The status in one format, malloc'd; NULL when out of memory. */
 static char *
-admin_render(struct master *m, char *(*render)(const struct status_view *))
+admin_render(struct master *m, enum admin_format format)
 {
 	struct status_view v;
-	char *text;
+	char *text = NULL;
 
 	if (admin_view(m, &v) == -1)
 		return NULL;
-	text = render(&v);
+	switch (format) {
+	case AF_TEXT: text = status_text(&v); break;
+	case AF_JSON: text = status_json(&v); break;
+	case AF_PROMETHEUS: text = status_prometheus(&v); break;
+	}
 	free(v.w);
 	return text;
 }
@@ -173,10 +180,10 @@ ctl_execute(struct master *m, struct reqconn *c, enum ctl_cmd cmd)
 	case CTL_NONE:
 		return;
 	case CTL_STATUS:
-		ctl_answer_text(m, c, admin_render(m, status_text));
+		ctl_answer_text(m, c, admin_render(m, AF_TEXT));
 		return;
 	case CTL_STATUS_JSON:
-		ctl_answer_text(m, c, admin_render(m, status_json));
+		ctl_answer_text(m, c, admin_render(m, AF_JSON));
 		return;
 	case CTL_RELOAD:
 		if (m->stopping) {
@@ -232,7 +239,7 @@ http_event(struct master *m, struct reqconn *c)
 	if (req == HTTP_MORE)
 		return;
 	list_unlink(&m->http_clients, c);
-	if (req == HTTP_METRICS && (body = admin_render(m, status_prometheus)) == NULL)
+	if (req == HTTP_METRICS && (body = admin_render(m, AF_PROMETHEUS)) == NULL)
 		req = HTTP_BAD;
 	metrics_reply(c, req, body);
 	free(body);

@@ -24,13 +24,15 @@ static const struct {
 static int
 sun_fill(struct sockaddr_un *sun, const char *path, char *err, size_t errlen)
 {
+	size_t len = strlen(path);
+
 	memset(sun, 0, sizeof(*sun));
 	sun->sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun->sun_path)) {
+	if (len >= sizeof(sun->sun_path)) {
 		snprintf(err, errlen, "control socket path too long: %s", path);
 		return -1;
 	}
-	strcpy(sun->sun_path, path);
+	memcpy(sun->sun_path, path, len + 1);
 	return 0;
 }
 

@@ -323,13 +323,19 @@ conn_expire_idle(struct worker *w)
 
 	if (limit == 0)
 		return;
-	while (w->idle_head != NULL && w->now_ms - w->idle_head->last_active >= limit)
-		conn_close(w, w->idle_head);
+	for (struct conn *c = w->idle_head, *next; c != NULL; c = next) {
+		next = c->next;
+		if (w->now_ms - c->last_active < limit)
+			break;  /* the list is oldest first: the rest are newer */
+		conn_close(w, c);
+	}
 }
 
 void
 conn_close_all(struct worker *w)
 {
-	while (w->idle_head != NULL)
-		conn_close(w, w->idle_head);
+	for (struct conn *c = w->idle_head, *next; c != NULL; c = next) {
+		next = c->next;
+		conn_close(w, c);
+	}
 }
