@@ -77,6 +77,19 @@ bench_stop() {
 SERVER_MAIN=
 }
 
+# bench_cpu_ticks: CPU time (user + system, clock ticks) used so far by the
+# server's main process and its live children (the workers).
+bench_cpu_ticks() {
+	local p t=0 u s
+
+	for p in "$SERVER_MAIN" $(cat /proc/"$SERVER_MAIN"/task/*/children 2>/dev/null); do
+		# Fields 14 and 15 of /proc/PID/stat; the name in () may hold spaces.
+		read -r u s < <(sed 's/^.*) //' /proc/"$p"/stat 2>/dev/null | awk '{ print $12, $13 }') || continue
+		t=$((t + ${u:-0} + ${s:-0}))
+	done
+	echo "$t"
+}
+
 bench_machine() {
 	echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' \

@@ -27,6 +27,8 @@ PIN=${BENCH_PIN:-auto}
 IDLE=${BENCH_IDLE:-10000}
 WORKERS=${BENCH_WORKERS:-auto}
 ROWS=(${BENCH_ONLY:-pingpong-1 pingpong-100 pingpong-1000 stream udp idle churn})
+WARMUP=0.5
+HZ=$(getconf CLK_TCK)
 RAW=$BENCH_OUT/raw.txt
 RESULTS=$BENCH_OUT/results.txt
 CLIENT_PREFIX=()
@@ -62,6 +64,25 @@ for f in "$EB" "$RS" "$EM"; do
 	[ -x "$f" ] || { echo "bench: $f is missing (make bench builds it)" >&2; exit 2; }
 done
 
+# cpu_cost ROW RESULTLINE TICKS: the server's CPU time per unit of work,
+# cpu_per_unit= (microseconds per request, datagram or connection; for
+# stream, milliseconds per GB echoed). The CPU time spans the warm-up too, so
+# the work is scaled by (secs + warm-up) / secs. Much less sensitive than
+# the rates to other load on the machine: it asks what a request costs, not
+# how many the server got the CPU for.
+cpu_cost() {
+	printf '%s\n' "$2" | awk -v row="$1" -v ticks="$3" -v hz="$HZ" -v w="$WARMUP" '
+	{ for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] } }
+	END {
+		if (row == "idle" || f["secs"] <= 0) exit
+		scale = (f["secs"] + w) / f["secs"]
+		if (row == "stream") { units = f["mbps"] * f["secs"] / 1000; per = 1000 }
+		else { units = f["ops"]; per = 1000000 }
+		if (units > 0)
+			printf "cpu_per_unit=%.3f", ticks / hz * per / (units * scale)
+	}'
+}
+
 row_args() {
 	case $1 in
 	pingpong-*)	echo "-w pingpong -c ${1#pingpong-}" ;;
@@ -75,7 +96,7 @@ row_args() {
 
 # run_one ROW SERVER PASS: one measurement, appended to $RAW.
 run_one() {
-	local row=$1 srv=$2 pass=$3 port out rc args line
+	local row=$1 srv=$2 pass=$3 port out rc args line cpu0 cpu1
 	local name=echomaster
 
 	[ "$srv" = ref ] && name=reference
@@ -87,12 +108,15 @@ run_one() {
 		return 1
 	fi
 	[ "$row" = idle ] && args="$args -P $SERVER_MAIN"
+	cpu0=$(bench_cpu_ticks)
 	# shellcheck disable=SC2086
 	out=$(${CLIENT_PREFIX[@]+"${CLIENT_PREFIX[@]}"} "$EB" $args -p "$port" \
-	    -d "$DUR" -t "$THREADS" 2>"$BENCH_OUT/echobench.err")
+	    -d "$DUR" -W "$WARMUP" -t "$THREADS" 2>"$BENCH_OUT/echobench.err")
 	rc=$?
+	cpu1=$(bench_cpu_ticks)
 	bench_stop
 	line=$(printf '%s\n' "$out" | sed -n 's/^RESULT //p')
+	line="$line $(cpu_cost "$row" "$line" $((cpu1 - cpu0)))"
 	echo "row=$row pass=$pass server=$srv rc=$rc $line" >>"$RAW"
 	printf '  pass %d %-14s %-10s %s\n' "$pass" "$row" "$name" \
 	    "$(printf '%s\n' "$out" | sed -n 2p | sed 's/^ *//')"
@@ -121,10 +145,10 @@ table() {
 	}
 	function metrics(row) {
 		if (row ~ /^pingpong/)
-			return "rate req/s hi 0.95;p99_us p99_us lo 1.10"
-		if (row == "churn") return "rate conn/s hi 0.90"
-		if (row == "stream") return "mbps MB/s hi 0.95"
-		if (row == "udp") return "rate dgram/s hi 0.95;loss loss_fraction info 0"
+			return "rate req/s hi 0.95;p99_us p99_us lo 1.10;cpu_per_unit cpu_us/req info 0"
+		if (row == "churn") return "rate conn/s hi 0.90;cpu_per_unit cpu_us/conn info 0"
+		if (row == "stream") return "mbps MB/s hi 0.95;cpu_per_unit cpu_ms/GB info 0"
+		if (row == "udp") return "rate dgram/s hi 0.95;loss loss_fraction info 0;cpu_per_unit cpu_us/dgram info 0"
 		if (row == "idle") return "bytes_per_conn bytes/conn abs 1024;ops echoed_after_hold info 0"
 		return ""
 	}
