@@ -23,10 +23,8 @@ notify_init(void)
 	size_t len;
 
 	if (path == NULL || (path[0] != '/' && path[0] != '@') ||
-	    (len = strlen(path)) >= sizeof(nt.addr.sun_path)) {
-		unsetenv("NOTIFY_SOCKET");
+	    (len = strlen(path)) >= sizeof(nt.addr.sun_path))
 		return;
-	}
 	nt.addr.sun_family = AF_UNIX;
 	memcpy(nt.addr.sun_path, path, len);
 	if (path[0] == '@')
@@ -35,7 +33,6 @@ notify_init(void)
 	nt.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (nt.fd == -1)
 		log_warn("notify socket");
-	unsetenv("NOTIFY_SOCKET");
 }
 
 void

@@ -9,7 +9,10 @@
 
 #include "common/log.h"
 
-/* Reads and unsets NOTIFY_SOCKET, so the workers never inherit it. */
+/*
+ * Reads NOTIFY_SOCKET. It stays in the environment: workers never exec, and
+ * only the master (which opened the socket) ever sends.
+ */
 void notify_init(void);
 
 /* Sends one message, e.g. "READY=1\nSTATUS=..."; failures are logged at debug only. */
