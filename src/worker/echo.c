@@ -23,11 +23,25 @@ upper8(uint64_t x)
 	return x ^ (is_lower >> 2);
 }
 
+static inline unsigned char
+upper1(unsigned char c)
+{
+	return c ^ (unsigned char)(((unsigned char)(c - 'a') < 26) << 5);
+}
+
+/*
+ * Whole 32-byte blocks first: an inner loop of constant trip count is one
+ * gcc vectorises even at -O2 (SSE2 on x86-64, two 16-byte steps a block),
+ * which a loop of unknown length is not. Then words, then bytes.
+ */
 void
 echo_upper(unsigned char *buf, size_t len)
 {
 	size_t i = 0;
 
+	for (; i + 32 <= len; i += 32)
+		for (size_t j = 0; j < 32; j++)
+			buf[i + j] = upper1(buf[i + j]);
 	for (; i + 8 <= len; i += 8) {
 		uint64_t word;
 		memcpy(&word, buf + i, 8);  /* any alignment; compiles to one load */
@@ -35,5 +49,5 @@ echo_upper(unsigned char *buf, size_t len)
 		memcpy(buf + i, &word, 8);
 	}
 	for (; i < len; i++)
-		buf[i] ^= (unsigned char)(((unsigned char)(buf[i] - 'a') < 26) << 5);
+		buf[i] = upper1(buf[i]);
 }

@@ -154,8 +154,12 @@ udp_prepare_replies(struct worker *w, const struct worker_listener *l, struct ud
 	return out;
 }
 
-void
-udp_handle(struct worker *w, struct worker_listener *l)
+/*
+ * One recvmmsg batch in, its replies out. Returns how many datagrams came
+ * in: a full batch means more are likely waiting.
+ */
+static int
+udp_round(struct worker *w, struct worker_listener *l)
 {
 	struct udp_batch *b = w->udp;
 	unsigned count, sent = 0, delivered = 0;
@@ -166,7 +170,7 @@ udp_handle(struct worker *w, struct worker_listener *l)
 	if (n <= 0) {
 		if (n < 0 && errno != EAGAIN && errno != EINTR)
 			log_warn("recvmmsg");
-		return;
+		return 0;
 	}
 	w->me->dgrams_in += (uint64_t)n;
 	count = udp_prepare_replies(w, l, b, n);
@@ -193,4 +197,20 @@ udp_handle(struct worker *w, struct worker_listener *l)
 		break;
 	}
 	w->me->dgrams_out += delivered;
+	return n;
+}
+
+/*
+ * While batches come back full, the queue holds more: take them now rather
+ * than after another epoll_wait. Bounded, so a UDP flood cannot starve this
+ * worker's TCP connections.
+ */
+#define UDP_ROUNDS 4
+
+void
+udp_handle(struct worker *w, struct worker_listener *l)
+{
+	for (int i = 0; i < UDP_ROUNDS; i++)
+		if (udp_round(w, l) < UDP_BATCH)
+			break;
 }

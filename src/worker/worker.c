@@ -159,6 +159,7 @@ worker_sync_accepting(struct worker *w)
 		else
 			listener_unwatch(w, l);
 	}
+	__atomic_store_n(&w->me->accepting, on, __ATOMIC_RELAXED);
 }
 
 void
@@ -174,12 +175,21 @@ worker_pause_accept(struct worker *w, int seconds)
  * well-known imbalance). A worker clearly above the average steps out of
  * the queue; the others, still in it, get the next connections. The
  * margin keeps a worker from flapping in and out around the average.
+ *
+ * Whether a worker is over its share also changes when the others accept,
+ * which it cannot see from its own events: a worker out of the queue
+ * re-checks on every loop turn (worker_loop wakes it at least every
+ * WORKER_REBALANCE_MS), and the last worker in the queue never steps out,
+ * so the accept queue is never left unserved.
  */
 void
 worker_balance_accept(struct worker *w)
 {
 	uint64_t avg = scoreboard_average_active(w->sb);
 	bool over = w->over_share ? w->nconns > avg : w->nconns > avg + avg / 8 + 2;
+
+	if (over && !w->over_share && scoreboard_others_accepting(w->sb, w->me) == 0)
+		over = false;
 
 	if (over != w->over_share) {
 		w->over_share = over;
@@ -220,6 +230,7 @@ worker_init(struct worker *w, const struct worker_spec *spec)
 		    (l->conf->proto == CFG_PROTO_TCP && spec->cfg->max_per_address != 0);
 		listener_watch(w, l);
 	}
+	__atomic_store_n(&w->me->accepting, 1, __ATOMIC_RELAXED);
 }
 
 /*
@@ -325,6 +336,9 @@ worker_drain_check(struct worker *w)
  */
 #define WORKER_TICK_MS 500
 
+/* How soon a worker out of the accept queue looks again at its share. */
+#define WORKER_REBALANCE_MS 10
+
 static void
 worker_loop(struct worker *w)
 {
@@ -332,13 +346,16 @@ worker_loop(struct worker *w)
 	time_t last_tick = w->now;
 
 	while (!(w->draining && w->nconns == 0)) {
-		int n = epoll_wait(w->epfd, events, WORKER_EVENTS, WORKER_TICK_MS);
+		int n = epoll_wait(w->epfd, events, WORKER_EVENTS,
+		    w->over_share ? WORKER_REBALANCE_MS : WORKER_TICK_MS);
 
 		if (n == -1 && errno != EINTR)
 			fatal("worker: epoll_wait");
 		worker_clock(w);
 		for (int i = 0; i < n; i++)
 			worker_dispatch(w, &events[i]);
+		if (w->over_share && !w->draining)
+			worker_balance_accept(w);
 		if (w->now != last_tick) {
 			last_tick = w->now;
 			worker_tick(w);
