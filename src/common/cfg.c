@@ -86,6 +86,8 @@ static const struct key limits_keys[] = {
 	  .min = 1, .max = 1000000, .def_int = 10000 },
 	{ .name = "idle_timeout", .type = KT_INT, .offset = CFG_OFF(idle_timeout),
 	  .min = 0, .max = 86400, .def_int = 300 },
+	{ .name = "min_rate", .type = KT_INT, .offset = CFG_OFF(min_rate),
+	  .min = 0, .max = 1000000000, .def_int = 0 },
 	{ .name = "max_connections_per_address", .type = KT_INT, .offset = CFG_OFF(max_per_address),
 	  .min = 0, .max = 1000000, .def_int = 0 },
 	{ .name = "udp_rate", .type = KT_INT, .offset = CFG_OFF(udp_rate),

@@ -64,6 +64,7 @@ struct cfg {
 	bool log_stderr;
 	int max_connections;  /* per worker */
 	int idle_timeout;     /* seconds, 0 = none */
+	int min_rate;         /* bytes/s a client must send for its connection to count as active; 0 = off */
 	int max_per_address;  /* TCP connections from one client address, whole daemon; 0 = none */
 	int udp_rate;         /* datagrams a second answered per source address; 0 = no limit */
 	int udp_burst;        /* token bucket depth for udp_rate */

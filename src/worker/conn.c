@@ -31,6 +31,7 @@ struct conn {
 	uint32_t events;      /* what epoll watches now */
 	int32_t addr_entry;   /* its count in sb->addr, -1 = not counted */
 	int64_t last_active;  /* monotonic ms */
+	uint64_t received;    /* bytes read since last_active, for limits.min_rate */
 	struct conn *prev;    /* idle list, least recently active first */
 	struct conn *next;
 	struct outbuf out;
@@ -66,12 +67,23 @@ idle_append(struct worker *w, struct conn *c)
  * Keeps the idle list sorted by last activity. The time is read once per
  * loop turn, so a connection already stamped this turn is already among the
  * newest and needs no move: a busy batch costs one compare per event here.
+ *
+ * With limits.min_rate set, activity counts only when the client has sent
+ * at least min_rate bytes a second since it last counted: a client that
+ * trickles a byte now and then (slowloris) ages like an idle one and is
+ * closed after idle_timeout.
  */
 static void
 conn_touch(struct worker *w, struct conn *c)
 {
 	if (c->last_active == w->now_ms)
 		return;
+	if (w->cfg->min_rate != 0) {
+		uint64_t owed = (uint64_t)w->cfg->min_rate * (uint64_t)(w->now_ms - c->last_active) / 1000;
+		if (c->received < owed)
+			return;
+		c->received = 0;
+	}
 	c->last_active = w->now_ms;
 	idle_unlink(w, c);
 	idle_append(w, c);
@@ -248,6 +260,7 @@ conn_read(struct worker *w, struct conn *c)
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
 	w->me->bytes_in += (uint64_t)n;
+	c->received += (uint64_t)n;
 	if (c->mode == CFG_MODE_UPPER)
 		echo_upper(w->scratch, (size_t)n);
 	if (c->out.len == 0) {

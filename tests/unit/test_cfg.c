@@ -64,6 +64,7 @@ defaults_fill_everything_but_listen(void **state)
 	assert_int_equal(cfg->max_connections, 10000);
 	assert_int_equal(cfg->idle_timeout, 300);
 	assert_int_equal(cfg->max_per_address, 0);
+	assert_int_equal(cfg->min_rate, 0);
 	assert_int_equal(cfg->udp_rate, 1000);
 	assert_int_equal(cfg->udp_burst, 2000);
 	assert_int_equal(cfg->worker_timeout, 10);
@@ -289,6 +290,7 @@ access_list_mistakes_are_refused(void **state)
 	expect_error("listen = ( { proto = \"tcp\"; address = \"127.0.0.1\"; port = 1;\n"
 	    "  deny = \"0.0.0.0/0\"; } );\n", 2, "'deny' must be an array");
 	expect_error("limits = { udp_rate = -1; };\n" LISTEN_TCP, 1, "'udp_rate' is -1");
+	expect_error("limits = { min_rate = -5; };\n" LISTEN_TCP, 1, "'min_rate' is -5");
 	expect_error("metrics = { port = 0; };\n" LISTEN_TCP, 1, "'port' is 0");
 	expect_error("crash_loop = { deaths = 0; };\n" LISTEN_TCP, 1, "'deaths' is 0");
 	expect_error("max_draining_generations = 0;\n" LISTEN_TCP, 1, "'max_draining_generations' is 0");
