@@ -299,6 +299,9 @@ conn_update_events(struct worker *w, struct conn *c)
 {
 	uint32_t want;
 
+	/* The common case, a read echoed whole: nothing owed, still reading. */
+	if (c->out.len == 0 && c->events == EPOLLIN && !c->read_closed)
+		return 0;
 	if (c->out.len == 0)
 		c->paused = false;
 	else if (outbuf_room(&c->out) == 0)
