@@ -263,53 +263,12 @@ fault_log_count(struct env *e, const char *needle)
 
 /* ---- starting ------------------------------------------------------------ */
 
-static void
-child_redirect(int target, const char *path, int flags)
-{
-	int fd = open(path, flags | O_CLOEXEC, 0644);
-
-	if (fd == -1 || dup2(fd, target) == -1)
-		_exit(126);
-	close(fd);
-}
-
-/* The harness's child set-up (own process group, death with the test,
- * default signals), plus the limit. */
+/* The harness's start, with the limit applied in the child before exec. */
 pid_t
 fault_start_nofile(struct env *e, rlim_t nofile)
 {
-	const char *argv[] = { em_binary(), "-F", "-c", e->conf_path, NULL };
-	struct rlimit rl = { nofile, nofile };
-	pid_t parent = getpid(), pid;
-	sigset_t none;
-
-	assert_true(e->master == 0 || e->reaped);
-	fflush(NULL);
-	if ((pid = fork()) == -1)
-		fail_msg("fork: %s", strerror(errno));
-	if (pid == 0) {
-		setpgid(0, 0);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(125);
-		signal(SIGPIPE, SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		child_redirect(STDIN_FILENO, "/dev/null", O_RDONLY);
-		child_redirect(STDOUT_FILENO, e->out_path,
-		    O_WRONLY | O_CREAT | O_APPEND);
-		child_redirect(STDERR_FILENO, e->log_path,
-		    O_WRONLY | O_CREAT | O_APPEND);
-		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-			_exit(124);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	setpgid(pid, pid);
-	e->master = pid;
-	e->reaped = false;
-	e->status = 0;
-	return pid;
+	e->nofile = nofile;
+	return env_start(e);
 }
 
 void

@@ -402,8 +402,9 @@ child_redirect(int target, const char *path, int flags)
  * the mask survive exec and the daemon must see what a shell would give it. */
 static void
 child_exec(pid_t parent, const char *const *argv, const char *out,
-    const char *err, int out_flags)
+    const char *err, int out_flags, rlim_t nofile)
 {
+	struct rlimit rl = { nofile, nofile };
 	sigset_t none;
 
 	setpgid(0, 0);
@@ -416,6 +417,8 @@ child_exec(pid_t parent, const char *const *argv, const char *out,
 	child_redirect(STDIN_FILENO, "/dev/null", O_RDONLY);
 	child_redirect(STDOUT_FILENO, out, out_flags);
 	child_redirect(STDERR_FILENO, err, out_flags);
+	if (nofile != 0 && setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		_exit(124);
 	execv(argv[0], (char *const *)argv);
 	/* Into the log the test will print: a missing binary (say, relinked
 	 * by a concurrent make) must not look like a daemon failure. */
@@ -425,7 +428,7 @@ child_exec(pid_t parent, const char *const *argv, const char *out,
 }
 
 static pid_t
-spawn(const char *const *argv, const char *out, const char *err, int flags)
+spawn(const char *const *argv, const char *out, const char *err, int flags, rlim_t nofile)
 {
 	pid_t parent = getpid();
 	pid_t pid;
@@ -435,7 +438,7 @@ spawn(const char *const *argv, const char *out, const char *err, int flags)
 	if (pid == -1)
 		fail_msg("fork: %s", strerror(errno));
 	if (pid == 0)
-		child_exec(parent, argv, out, err, flags);
+		child_exec(parent, argv, out, err, flags, nofile);
 	/* Both sides set the group: whichever runs first wins the race. */
 	setpgid(pid, pid);
 	return pid;
@@ -448,7 +451,7 @@ env_start(struct env *e)
 
 	assert_true(e->master == 0 || e->reaped);
 	e->master = spawn(argv, e->out_path, e->log_path,
-	    O_WRONLY | O_CREAT | O_APPEND);
+	    O_WRONLY | O_CREAT | O_APPEND, e->nofile);
 	e->reaped = false;
 	e->status = 0;
 	return e->master;
@@ -677,7 +680,7 @@ run_daemon_cmd(struct env *e, const char *const *args, int timeout_ms,
 	seq++;
 	snprintf(out_path, sizeof(out_path), "%s/cmd%u.out", e->dir, seq);
 	snprintf(err_path, sizeof(err_path), "%s/cmd%u.err", e->dir, seq);
-	pid = spawn(argv, out_path, err_path, O_WRONLY | O_CREAT | O_TRUNC);
+	pid = spawn(argv, out_path, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0);
 	while (waitpid(pid, &status, WNOHANG) != pid) {
 		if (now_ms() >= deadline) {
 			kill(-pid, SIGKILL);

@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include <limits.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <cmocka.h>
 
@@ -83,6 +84,7 @@ struct env {
 	int		 status;		/* its wait status once reaped */
 	const void	*arg;			/* cmocka prestate, for table tests */
 	pid_t		 helper;		/* a non-daemon child a test made */
+	rlim_t		 nofile;		/* env_start: RLIMIT_NOFILE, 0 = inherit */
 	pid_t		 detached;		/* a master that daemonized */
 	unsigned long long detached_start;
 	bool		 crashes_expected;	/* skip teardown's crash check */
