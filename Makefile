@@ -82,7 +82,7 @@ deps:
 	@packaging/build-deps.sh build
 
 run: deps
-	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory $(if $(Q),-s) all
 	exec $(BUILD)/echomaster -F -c conf/echo.conf
 
 # Fragments under tests/ append their test programs to CHECK_BINS.
@@ -102,7 +102,7 @@ tests: $(BUILD)/echomaster $(TESTHOOKS_BIN) $(CHECK_BINS)
 
 # The integration tests start the real daemon: ECHOMASTER names the binary.
 check: deps
-	$(Q)$(MAKE) --no-print-directory tests
+	$(Q)$(MAKE) --no-print-directory $(if $(Q),-s) tests
 	$(Q)ECHOMASTER=$(CURDIR)/$(BUILD)/echomaster \
 	    ECHOMASTER_TESTHOOKS=$(CURDIR)/$(TESTHOOKS_BIN) tests/run-tests.sh $(CHECK_BINS)
 
