@@ -817,12 +817,6 @@ cfg_read_setting(const char *path, const char *name, char *out, size_t outlen,
 }
 
 int
-cfg_read_pid_file(const char *path, char *out, size_t outlen, char err[CFG_ERR_LEN])
-{
-	return cfg_read_setting(path, "pid_file", out, outlen, err);
-}
-
-int
 cfg_cidr_parse(const char *text, struct cfg_cidr *out, char *err, size_t errlen)
 {
 	char addr[INET6_ADDRSTRLEN + 1];

@@ -95,13 +95,11 @@ void cfg_free(struct cfg *cfg);
 void cfg_dump(const struct cfg *cfg, FILE *out);
 
 /*
- * Finds only pid_file in PATH, even when the rest of the file is wrong, so
- * that `-s stop` works exactly when an operator needs it. Returns 0 and fills
- * out (possibly with ""), or -1 with a message in err.
+ * Finds only the top-level string setting NAME (pid_file, control_socket) in
+ * PATH, even when the rest of the file is wrong, so that `-s stop` works
+ * exactly when an operator needs it. Returns 0 and fills out (possibly with
+ * ""), or -1 with a message in err.
  */
-int cfg_read_pid_file(const char *path, char *out, size_t outlen, char err[CFG_ERR_LEN]);
-
-/* The same for any top-level string setting (control_socket). */
 int cfg_read_setting(const char *path, const char *name, char *out, size_t outlen,
     char err[CFG_ERR_LEN]);
 

@@ -102,3 +102,18 @@ sock_listen(const struct sockaddr_storage *ss, socklen_t len, int socktype,
 		return sock_fail(fd, err, errlen, "cannot listen on", ss);
 	return fd;
 }
+
+int
+sock_send_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}

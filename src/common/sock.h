@@ -29,4 +29,10 @@ void sock_addr_format(const struct sockaddr_storage *ss, char *buf, size_t len);
 int sock_listen(const struct sockaddr_storage *ss, socklen_t len, int socktype,
     char *err, size_t errlen);
 
+/*
+ * Sends all of buf, without SIGPIPE; stops early on an error or the
+ * socket's send timeout. Returns 0 when everything went, -1 otherwise.
+ */
+int sock_send_all(int fd, const void *buf, size_t len);
+
 #endif

@@ -68,24 +68,6 @@ state_name(enum wproc_state state)
 }
 
 static int
-count_draining_generations(const struct master *m)
-{
-	unsigned seen[64];
-	int n = 0;
-
-	for (const struct wproc *p = m->procs; p != NULL; p = p->next) {
-		bool known = false;
-		if (p->state != WP_DRAINING)
-			continue;
-		for (int i = 0; i < n; i++)
-			known = known || seen[i] == p->generation;
-		if (!known && n < 64)
-			seen[n++] = p->generation;
-	}
-	return n;
-}
-
-static int
 worker_order(const void *a, const void *b)
 {
 	const struct status_worker *x = a, *y = b;
@@ -115,7 +97,7 @@ admin_view(struct master *m, struct status_view *v)
 	v->respawns_throttled = m->count.respawns_throttled;
 	v->reloads_ok = m->count.reloads_ok;
 	v->reloads_failed = m->count.reloads_failed;
-	v->draining_generations = count_draining_generations(m);
+	v->draining_generations = master_draining_generations(m, false, NULL);
 	for (int i = 0; i < m->cur.nslots; i++)
 		v->parked_slots += m->cur.slots[i].parked;
 	for (const struct wproc *p = m->procs; p != NULL; p = p->next)

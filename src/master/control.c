@@ -1,15 +1,14 @@
 #include "master/control.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "common/sock.h"
 
 
 static const struct {
@@ -102,18 +101,6 @@ control_reply(struct reqconn *c, bool ok, const char *body)
 	reqconn_finish(c, ok ? "ok\n" : "error\n", body);
 }
 
-static void
-write_all(int fd, const char *s, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, s, len);
-		if (n <= 0)
-			return;
-		s += n;
-		len -= (size_t)n;
-	}
-}
-
 int
 control_request(const char *path, const char *cmd, FILE *out, char *err, size_t errlen)
 {
@@ -133,7 +120,11 @@ control_request(const char *path, const char *cmd, FILE *out, char *err, size_t 
 		return -1;
 	}
 	snprintf(buf, sizeof(buf), "%s\n", cmd);
-	write_all(fd, buf, strlen(buf));
+	if (sock_send_all(fd, buf, strlen(buf)) == -1) {
+		snprintf(err, errlen, "cannot send to the master at %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		const char *body = buf;
 		size_t len = (size_t)n;

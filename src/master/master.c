@@ -293,26 +293,35 @@ static void announce_ready(struct master *m);
  * A reload storm must not pile up old workers: past max_draining_generations
  * the oldest draining generations are cut short (SIGTERM) and it is logged.
  */
+int
+master_draining_generations(const struct master *m, bool skip_cut, unsigned *oldest)
+{
+	unsigned seen[64];
+	int n = 0;
+
+	if (oldest != NULL)
+		*oldest = 0;
+	for (const struct wproc *p = m->procs; p != NULL; p = p->next) {
+		bool known = false;
+		if (p->state != WP_DRAINING || (skip_cut && p->cut))
+			continue;
+		for (int i = 0; i < n; i++)
+			known = known || seen[i] == p->generation;
+		if (!known && n < 64)
+			seen[n++] = p->generation;
+		if (oldest != NULL && (*oldest == 0 || p->generation < *oldest))
+			*oldest = p->generation;
+	}
+	return n;
+}
+
 static void
 drains_bound(struct master *m)
 {
-	for (;;) {
-		unsigned oldest = 0, seen[64];
-		int n = 0;
+	unsigned oldest;
+	int n;
 
-		for (const struct wproc *p = m->procs; p != NULL; p = p->next) {
-			bool known = false;
-			if (p->state != WP_DRAINING || p->cut)
-				continue;
-			for (int i = 0; i < n; i++)
-				known = known || seen[i] == p->generation;
-			if (!known && n < 64)
-				seen[n++] = p->generation;
-			if (oldest == 0 || p->generation < oldest)
-				oldest = p->generation;
-		}
-		if (n <= m->cur.cfg->max_draining)
-			return;
+	while ((n = master_draining_generations(m, true, &oldest)) > m->cur.cfg->max_draining) {
 		log_warnx("%d generations draining, more than max_draining_generations = %d: "
 		    "stopping generation %u now", n, m->cur.cfg->max_draining, oldest);
 		for (struct wproc *p = m->procs; p != NULL; p = p->next) {
@@ -602,8 +611,8 @@ announce_ready(struct master *m)
 	    m->cur.number);
 }
 
-static void
-stop_begin(struct master *m, bool graceful)
+void
+master_stop(struct master *m, bool graceful)
 {
 	if (m->stopping && (!m->graceful || graceful))
 		return;  /* already stopping at least this fast */
@@ -634,13 +643,13 @@ act_on_signals(struct master *m)
 	if (sig.chld)
 		reap_children(m);
 	if (sig.term)
-		stop_begin(m, m->cur.cfg->stop_graceful);
+		master_stop(m, m->cur.cfg->stop_graceful);
 	if (sig.intr)
-		stop_begin(m, false);
+		master_stop(m, false);
 	if (sig.quit)
-		stop_begin(m, true);
-	if (sig.hup && !m->stopping)
-		reload_begin(m);
+		master_stop(m, true);
+	if (sig.hup)
+		master_reload(m);
 	if (sig.usr1) {
 		log_reopen();
 		log_notice("reopened logs");
@@ -651,11 +660,6 @@ act_on_signals(struct master *m)
 		workers_scale(m, -1);
 }
 
-void
-master_stop(struct master *m, bool graceful)
-{
-	stop_begin(m, graceful);
-}
 
 static int64_t
 earliest(int64_t a, int64_t b)

@@ -83,6 +83,9 @@ int64_t master_now_ms(void);
 void master_reload(struct master *m);
 void master_respawn_parked(struct master *m);
 void master_stop(struct master *m, bool graceful);
+/* Old generations with workers still draining; skip_cut leaves out those
+ * already told to stop at once. oldest (may be NULL) gets the oldest one. */
+int master_draining_generations(const struct master *m, bool skip_cut, unsigned *oldest);
 
 /* admin.c, for master.c */
 void admin_open(struct master *m);

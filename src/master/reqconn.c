@@ -8,6 +8,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "common/sock.h"
+
 /* How long writing one answer may take before the client is given up. */
 #define REQCONN_SEND_TIMEOUT_S 2
 
@@ -46,20 +48,6 @@ reqconn_read(struct reqconn *c)
 	return 1;
 }
 
-static void
-send_all(int fd, const char *s)
-{
-	size_t len = s != NULL ? strlen(s) : 0;
-
-	while (len > 0) {
-		ssize_t n = send(fd, s, len, MSG_NOSIGNAL);
-		if (n <= 0)
-			return;  /* the timeout or a vanished client: nothing more to do */
-		s += n;
-		len -= (size_t)n;
-	}
-}
-
 void
 reqconn_finish(struct reqconn *c, const char *head, const char *body)
 {
@@ -70,8 +58,11 @@ reqconn_finish(struct reqconn *c, const char *head, const char *body)
 	if (flags != -1)
 		fcntl(c->fd, F_SETFL, flags & ~O_NONBLOCK);
 	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	send_all(c->fd, head);
-	send_all(c->fd, body);
+	/* A failure is the client's loss only: it vanished or stopped reading. */
+	if (head != NULL)
+		(void)sock_send_all(c->fd, head, strlen(head));
+	if (body != NULL)
+		(void)sock_send_all(c->fd, body, strlen(body));
 	close(c->fd);  /* also removes it from the master's epoll set */
 	free(c);
 }

@@ -317,13 +317,13 @@ pid_file_is_found_even_in_a_broken_file(void **state)
 	char *none = write_temp(LISTEN_TCP);
 
 	(void)state;
-	assert_int_equal(cfg_read_pid_file(good, out, sizeof(out), err), 0);
+	assert_int_equal(cfg_read_setting(good, "pid_file", out, sizeof(out), err), 0);
 	assert_string_equal(out, "/run/a.pid");
-	assert_int_equal(cfg_read_pid_file(broken, out, sizeof(out), err), 0);
+	assert_int_equal(cfg_read_setting(broken, "pid_file", out, sizeof(out), err), 0);
 	assert_string_equal(out, "/run/b.pid");
-	assert_int_equal(cfg_read_pid_file(none, out, sizeof(out), err), 0);
+	assert_int_equal(cfg_read_setting(none, "pid_file", out, sizeof(out), err), 0);
 	assert_string_equal(out, "");
-	assert_int_equal(cfg_read_pid_file("/nonexistent/x.conf", out, sizeof(out), err), -1);
+	assert_int_equal(cfg_read_setting("/nonexistent/x.conf", "pid_file", out, sizeof(out), err), -1);
 	assert_non_null(strstr(err, "/nonexistent/x.conf:0: cannot read the file"));
 	unlink(good);
 	unlink(broken);
