@@ -48,36 +48,14 @@ fault_rand(uint32_t *s)
 
 /* ---- /proc --------------------------------------------------------------- */
 
-/* Fields of /proc/PID/stat after the command name: state is field 3. */
-static int
-stat_fields(pid_t pid, char *state, pid_t *ppid, long long *ticks)
+size_t
+fault_children(pid_t ppid, pid_t *pids, size_t max)
 {
-	char path[64], buf[1024], *p;
-	unsigned long long ut, st;
-	int fd, ppid_i;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	/* The command name may hold spaces and parentheses: skip to the last ')'. */
-	if ((p = strrchr(buf, ')')) == NULL)
-		return -1;
-	if (sscanf(p + 2, "%c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-	    state, &ppid_i, &ut, &st) != 4)
-		return -1;
-	*ppid = ppid_i;
-	*ticks = (long long)(ut + st);
-	return 0;
+	return proc_children(ppid, NULL, pids, max);
 }
 
-static size_t
-children_in_state(pid_t parent, bool zombies, pid_t *pids, size_t max)
+size_t
+fault_zombies(pid_t ppid)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *de;
@@ -86,66 +64,31 @@ children_in_state(pid_t parent, bool zombies, pid_t *pids, size_t max)
 	if (d == NULL)
 		fail_msg("opendir /proc: %s", strerror(errno));
 	while ((de = readdir(d)) != NULL) {
-		long long ticks;
-		pid_t pid, ppid;
-		char state;
+		struct proc_info pi;
 
-		if (!isdigit((unsigned char)de->d_name[0]))
-			continue;
-		pid = (pid_t)atoi(de->d_name);
-		if (stat_fields(pid, &state, &ppid, &ticks) == -1 ||
-		    ppid != parent || (state == 'Z') != zombies)
-			continue;
-		if (pids != NULL && n < max)
-			pids[n] = pid;
-		n++;
+		if (isdigit((unsigned char)de->d_name[0]) &&
+		    proc_info((pid_t)atoi(de->d_name), &pi) == 0 && pi.ppid == ppid &&
+		    pi.state == 'Z')
+			n++;
 	}
 	closedir(d);
 	return n;
 }
 
-static int
-pid_cmp(const void *a, const void *b)
-{
-	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-size_t
-fault_children(pid_t ppid, pid_t *pids, size_t max)
-{
-	size_t n = children_in_state(ppid, false, pids, max);
-
-	if (pids != NULL)
-		qsort(pids, n < max ? n : max, sizeof(*pids), pid_cmp);
-	return n;
-}
-
-size_t
-fault_zombies(pid_t ppid)
-{
-	return children_in_state(ppid, true, NULL, 0);
-}
-
 char
 fault_state(pid_t pid)
 {
-	long long ticks;
-	pid_t ppid;
-	char state;
+	struct proc_info pi;
 
-	return stat_fields(pid, &state, &ppid, &ticks) == 0 ? state : '?';
+	return proc_info(pid, &pi) == 0 ? pi.state : '?';
 }
 
 long long
 fault_cpu_ticks(pid_t pid)
 {
-	long long ticks;
-	pid_t ppid;
-	char state;
+	struct proc_info pi;
 
-	return stat_fields(pid, &state, &ppid, &ticks) == 0 ? ticks : -1;
+	return proc_info(pid, &pi) == 0 ? (long long)(pi.utime + pi.stime) : -1;
 }
 
 int

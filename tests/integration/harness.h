@@ -183,6 +183,17 @@ void	 env_dump_log(struct env *e);
 /* The whole log line containing needle (malloc'd), or NULL. */
 char	*env_log_line(struct env *e, const char *needle);
 
+/* /proc/PID/stat: the fields tests look at. */
+struct proc_info {
+	char			 state;		/* R, S, Z, ... */
+	pid_t			 ppid;
+	pid_t			 pgrp;
+	unsigned long long	 utime;		/* clock ticks */
+	unsigned long long	 stime;
+	unsigned long long	 start;		/* starttime: tells reused pids apart */
+};
+int	 proc_info(pid_t pid, struct proc_info *pi);
+
 /* /proc inspection. proc_title: the cmdline with NULs as spaces and trailing
  * blanks trimmed, the way ps -o args shows it. */
 int	 proc_title(pid_t pid, char *buf, size_t len);

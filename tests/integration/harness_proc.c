@@ -21,14 +21,14 @@
 
 /* ---- /proc --------------------------------------------------------------- */
 
-/* Fields 3 (state), 4 (ppid), 5 (pgrp) and 22 (starttime) of
- * /proc/PID/stat; they follow the last ')' because comm may hold anything. */
-static int
-proc_stat(pid_t pid, char *state, pid_t *ppid, pid_t *pgrp,
-    unsigned long long *start)
+/* The fields of /proc/PID/stat that follow the command name, which may
+ * hold anything, hence the last ')': 3 state, 4 ppid, 5 pgrp, 14 and 15
+ * utime and stime, 22 starttime. */
+int
+proc_info(pid_t pid, struct proc_info *pi)
 {
 	char path[64], buf[1024], *p;
-	int fd, field, pp, pg;
+	int fd, pp, pg;
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -41,15 +41,12 @@ proc_stat(pid_t pid, char *state, pid_t *ppid, pid_t *pgrp,
 	buf[n] = '\0';
 	if ((p = strrchr(buf, ')')) == NULL)
 		return -1;
-	if (sscanf(p + 1, " %c %d %d", state, &pp, &pg) != 3)
+	if (sscanf(p + 1, " %c %d %d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu "
+	    "%*d %*d %*d %*d %*d %*d %llu", &pi->state, &pp, &pg, &pi->utime,
+	    &pi->stime, &pi->start) != 6)
 		return -1;
-	*ppid = pp;
-	*pgrp = pg;
-	for (field = 2; field < 22 && p != NULL; field++)
-		p = strchr(p + 1, ' ');
-	if (p == NULL)
-		return -1;
-	*start = strtoull(p + 1, NULL, 10);
+	pi->ppid = pp;
+	pi->pgrp = pg;
 	return 0;
 }
 
@@ -79,25 +76,19 @@ proc_title(pid_t pid, char *buf, size_t len)
 unsigned long long
 proc_start_time(pid_t pid)
 {
-	unsigned long long start;
-	pid_t ppid, pgrp;
-	char state;
+	struct proc_info pi;
 
-	if (proc_stat(pid, &state, &ppid, &pgrp, &start) == -1)
-		return 0;
-	return start;
+	return proc_info(pid, &pi) == 0 ? pi.start : 0;
 }
 
 bool
 proc_alive(pid_t pid, unsigned long long start_time)
 {
-	unsigned long long start;
-	pid_t ppid, pgrp;
-	char state;
+	struct proc_info pi;
 
-	if (proc_stat(pid, &state, &ppid, &pgrp, &start) == -1)
+	if (proc_info(pid, &pi) == -1)
 		return false;
-	return state != 'Z' && state != 'X' && start == start_time;
+	return pi.state != 'Z' && pi.state != 'X' && pi.start == start_time;
 }
 
 static int
@@ -111,10 +102,10 @@ pid_cmp(const void *a, const void *b)
 size_t
 proc_children(pid_t parent, const char *title, pid_t *pids, size_t max)
 {
-	char t[512], state;
-	unsigned long long start;
+	char t[512];
+	struct proc_info pi;
 	struct dirent *de;
-	pid_t pid, ppid, pgrp;
+	pid_t pid;
 	size_t n = 0;
 	DIR *d;
 
@@ -124,8 +115,7 @@ proc_children(pid_t parent, const char *title, pid_t *pids, size_t max)
 		if (!isdigit((unsigned char)de->d_name[0]))
 			continue;
 		pid = (pid_t)atoi(de->d_name);
-		if (proc_stat(pid, &state, &ppid, &pgrp, &start) == -1 ||
-		    ppid != parent || state == 'Z')
+		if (proc_info(pid, &pi) == -1 || pi.ppid != parent || pi.state == 'Z')
 			continue;
 		if (title != NULL && (proc_title(pid, t, sizeof(t)) == -1 ||
 		    strcmp(t, title) != 0))
@@ -180,15 +170,13 @@ void
 proc_kill_known(struct env *e)
 {
 	struct em_known_pid *k;
-	unsigned long long start;
-	pid_t ppid, pg;
-	char state;
+	struct proc_info pi;
 	size_t i;
 
 	for (i = 0; i < e->nknown; i++) {
 		k = &e->known[i];
-		if (proc_stat(k->pid, &state, &ppid, &pg, &start) == 0 &&
-		    start == k->start && pg == e->master && state != 'Z')
+		if (proc_info(k->pid, &pi) == 0 &&
+		    pi.start == k->start && pi.pgrp == e->master && pi.state != 'Z')
 			kill(k->pid, SIGKILL);
 	}
 	e->nknown = 0;
