@@ -241,6 +241,10 @@ ssize_t	 tcp_read_exact(int fd, void *buf, size_t len, int timeout_ms);
 /* 0 once the peer closed with nothing more to read; -1 on extra data, error
  * or timeout. */
 int	 tcp_wait_eof(int fd, int timeout_ms);
+/* Connects, sends msg and reads len bytes back, checked against expect
+ * unless it is NULL; returns the open connection. Fails the test. */
+int	 tcp_open_echoed(int port, const void *msg, size_t len,
+	    const void *expect);
 /* Connects, sends msg, expects exactly `expect` back, closes. Fails the
  * test, saying what arrived. */
 void	 tcp_roundtrip(int port, const void *msg, size_t len,

@@ -309,8 +309,8 @@ tcp_wait_eof(int fd, int timeout_ms)
 	}
 }
 
-void
-tcp_roundtrip(int port, const void *msg, size_t len, const void *expect)
+int
+tcp_open_echoed(int port, const void *msg, size_t len, const void *expect)
 {
 	uint8_t *got;
 	ssize_t n;
@@ -325,14 +325,22 @@ tcp_roundtrip(int port, const void *msg, size_t len, const void *expect)
 	got = malloc(len + 1);
 	assert_non_null(got);
 	n = tcp_read_exact(fd, got, len, EM_DEADLINE_MS);
-	close(fd);
 	if (n != (ssize_t)len) {
 		free(got);
+		close(fd);
 		fail_msg("port %d: sent %zu bytes, got %zd back (%s)", port,
 		    len, n, n == -1 ? strerror(errno) : "EOF or timeout");
 	}
-	bytes_expect(got, expect, len, "TCP reply");
+	if (expect != NULL)
+		bytes_expect(got, expect, len, "TCP reply");
 	free(got);
+	return fd;
+}
+
+void
+tcp_roundtrip(int port, const void *msg, size_t len, const void *expect)
+{
+	close(tcp_open_echoed(port, msg, len, expect));
 }
 
 /* ---- UDP ----------------------------------------------------------------- */

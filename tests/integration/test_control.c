@@ -318,9 +318,7 @@ graceful_term_drains(void **state)
 
 	write_ops_conf(e, port, 1, "stop_signal_graceful = true;");
 	env_start_ready(e, 1, port);
-	fd = tcp_connect(port, EM_DEADLINE_MS);
-	assert_true(fd >= 0);
-	tcp_roundtrip(port, "a", 1, "A");  /* the connection above is accepted by now or soon */
+	fd = tcp_open_echoed(port, "a", 1, "A");  /* connected and served before the TERM */
 	env_signal(e, SIGTERM);
 	env_wait_log(e, "shutting down (graceful)", EM_DEADLINE_MS);
 	assert_int_equal(tcp_send_all(fd, "late", 4, EM_DEADLINE_MS), 0);
@@ -339,12 +337,10 @@ draining_generations_are_bounded(void **state)
 
 	write_ops_conf(e, port, 1, "max_draining_generations = 1;");
 	env_start_ready(e, 1, port);
-	fd1 = tcp_connect(port, EM_DEADLINE_MS);       /* holds generation 1 in its drain */
-	tcp_roundtrip(port, "g1", 2, "G1");
+	fd1 = tcp_open_echoed(port, "g1", 2, "G1");    /* holds generation 1 in its drain */
 	env_signal(e, SIGHUP);
 	env_wait_log(e, "reload ok: generation 2", EM_DEADLINE_MS);
-	fd2 = tcp_connect(port, EM_DEADLINE_MS);       /* holds generation 2 */
-	tcp_roundtrip(port, "g2", 2, "G2");
+	fd2 = tcp_open_echoed(port, "g2", 2, "G2");    /* holds generation 2 */
 	env_signal(e, SIGHUP);
 	env_wait_log(e, "reload ok: generation 3", EM_DEADLINE_MS);
 	env_wait_log(e, "more than max_draining_generations = 1: stopping generation 1 now",

@@ -368,7 +368,6 @@ test_reload_drain_bounded_by_shutdown_timeout(void **state)
 {
 	struct env *e = *state;
 	struct em_conf c;
-	char got[sizeof(MSG)];
 	int64_t t0, closed;
 	int fd, port = port_pick();
 
@@ -377,12 +376,7 @@ test_reload_drain_bounded_by_shutdown_timeout(void **state)
 	conf_listen_pair(&c, port, "upper");
 	env_write_conf(e, &c);
 	env_start_ready(e, 2, port);
-	fd = tcp_connect(port, EM_DEADLINE_MS);
-	assert_true(fd >= 0);
-	assert_int_equal(tcp_send_all(fd, MSG, strlen(MSG), EM_DEADLINE_MS),
-	    0);
-	assert_int_equal(tcp_read_exact(fd, got, strlen(MSG), EM_DEADLINE_MS),
-	    strlen(MSG));
+	fd = tcp_open_echoed(port, MSG, strlen(MSG), NULL);
 	/* Late in a second: a deadline rounded to whole seconds would end
 	 * the drain up to a second early, and always does from here. */
 	clock_align_ms(700);

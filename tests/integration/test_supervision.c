@@ -237,12 +237,7 @@ test_quit_drains_connected_client(void **state)
 	int fd, status, port = start_workers(e, 2, 60);
 	int64_t t0;
 
-	fd = tcp_connect(port, EM_DEADLINE_MS);
-	assert_true(fd >= 0);
-	assert_int_equal(tcp_send_all(fd, MSG, strlen(MSG), EM_DEADLINE_MS),
-	    0);
-	assert_int_equal(tcp_read_exact(fd, got, strlen(MSG), EM_DEADLINE_MS),
-	    strlen(MSG));
+	fd = tcp_open_echoed(port, MSG, strlen(MSG), NULL);
 	env_signal(e, SIGQUIT);
 	env_wait_log(e, "shutting down (graceful)", EM_DEADLINE_MS);
 	assert_false(env_exited(e));
@@ -271,16 +266,10 @@ static void
 test_quit_drain_bounded_by_shutdown_timeout(void **state)
 {
 	struct env *e = *state;
-	char got[sizeof(MSG)];
 	int fd, status, port = start_workers(e, 2, DRAIN_S);
 	int64_t t0, closed;
 
-	fd = tcp_connect(port, EM_DEADLINE_MS);
-	assert_true(fd >= 0);
-	assert_int_equal(tcp_send_all(fd, MSG, strlen(MSG), EM_DEADLINE_MS),
-	    0);
-	assert_int_equal(tcp_read_exact(fd, got, strlen(MSG), EM_DEADLINE_MS),
-	    strlen(MSG));
+	fd = tcp_open_echoed(port, MSG, strlen(MSG), NULL);
 	/* Late in a second: a deadline rounded to whole seconds would end
 	 * the drain up to a second early, and always does from here. */
 	clock_align_ms(700);
