@@ -198,7 +198,8 @@ int	 proc_info(pid_t pid, struct proc_info *pi);
  * blanks trimmed, the way ps -o args shows it. */
 int	 proc_title(pid_t pid, char *buf, size_t len);
 /* Children of ppid whose title is exactly title (any title if NULL),
- * sorted; returns how many (at most max stored). Zombies are left out. */
+ * sorted; returns how many (at most max stored; pids may be NULL to only
+ * count). Zombies are left out. */
 size_t	 proc_children(pid_t ppid, const char *title, pid_t *pids, size_t max);
 /* Alive means: exists, is not a zombie, and has the same start time as when
  * proc_start_time() was read (guards against pid reuse). */

@@ -120,12 +120,13 @@ proc_children(pid_t parent, const char *title, pid_t *pids, size_t max)
 		if (title != NULL && (proc_title(pid, t, sizeof(t)) == -1 ||
 		    strcmp(t, title) != 0))
 			continue;
-		if (n < max)
+		if (pids != NULL && n < max)
 			pids[n] = pid;
 		n++;
 	}
 	closedir(d);
-	qsort(pids, n < max ? n : max, sizeof(*pids), pid_cmp);
+	if (pids != NULL)  /* NULL: only counting */
+		qsort(pids, n < max ? n : max, sizeof(*pids), pid_cmp);
 	return n;
 }
 
