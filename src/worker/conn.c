@@ -64,20 +64,15 @@ idle_append(struct worker *w, struct conn *c)
 }
 
 /*
- * Keeps the idle list sorted by last activity. The time is read once per
- * loop turn, so a connection already stamped this turn is already among the
- * newest and needs no move: a busy batch costs one compare per event here.
- *
- * With limits.min_rate set, activity counts only when the client has sent
- * at least min_rate bytes a second since it last counted: a client that
+ * Moves a connection to the newest end of the idle list. With
+ * limits.min_rate set, activity counts only when the client has sent at
+ * least min_rate bytes a second since it last counted: a client that
  * trickles a byte now and then (slowloris) ages like an idle one and is
  * closed after idle_timeout.
  */
-static void
-conn_touch(struct worker *w, struct conn *c)
+static __attribute__((noinline)) void
+conn_restamp(struct worker *w, struct conn *c)
 {
-	if (c->last_active == w->now_ms)
-		return;
 	if (w->cfg->min_rate != 0) {
 		uint64_t owed = (uint64_t)w->cfg->min_rate * (uint64_t)(w->now_ms - c->last_active) / 1000;
 		if (c->received < owed)
@@ -87,6 +82,18 @@ conn_touch(struct worker *w, struct conn *c)
 	c->last_active = w->now_ms;
 	idle_unlink(w, c);
 	idle_append(w, c);
+}
+
+/*
+ * Keeps the idle list sorted by last activity. The time is read once per
+ * loop turn, so a connection already stamped this turn is already among the
+ * newest and needs no move: a busy batch costs one compare per event here.
+ */
+static inline void
+conn_touch(struct worker *w, struct conn *c)
+{
+	if (c->last_active != w->now_ms)
+		conn_restamp(w, c);
 }
 
 static void
@@ -245,36 +252,52 @@ conn_accept(struct worker *w, struct worker_listener *l)
 	worker_balance_accept(w);
 }
 
-/* Reads one chunk and echoes it, queueing what the client does not take. */
-static int
-conn_read(struct worker *w, struct conn *c)
+/* What one read made of a connection. */
+enum conn_progress {
+	CONN_ECHOED,    /* read something and wrote all of it: nothing changed */
+	CONN_CHANGED,   /* EOF, output queued, or nothing read: epoll's mask may need to change */
+	CONN_FAILED,    /* the connection is broken: close it */
+};
+
+/*
+ * Reads a chunk and echoes it; what the client does not take is queued.
+ * Output already queued (owed) goes first, so then the chunk is queued
+ * behind it whole. Inlined into both callers, so that the common path,
+ * which knows it owes nothing, pays for no branch it cannot take.
+ */
+static inline __attribute__((always_inline)) enum conn_progress
+conn_read(struct worker *w, struct conn *c, bool owed)
 {
-	size_t room = c->out.len != 0 ? outbuf_room(&c->out) : WORKER_SCRATCH;
-	ssize_t n = read(c->fd, w->scratch, room);
+	ssize_t n = read(c->fd, w->scratch, owed ? outbuf_room(&c->out) : WORKER_SCRATCH);
 	ssize_t sent = 0;
 
-	if (n == 0) {
-		c->read_closed = true;
-		return 0;
+	if (n <= 0) {
+		if (n == 0) {
+			c->read_closed = true;
+			return CONN_CHANGED;
+		}
+		return errno == EAGAIN || errno == EINTR ? CONN_CHANGED : CONN_FAILED;
 	}
-	if (n < 0)
-		return errno == EAGAIN || errno == EINTR ? 0 : -1;
 	w->me->bytes_in += (uint64_t)n;
 	c->received += (uint64_t)n;
 	if (c->mode == CFG_MODE_UPPER)
 		echo_upper(w->scratch, (size_t)n);
-	if (c->out.len == 0) {
+	if (!owed) {
 		sent = write(c->fd, w->scratch, (size_t)n);
+		if (sent == n) {
+			w->me->bytes_out += (uint64_t)n;
+			return CONN_ECHOED;
+		}
 		if (sent < 0) {
-			if (errno != EAGAIN)
-				return -1;
+			if (errno != EAGAIN && errno != EINTR)
+				return CONN_FAILED;
 			sent = 0;
 		}
 		w->me->bytes_out += (uint64_t)sent;
-		if (sent == n)
-			return 0;
 	}
-	return outbuf_append(&c->out, w->scratch + sent, (size_t)(n - sent));
+	if (outbuf_append(&c->out, w->scratch + sent, (size_t)(n - sent)) == -1)
+		return CONN_FAILED;
+	return CONN_CHANGED;
 }
 
 static int
@@ -299,9 +322,6 @@ conn_update_events(struct worker *w, struct conn *c)
 {
 	uint32_t want;
 
-	/* The common case, a read echoed whole: nothing owed, still reading. */
-	if (c->out.len == 0 && c->events == EPOLLIN && !c->read_closed)
-		return 0;
 	if (c->out.len == 0)
 		c->paused = false;
 	else if (outbuf_room(&c->out) == 0)
@@ -318,18 +338,42 @@ conn_update_events(struct worker *w, struct conn *c)
 	return 0;
 }
 
-void
-conn_handle(struct worker *w, struct conn *c, uint32_t events)
+/* After a read that changed something, or any event but plain readability. */
+static __attribute__((noinline)) void
+conn_handle_slow(struct worker *w, struct conn *c, uint32_t events, enum conn_progress read)
 {
-	/* ERR or HUP: reset, or both directions shut; nothing can reach the client. */
-	if ((events & (EPOLLERR | EPOLLHUP)) ||
+	if (read == CONN_FAILED ||
+	    /* ERR or HUP: reset, or both directions shut; nothing can reach the client. */
+	    (events & (EPOLLERR | EPOLLHUP)) ||
 	    ((events & EPOLLOUT) && conn_flush(w, c) == -1) ||
-	    ((events & EPOLLIN) && conn_read(w, c) == -1) ||
+	    ((events & EPOLLIN) && conn_read(w, c, c->out.len != 0) == CONN_FAILED) ||
 	    conn_update_events(w, c) == -1) {
 		conn_close(w, c);
 		return;
 	}
 	conn_touch(w, c);
+}
+
+/*
+ * The steady state of a connection, by far the most common: epoll watches
+ * only EPOLLIN (nothing owed, not paused, not half-closed) and reports only
+ * that. Then one read and one write that takes it all leave the state as it
+ * was, as in a bare echo server; everything else takes the slow path.
+ */
+void
+conn_handle(struct worker *w, struct conn *c, uint32_t events)
+{
+	if (events == EPOLLIN && c->events == EPOLLIN) {
+		enum conn_progress r = conn_read(w, c, false);
+
+		if (r == CONN_ECHOED) {
+			conn_touch(w, c);
+			return;
+		}
+		conn_handle_slow(w, c, 0, r);
+		return;
+	}
+	conn_handle_slow(w, c, events, CONN_CHANGED);
 }
 
 void

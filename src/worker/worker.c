@@ -279,14 +279,12 @@ worker_read_signals(struct worker *w)
 	}
 }
 
+/* Everything but a connection's events, which worker_loop handles itself. */
 static void
-worker_dispatch(struct worker *w, struct epoll_event *ev)
+worker_dispatch(struct worker *w, struct ev_source *src)
 {
-	struct ev_source *src = ev->data.ptr;
-
 	switch (src->kind) {
 	case EV_CONN:
-		conn_handle(w, (struct conn *)src, ev->events);
 		break;
 	case EV_TCP_LISTENER:
 		/* Registration checked: a pause or drain earlier in this batch may have closed it. */
@@ -352,8 +350,14 @@ worker_loop(struct worker *w)
 		if (n == -1 && errno != EINTR)
 			fatal("worker: epoll_wait");
 		worker_clock(w);
-		for (int i = 0; i < n; i++)
-			worker_dispatch(w, &events[i]);
+		for (int i = 0; i < n; i++) {
+			struct ev_source *src = events[i].data.ptr;
+
+			if (src->kind == EV_CONN)
+				conn_handle(w, (struct conn *)src, events[i].events);
+			else
+				worker_dispatch(w, src);
+		}
 		if (w->over_share && !w->draining)
 			worker_balance_accept(w);
 		if (w->now != last_tick) {
