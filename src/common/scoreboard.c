@@ -51,21 +51,6 @@ scoreboard_release(struct scoreboard *sb, int i)
 		sb->high_water--;
 }
 
-unsigned
-scoreboard_others_accepting(const struct scoreboard *sb, const struct sb_worker *me)
-{
-	uint32_t hw = __atomic_load_n(&sb->high_water, __ATOMIC_RELAXED);
-	unsigned n = 0;
-
-	for (uint32_t i = 0; i < hw && i < SB_SLOTS; i++) {
-		const struct sb_worker *w = &sb->w[i];
-		if (w != me && __atomic_load_n(&w->serving, __ATOMIC_RELAXED) &&
-		    __atomic_load_n(&w->accepting, __ATOMIC_RELAXED))
-			n++;
-	}
-	return n;
-}
-
 int64_t
 scoreboard_now_ms(void)
 {

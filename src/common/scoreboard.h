@@ -33,7 +33,6 @@ struct sb_worker {
 	/* Written by the worker only. */
 	int64_t heartbeat_ms; /* monotonic; the loop stamps it every turn */
 	uint64_t active;      /* TCP connections open now */
-	uint32_t accepting;   /* 1 = registered on the TCP listeners now */
 	uint64_t accepted;
 	uint64_t refused;
 	uint64_t bytes_in;
@@ -78,12 +77,5 @@ int64_t scoreboard_now_ms(void);
  * workers last wrote them. Advisory: other workers' counts may be a moment old.
  */
 uint64_t scoreboard_average_active(const struct scoreboard *sb);
-
-/*
- * How many serving workers other than slot `me` are registered on the
- * listeners now. Advisory, like the average: two workers deciding at the
- * same instant may both see the other one still accepting.
- */
-unsigned scoreboard_others_accepting(const struct scoreboard *sb, const struct sb_worker *me);
 
 #endif

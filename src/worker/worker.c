@@ -159,7 +159,6 @@ worker_sync_accepting(struct worker *w)
 		else
 			listener_unwatch(w, l);
 	}
-	__atomic_store_n(&w->me->accepting, on, __ATOMIC_RELAXED);
 }
 
 void
@@ -179,17 +178,22 @@ worker_pause_accept(struct worker *w, int seconds)
  * Whether a worker is over its share also changes when the others accept,
  * which it cannot see from its own events: a worker out of the queue
  * re-checks on every loop turn (worker_loop wakes it at least every
- * WORKER_REBALANCE_MS), and the last worker in the queue never steps out,
- * so the accept queue is never left unserved.
+ * WORKER_REBALANCE_MS). The least busy worker is never above the average,
+ * so it is always back in the queue within that time: the queue can be
+ * left without a server for a few milliseconds, never longer.
+ *
+ * No worker stays in the queue just because the others are out of it. On
+ * a burst of connections (a load generator opening a thousand at once)
+ * the worker that the scheduler happens to run would otherwise take all
+ * of them while the others wait for a CPU; those connections would then
+ * stay unevenly spread for as long as they live. Stepping out leaves them
+ * queued, in the kernel, for the worker that is below its share.
  */
 void
 worker_balance_accept(struct worker *w)
 {
 	uint64_t avg = scoreboard_average_active(w->sb);
 	bool over = w->over_share ? w->nconns > avg : w->nconns > avg + avg / 8 + 2;
-
-	if (over && !w->over_share && scoreboard_others_accepting(w->sb, w->me) == 0)
-		over = false;
 
 	if (over != w->over_share) {
 		w->over_share = over;
@@ -230,7 +234,6 @@ worker_init(struct worker *w, const struct worker_spec *spec)
 		    (l->conf->proto == CFG_PROTO_TCP && spec->cfg->max_per_address != 0);
 		listener_watch(w, l);
 	}
-	__atomic_store_n(&w->me->accepting, 1, __ATOMIC_RELAXED);
 }
 
 /*
