@@ -215,7 +215,7 @@ accept_error_is_transient(int err)
 void
 conn_accept(struct worker *w, struct worker_listener *l)
 {
-	for (int i = 0; i < ACCEPT_BATCH; i++) {
+	for (int i = 0; i < ACCEPT_BATCH && !w->over_share; i++) {
 		struct sockaddr_storage peer;
 		socklen_t peerlen = sizeof(peer);
 		int entry = -1;
@@ -252,8 +252,8 @@ conn_accept(struct worker *w, struct worker_listener *l)
 			continue;
 		}
 		conn_open(w, fd, l->conf->mode, entry);
+		worker_balance_accept(w);  /* a burst stops at our share: the rest is for the others */
 	}
-	worker_balance_accept(w);
 }
 
 /* What one read made of a connection. */

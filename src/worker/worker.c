@@ -193,7 +193,7 @@ void
 worker_balance_accept(struct worker *w)
 {
 	uint64_t avg = scoreboard_average_active(w->sb);
-	bool over = w->over_share ? w->nconns > avg : w->nconns > avg + avg / 8 + 2;
+	bool over = w->over_share ? w->nconns > avg : w->nconns > avg + avg / 16 + 2;
 
 	if (over != w->over_share) {
 		w->over_share = over;
