@@ -260,12 +260,13 @@ worker_start_drain(struct worker *w)
 		return;
 	w->draining = true;
 	w->drain_deadline_ms = w->now_ms + (int64_t)w->cfg->shutdown_timeout * 1000;
-	proctitle_set("echomaster: worker process is shutting down");
 	for (size_t i = 0; i < w->nlisteners; i++) {
 		listener_unwatch(w, &w->listeners[i]);
 		close(w->listeners[i].fd);
 	}
 	w->nlisteners = 0;
+	/* Only now: a worker titled so takes no new client, TCP or UDP. */
+	proctitle_set("echomaster: worker process is shutting down");
 	log_debug("draining %zu connections", w->nconns);
 }
 
