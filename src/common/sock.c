@@ -89,6 +89,10 @@ sock_listen(const struct sockaddr_storage *ss, socklen_t len, int socktype,
 	if (ss->ss_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1)
 		return sock_fail(fd, err, errlen, "IPV6_V6ONLY on", ss);
+	/* More than one datagram socket on the address: one per worker (worker/worker.c). */
+	if (socktype == SOCK_DGRAM &&
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1)
+		return sock_fail(fd, err, errlen, "SO_REUSEPORT on", ss);
 	if (bind(fd, (const struct sockaddr *)ss, len) == -1)
 		return sock_fail(fd, err, errlen, "cannot bind", ss);
 	/*
@@ -101,6 +105,24 @@ sock_listen(const struct sockaddr_storage *ss, socklen_t len, int socktype,
 	if (socktype == SOCK_STREAM && listen(fd, SOCK_BACKLOG) == -1)
 		return sock_fail(fd, err, errlen, "cannot listen on", ss);
 	return fd;
+}
+
+int
+sock_dgram_aside(int fd, const struct sockaddr_storage *ss, socklen_t len)
+{
+	struct sockaddr_storage self = *ss;
+
+	/* A wildcard address is not a destination: its loopback stands in. */
+	if (self.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&self;
+		if (sin->sin_addr.s_addr == htonl(INADDR_ANY))
+			sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	} else if (self.ss_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&self;
+		if (IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr))
+			sin6->sin6_addr = in6addr_loopback;
+	}
+	return connect(fd, (const struct sockaddr *)&self, len);
 }
 
 int

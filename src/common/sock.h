@@ -24,10 +24,21 @@ void sock_addr_format(const struct sockaddr_storage *ss, char *buf, size_t len);
 /*
  * Opens, binds and (for SOCK_STREAM) listens a non-blocking, close-on-exec
  * socket. IPv6 sockets are IPv6-only, so "*" and "::" can share a port.
+ * Datagram sockets are SO_REUSEPORT: more of them can bind the address,
+ * and the kernel spreads the senders over them by a hash of their address.
  * Returns the fd, or -1 with a message in err.
  */
 int sock_listen(const struct sockaddr_storage *ss, socklen_t len, int socktype,
     char *err, size_t errlen);
+
+/*
+ * Takes a bound datagram socket out of the SO_REUSEPORT spread: connected
+ * to its own address (the loopback for a wildcard one), it only accepts
+ * datagrams from itself, and the kernel (Linux 5.2 and later) gives the
+ * other senders to the unconnected sockets on the address. The socket stays
+ * bound. Returns connect(2)'s result.
+ */
+int sock_dgram_aside(int fd, const struct sockaddr_storage *ss, socklen_t len);
 
 /*
  * Sends all of buf, without SIGPIPE; stops early on an error or the

@@ -13,6 +13,7 @@
 #include "common/exitcode.h"
 #include "common/log.h"
 #include "common/proctitle.h"
+#include "common/sock.h"
 #include "worker/conn.h"
 #include "worker/udp.h"
 
@@ -201,8 +202,53 @@ worker_balance_accept(struct worker *w)
 	}
 }
 
+/*
+ * UDP: the workers sharing the master's socket would contend for its one
+ * receive queue (measured: about 10% more CPU per datagram; BENCHMARKS.md).
+ * So each worker binds a socket of its own on every UDP listener's address
+ * (SO_REUSEPORT), before it drops privileges so that low ports work too;
+ * the kernel spreads the senders over the workers' sockets by a hash of
+ * their address, and the master's is set aside (listeners.c). A worker's
+ * socket closes when it stops or dies, and its senders move to the other
+ * workers; the datagrams still queued in it are lost, as UDP allows.
+ * own[i] is -1 for TCP listeners, and where binding failed: that worker
+ * then serves the listener through the master's socket alone.
+ */
+static int *
+worker_bind_own_udp(const struct worker_spec *spec)
+{
+	int *own = calloc(spec->cfg->nlisten + 1, sizeof(*own));
+
+	if (own == NULL)
+		fatal("worker: calloc");
+	for (size_t i = 0; i < spec->cfg->nlisten; i++) {
+		const struct cfg_listen *l = &spec->cfg->listen[i];
+		char err[256];
+
+		own[i] = -1;
+		if (l->proto != CFG_PROTO_UDP)
+			continue;
+		own[i] = sock_listen(&l->addr, l->addrlen, SOCK_DGRAM, err, sizeof(err));
+		if (own[i] == -1)
+			log_warnx("worker: %s; serving it through the master's socket", err);
+	}
+	return own;
+}
+
 static void
-worker_init(struct worker *w, const struct worker_spec *spec)
+worker_add_listener(struct worker *w, const struct cfg_listen *conf, int fd, bool screen)
+{
+	struct worker_listener *l = &w->listeners[w->nlisteners++];
+
+	l->conf = conf;
+	l->fd = fd;
+	l->ev.kind = conf->proto == CFG_PROTO_TCP ? EV_TCP_LISTENER : EV_UDP;
+	l->screen = screen;
+	listener_watch(w, l);
+}
+
+static void
+worker_init(struct worker *w, const struct worker_spec *spec, const int *own_udp)
 {
 	memset(w, 0, sizeof(*w));
 	w->cfg = spec->cfg;
@@ -212,8 +258,7 @@ worker_init(struct worker *w, const struct worker_spec *spec)
 	w->sb_index = (unsigned)(spec->me - spec->sb->w);
 	w->sig_ev.kind = EV_SIGNAL;
 	w->master_ev.kind = EV_MASTER;
-	w->nlisteners = spec->cfg->nlisten;
-	w->listeners = calloc(w->nlisteners, sizeof(*w->listeners));
+	w->listeners = calloc(spec->cfg->nlisten * 2, sizeof(*w->listeners));
 	w->scratch = malloc(WORKER_SCRATCH);
 	w->udp = udp_batch_new();
 	if (w->listeners == NULL || w->scratch == NULL || w->udp == NULL)
@@ -225,14 +270,14 @@ worker_init(struct worker *w, const struct worker_spec *spec)
 	if (worker_watch(w, w->sigfd, EPOLLIN, &w->sig_ev) == -1 ||
 	    worker_watch(w, w->chan_fd, EPOLLIN, &w->master_ev) == -1)
 		fatal("worker: epoll_ctl");
-	for (size_t i = 0; i < w->nlisteners; i++) {
-		struct worker_listener *l = &w->listeners[i];
-		l->conf = &spec->cfg->listen[i];
-		l->fd = spec->listen_fds[i];
-		l->ev.kind = l->conf->proto == CFG_PROTO_TCP ? EV_TCP_LISTENER : EV_UDP;
-		l->screen = l->conf->allow.n != 0 || l->conf->deny.n != 0 ||
-		    (l->conf->proto == CFG_PROTO_TCP && spec->cfg->max_per_address != 0);
-		listener_watch(w, l);
+	for (size_t i = 0; i < spec->cfg->nlisten; i++) {
+		const struct cfg_listen *conf = &spec->cfg->listen[i];
+		bool screen = conf->allow.n != 0 || conf->deny.n != 0 ||
+		    (conf->proto == CFG_PROTO_TCP && spec->cfg->max_per_address != 0);
+
+		worker_add_listener(w, conf, spec->listen_fds[i], screen);
+		if (own_udp[i] != -1)
+			worker_add_listener(w, conf, own_udp[i], screen);
 	}
 }
 
@@ -378,13 +423,16 @@ worker_main(const struct worker_spec *spec)
 {
 	struct worker w;
 	char ready = 'R';
+	int *own_udp;
 
 	proctitle_set("echomaster: worker process");
 	worker_close_inherited(spec);
 	log_reopen();  /* the inherited syslog socket was just closed with the rest */
+	own_udp = worker_bind_own_udp(spec);
 	worker_drop_privileges(spec->cfg);
 	worker_bind_to_master(spec);
-	worker_init(&w, spec);
+	worker_init(&w, spec, own_udp);
+	free(own_udp);
 	worker_clock(&w);
 #ifdef EM_TEST_HOOKS
 	/* Test builds only: a start-up failure, for as long as the named file exists. */
