@@ -342,11 +342,15 @@ conn_update_events(struct worker *w, struct conn *c)
 	return 0;
 }
 
-/* After a read that changed something, or any event but plain readability. */
+/*
+ * Any event but plain readability (progress is then CONN_CHANGED), or
+ * what remains after conn_handle's read changed something: events is 0
+ * then, and progress says what the read did.
+ */
 static __attribute__((noinline)) void
-conn_handle_slow(struct worker *w, struct conn *c, uint32_t events, enum conn_progress read)
+conn_handle_slow(struct worker *w, struct conn *c, uint32_t events, enum conn_progress progress)
 {
-	if (read == CONN_FAILED ||
+	if (progress == CONN_FAILED ||
 	    /* ERR or HUP: reset, or both directions shut; nothing can reach the client. */
 	    (events & (EPOLLERR | EPOLLHUP)) ||
 	    ((events & EPOLLOUT) && conn_flush(w, c) == -1) ||
