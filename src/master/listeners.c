@@ -34,15 +34,15 @@ listener_open_one(const struct cfg_listen *l, int shared, char *err, size_t errl
 	}
 	fd = sock_listen(&l->addr, l->addrlen, l->proto == CFG_PROTO_TCP ? SOCK_STREAM : SOCK_DGRAM,
 	    err, errlen);
-	/*
-	 * UDP: the master's socket holds the address, and each worker binds one
-	 * of its own beside it (worker_bind_own_udp). Set aside, the master's
-	 * socket gets no senders; if that fails it gets its share, and every
-	 * worker reads it too, so nothing goes unanswered either way.
-	 */
-	if (fd != -1 && l->proto == CFG_PROTO_UDP && sock_dgram_aside(fd, &l->addr, l->addrlen) == -1)
-		log_warn("UDP listener: cannot set the master's socket aside; the workers share it");
 	if (fd != -1) {
+		/*
+		 * UDP: the master's socket holds the address, and each worker binds
+		 * one of its own beside it (worker_bind_own_udp). Set aside, the
+		 * master's socket gets no senders; if that fails it gets its share,
+		 * and every worker reads it too, so nothing goes unanswered.
+		 */
+		if (l->proto == CFG_PROTO_UDP && sock_dgram_aside(fd, &l->addr, l->addrlen) == -1)
+			log_warn("UDP listener: cannot set the master's socket aside; the workers share it");
 		sock_addr_format(&l->addr, where, sizeof(where));
 		log_info("listening on %s %s (%s)", cfg_proto_name(l->proto), where,
 		    cfg_mode_name(l->mode));

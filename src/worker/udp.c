@@ -202,11 +202,9 @@ udp_round(struct worker *w, struct worker_listener *l)
 
 /*
  * While batches come back full, the queue holds more: take them now rather
- * than after another epoll_wait: a worker that goes back to sleep on a busy
- * socket lets the next datagram wake another worker onto the same receive
- * queue, and the two contend for its lock. Bounded, so that a UDP flood
- * cannot starve this worker's TCP connections: at most 256 datagrams, well
- * under a millisecond, before they get their turn.
+ * than after another epoll_wait. Bounded, so that a UDP flood cannot
+ * starve this worker's TCP connections: at most 256 datagrams, well under a
+ * millisecond, before they get their turn.
  */
 #define UDP_ROUNDS 16
 

@@ -333,7 +333,7 @@ static void
 worker_dispatch(struct worker *w, struct ev_source *src)
 {
 	switch (src->kind) {
-	case EV_CONN:
+	case EV_CONN:  /* never here: worker_loop calls conn_handle itself */
 		break;
 	case EV_TCP_LISTENER:
 		/* Registration checked: a pause or drain earlier in this batch may have closed it. */

@@ -79,8 +79,8 @@ void worker_pause_accept(struct worker *w, int seconds);
 /*
  * Steps back from accepting while this worker holds clearly more connections
  * than the serving workers' average, and comes back once it is at or below
- * it. Called after each accept batch, and on every loop turn while stepped
- * out.
+ * it. Called after each accepted connection, and on every loop turn while
+ * stepped out.
  */
 void worker_balance_accept(struct worker *w);
 

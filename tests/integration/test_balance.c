@@ -141,15 +141,14 @@ start_balanced(struct env *e, int port, pid_t *workers)
 }
 
 /*
- * 400 clients arrive one after another at a moderate pace, each proven
+ * Opens BAL_CONNS clients against BAL_WORKERS workers and proves each
  * served; then no worker may hold more than 1.5 times the connections of
- * the least busy one. With plain EPOLLEXCLUSIVE one idle worker takes
- * nearly all of them.
+ * the least busy one. Paced: one after another, each served before the
+ * next. Otherwise: all connected at once, then served.
  */
 static void
-connections_are_spread_evenly(void **state)
+expect_even_spread(struct env *e, bool paced)
 {
-	struct env *e = *state;
 	pid_t workers[BAL_WORKERS];
 	int fds[BAL_CONNS];
 	int port = port_pick();
@@ -158,12 +157,26 @@ connections_are_spread_evenly(void **state)
 	for (int i = 0; i < BAL_CONNS; i++) {
 		fds[i] = tcp_connect(port, EM_DEADLINE_MS);
 		assert_true(fds[i] >= 0);
-		expect_all_served(&fds[i], 1);
-		nap_ms(2);  /* a moderate arrival rate, not a burst */
+		if (paced) {
+			expect_all_served(&fds[i], 1);
+			nap_ms(2);  /* a moderate arrival rate, not a burst */
+		}
 	}
+	if (!paced)
+		expect_all_served(fds, BAL_CONNS);
 	assert_spread_even(workers, port);
 	for (int i = 0; i < BAL_CONNS; i++)
 		close(fds[i]);
+}
+
+/*
+ * 400 clients arrive one after another at a moderate pace. With plain
+ * EPOLLEXCLUSIVE one idle worker takes nearly all of them.
+ */
+static void
+connections_are_spread_evenly(void **state)
+{
+	expect_even_spread(*state, true);
 }
 
 /*
@@ -176,20 +189,7 @@ connections_are_spread_evenly(void **state)
 static void
 burst_of_connections_is_spread_evenly(void **state)
 {
-	struct env *e = *state;
-	pid_t workers[BAL_WORKERS];
-	int fds[BAL_CONNS];
-	int port = port_pick();
-
-	start_balanced(e, port, workers);
-	for (int i = 0; i < BAL_CONNS; i++) {
-		fds[i] = tcp_connect(port, EM_DEADLINE_MS);
-		assert_true(fds[i] >= 0);
-	}
-	expect_all_served(fds, BAL_CONNS);
-	assert_spread_even(workers, port);
-	for (int i = 0; i < BAL_CONNS; i++)
-		close(fds[i]);
+	expect_even_spread(*state, false);
 }
 
 /* Opens QUEUED clients and sends each a distinct message; nobody accepts them yet. */
