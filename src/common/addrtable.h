@@ -4,7 +4,7 @@
  *
  * conn  TCP connections open per address, for
  *       limits.max_connections_per_address. An entry is one 64-bit word,
- *       tag (32 bits of the address's hash) | owner (scoreboard slot of
+ *       tag (32 bits of the address's hash) | owner (scoreboard entry of
  *       the worker, 12 bits) | count (20 bits), so that every change is a
  *       single compare-and-swap. An address has one entry per worker that
  *       holds connections from it; its count is the sum of the entries with
@@ -48,7 +48,7 @@
 
 #define ADDRTAB_CONN_SIZE    65536   /* power of two; 512 KiB */
 #define ADDRTAB_CONN_WINDOW  32      /* entries probed per address: 4 cache lines */
-#define ADDRTAB_OWNER_BITS   12      /* scoreboard slots: SB_SLOTS must fit */
+#define ADDRTAB_OWNER_BITS   12      /* scoreboard entries: SB_ENTRIES must fit */
 #define ADDRTAB_COUNT_BITS   20
 #define ADDRTAB_COUNT_MAX    ((1U << ADDRTAB_COUNT_BITS) - 1)
 
@@ -83,7 +83,7 @@ uint64_t addrtab_hash(const struct addrtab *t, const struct sockaddr *sa);
 
 /*
  * Counts one more TCP connection of the address with hash H held by the
- * worker in scoreboard slot OWNER, unless the address already holds LIMIT
+ * worker in scoreboard entry OWNER, unless the address already holds LIMIT
  * (> 0) across all workers. Returns the entry index to give back to
  * addrtab_conn_release, or ADDRTAB_OVER / ADDRTAB_FULL.
  */

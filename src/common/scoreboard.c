@@ -2,7 +2,6 @@
 
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 
 struct scoreboard *
 scoreboard_create(void)
@@ -18,31 +17,32 @@ scoreboard_create(void)
 }
 
 int
-scoreboard_alloc(struct scoreboard *sb)
+scoreboard_alloc(struct scoreboard *sb, unsigned *entry)
 {
-	for (int i = 0; i < SB_SLOTS; i++) {
+	for (unsigned i = 0; i < SB_ENTRIES; i++) {
 		if (sb->w[i].pid != 0)
 			continue;
 		memset(&sb->w[i], 0, sizeof(sb->w[i]));
-		if ((uint32_t)i >= sb->high_water)
-			sb->high_water = (uint32_t)i + 1;
-		return i;
+		if (i >= sb->high_water)
+			sb->high_water = i + 1;
+		*entry = i;
+		return 0;
 	}
 	return -1;
 }
 
 void
-scoreboard_release(struct scoreboard *sb, int i)
+scoreboard_release(struct scoreboard *sb, unsigned i)
 {
-	if (i < 0 || i >= SB_SLOTS)
+	if (i >= SB_ENTRIES)
 		return;
 	/*
 	 * The worker can no longer run, so nothing else changes its entries.
-	 * Purged before the slot is free: a new worker in the slot starts with
+	 * Purged before the entry is free: a new worker in it starts with
 	 * none. Skipped for workers that never counted (the scan reads 512 KiB).
 	 */
 	if (__atomic_load_n(&sb->w[i].addr_counted, __ATOMIC_SEQ_CST)) {
-		addrtab_conn_purge(&sb->addr, (unsigned)i);
+		addrtab_conn_purge(&sb->addr, i);
 		sb->w[i].addr_counted = 0;
 	}
 	sb->w[i].pid = 0;
@@ -51,22 +51,13 @@ scoreboard_release(struct scoreboard *sb, int i)
 		sb->high_water--;
 }
 
-int64_t
-scoreboard_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 uint64_t
 scoreboard_average_active(const struct scoreboard *sb)
 {
 	uint64_t total = 0, n = 0;
 	uint32_t hw = __atomic_load_n(&sb->high_water, __ATOMIC_RELAXED);
 
-	for (uint32_t i = 0; i < hw && i < SB_SLOTS; i++) {
+	for (uint32_t i = 0; i < hw && i < SB_ENTRIES; i++) {
 		const struct sb_worker *w = &sb->w[i];
 		if (__atomic_load_n(&w->serving, __ATOMIC_RELAXED)) {
 			total += __atomic_load_n(&w->active, __ATOMIC_RELAXED);

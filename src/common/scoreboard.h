@@ -1,12 +1,14 @@
 /*
  * scoreboard: memory shared by the master and every worker, mapped by the
  * master before the first fork. Each worker process owns one cache-line
- * aligned slot and is its only writer, so no lock is ever taken: counters
+ * aligned entry and is its only writer, so no lock is ever taken: counters
  * are plain stores, readers take what they see. The master assigns and
- * clears slots; a worker reads the others' slots only to decide whether it
- * holds more than its share of connections.
+ * clears entries; a worker reads the others' entries only to decide whether
+ * it holds more than its share of connections. (An entry is not a worker
+ * slot: a slot is a place in a generation, which a respawn refills with a
+ * new worker and a new entry.)
  *
- * After the slots come the per-address tables (addrtable.h), which every
+ * After the entries come the per-address tables (addrtable.h), which every
  * worker writes with atomic operations: connections per client address and
  * the UDP token buckets, so that both limits hold for the whole daemon.
  * When the master reaps a worker, scoreboard_release() takes that worker's
@@ -21,13 +23,13 @@
 #include "common/addrtable.h"
 
 /* Room for a full generation, a reload's new one, and old ones draining. */
-#define SB_SLOTS 4096
+#define SB_ENTRIES 4096
 
 struct sb_worker {
 	/* Written by the master at spawn and reap. */
-	int32_t pid;          /* 0 = slot free */
+	int32_t pid;          /* 0 = entry free */
 	uint32_t generation;
-	int32_t index;        /* worker slot within its generation */
+	int32_t slot;         /* the worker's slot within its generation */
 	int32_t serving;      /* 1 = of the serving generation, not draining */
 	int64_t started_ms;
 	/* Written by the worker only. */
@@ -49,28 +51,26 @@ struct sb_worker {
 } __attribute__((aligned(64)));
 
 struct scoreboard {
-	uint32_t high_water;  /* slots [0, high_water) may be in use */
-	struct sb_worker w[SB_SLOTS];
-	struct addrtab addr;  /* owners are slot indexes */
+	uint32_t high_water;  /* entries [0, high_water) may be in use */
+	struct sb_worker w[SB_ENTRIES];
+	struct addrtab addr;  /* owners are entry indexes */
 };
 
-_Static_assert(SB_SLOTS <= (1 << ADDRTAB_OWNER_BITS), "a slot index must fit an addrtab owner");
+_Static_assert(SB_ENTRIES <= (1 << ADDRTAB_OWNER_BITS), "an entry index must fit an addrtab owner");
 
 /* Maps a zeroed scoreboard shared with future children; NULL on failure. */
 struct scoreboard *scoreboard_create(void);
 
-/* A free slot index, or -1 when all are taken. */
-int scoreboard_alloc(struct scoreboard *sb);
+/* Takes a free entry: 0 and its index in *entry, or -1 when all are taken. */
+int scoreboard_alloc(struct scoreboard *sb, unsigned *entry);
 
 /*
- * Marks a slot free again (its worker was reaped, or never started), and
+ * Marks an entry free again (its worker was reaped, or never started), and
  * forgets the connections it counted per address: a worker that died
  * without closing them must not hold their addresses' quota forever.
+ * Times in the scoreboard are ev_now_ms() (common/ev.h).
  */
-void scoreboard_release(struct scoreboard *sb, int i);
-
-/* Monotonic milliseconds, the clock every scoreboard time uses. */
-int64_t scoreboard_now_ms(void);
+void scoreboard_release(struct scoreboard *sb, unsigned entry);
 
 /*
  * The average number of TCP connections held by the serving workers, as the

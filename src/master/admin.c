@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "common/ev.h"
 #include "common/log.h"
 #include "master/events.h"
 #include "master/master_priv.h"
@@ -103,7 +104,7 @@ admin_view(struct master *m, struct status_view *v)
 	for (const struct wproc *p = m->procs; p != NULL; p = p->next)
 		v->w[v->nworkers++] = (struct status_worker){ .pid = p->pid,
 		    .generation = p->generation, .slot = p->slot, .state = state_name(p->state),
-		    .sb = &m->sb->w[p->sb_index] };
+		    .sb = &m->sb->w[p->sb_entry] };
 	/* Oldest generation and lowest slot first: the list reads like the history. */
 	qsort(v->w, v->nworkers, sizeof(*v->w), worker_order);
 	return 0;

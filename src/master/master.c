@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/exitcode.h"
+#include "common/ev.h"
 #include "common/log.h"
 #include "common/proctitle.h"
 #include "common/scoreboard.h"
@@ -36,7 +37,7 @@
 static int64_t
 now_ms(void)
 {
-	return scoreboard_now_ms();
+	return ev_now_ms();
 }
 
 int64_t
@@ -197,7 +198,7 @@ generation_stop(struct master *m, struct generation *g, int sig, enum wproc_stat
 			continue;
 		if (sig != 0)
 			proc_signal(p, sig);
-		m->sb->w[p->sb_index].serving = 0;
+		m->sb->w[p->sb_entry].serving = 0;
 		p->state = state;
 		p->kill_at_ms = kill_at;
 		g->slots[i].proc = NULL;
@@ -343,7 +344,7 @@ reload_commit(struct master *m)
 	generation_stop(m, &m->cur, SIGQUIT, WP_DRAINING);
 	generation_free(&m->cur);
 	for (int i = 0; i < m->next.nslots; i++)
-		m->sb->w[m->next.slots[i].proc->sb_index].serving = 1;
+		m->sb->w[m->next.slots[i].proc->sb_entry].serving = 1;
 	m->cur = m->next;
 	memset(&m->next, 0, sizeof(m->next));
 	master_apply_log(m->cur.cfg);
@@ -478,7 +479,7 @@ workers_scale(struct master *m, int delta)
 			proc_signal(p, SIGQUIT);
 			p->state = WP_DRAINING;
 			p->kill_at_ms = now_ms() + (int64_t)g->cfg->shutdown_timeout * 1000 + DRAIN_GRACE_MS;
-			m->sb->w[p->sb_index].serving = 0;
+			m->sb->w[p->sb_entry].serving = 0;
 		}
 		g->nslots--;
 	} else {
@@ -570,7 +571,7 @@ kill_hung(struct master *m)
 	if (limit == 0 || m->stopping)
 		return;
 	for (struct wproc *p = m->procs; p != NULL; p = p->next) {
-		int64_t silent = now - m->sb->w[p->sb_index].heartbeat_ms;
+		int64_t silent = now - m->sb->w[p->sb_entry].heartbeat_ms;
 		if (p->state != WP_READY || p->hung || silent <= limit)
 			continue;
 		log_errorx("worker %ld (slot %d) sent no heartbeat for %lld ms; killing it",
@@ -592,7 +593,7 @@ channel_read(struct master *m, struct wproc *p)
 		p->state = WP_READY;
 		if (s != NULL && !m->stopping) {
 			s->early_deaths = 0;
-			m->sb->w[p->sb_index].serving = 1;
+			m->sb->w[p->sb_entry].serving = 1;
 		}
 		log_debug("worker %ld ready", (long)p->pid);
 	} else if (n == 0 || (n < 0 && errno != EAGAIN)) {

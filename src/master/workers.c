@@ -27,20 +27,20 @@ wproc_spawn(int epfd, struct scoreboard *sb, const struct cfg *cfg, const struct
 
 	if (p == NULL)
 		return NULL;
-	if ((p->sb_index = scoreboard_alloc(sb)) == -1) {
+	if (scoreboard_alloc(sb, &p->sb_entry) == -1) {
 		log_warnx("scoreboard full: too many worker processes alive");
 		free(p);
 		return NULL;
 	}
-	me = &sb->w[p->sb_index];
+	me = &sb->w[p->sb_entry];
 	me->generation = generation;
-	me->index = slot;
+	me->slot = slot;
 	me->started_ms = now_ms;
 	me->heartbeat_ms = now_ms;
 	me->pid = -1;  /* taken; the real pid follows the fork */
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
 		log_warn("socketpair");
-		scoreboard_release(sb, p->sb_index);
+		scoreboard_release(sb, p->sb_entry);
 		free(p);
 		return NULL;
 	}
@@ -49,7 +49,7 @@ wproc_spawn(int epfd, struct scoreboard *sb, const struct cfg *cfg, const struct
 		log_warn("fork");
 		close(sv[0]);
 		close(sv[1]);
-		scoreboard_release(sb, p->sb_index);
+		scoreboard_release(sb, p->sb_entry);
 		free(p);
 		return NULL;
 	case 0: {
@@ -82,7 +82,7 @@ wproc_spawn(int epfd, struct scoreboard *sb, const struct cfg *cfg, const struct
 void
 wproc_free(int epfd, struct scoreboard *sb, struct wproc *p)
 {
-	scoreboard_release(sb, p->sb_index);
+	scoreboard_release(sb, p->sb_entry);
 	if (p->chan_fd != -1) {
 		epoll_ctl(epfd, EPOLL_CTL_DEL, p->chan_fd, NULL);
 		close(p->chan_fd);

@@ -37,7 +37,7 @@ struct wproc {
 	enum wproc_state state;
 	int64_t started_ms;
 	int64_t kill_at_ms;   /* DRAINING: SIGKILL when still alive at this time; 0 = none */
-	int sb_index;         /* its scoreboard slot */
+	unsigned sb_entry;    /* its scoreboard entry */
 	bool hung;            /* killed for a missing heartbeat */
 	bool cut;             /* DRAINING, but told to stop at once (too many generations) */
 	struct wproc *next;

@@ -106,7 +106,7 @@ conn_close(struct worker *w, struct conn *c)
 	idle_unlink(w, c);
 	close(c->fd);  /* also removes it from epoll: only this worker holds it */
 	if (c->addr_entry != -1)
-		addrtab_conn_release(&w->sb->addr, c->addr_entry, w->sb_index);
+		addrtab_conn_release(&w->sb->addr, c->addr_entry, w->sb_entry);
 	outbuf_free(&c->out);
 	free(c);
 	w->me->active = --w->nconns;
@@ -145,7 +145,7 @@ conn_open(struct worker *w, int fd, int mode, int addr_entry)
 fail:
 	close(fd);
 	if (addr_entry != -1)
-		addrtab_conn_release(&w->sb->addr, addr_entry, w->sb_index);
+		addrtab_conn_release(&w->sb->addr, addr_entry, w->sb_entry);
 }
 
 static void
@@ -188,7 +188,7 @@ conn_count_address(struct worker *w, const struct sockaddr_storage *peer)
 	if (!w->me->addr_counted)  /* before the first entry: the master purges on death */
 		__atomic_store_n(&w->me->addr_counted, 1, __ATOMIC_SEQ_CST);
 	entry = addrtab_conn_acquire(t, addrtab_hash(t, (const struct sockaddr *)peer),
-	    w->sb_index, (unsigned)w->cfg->max_per_address);
+	    w->sb_entry, (unsigned)w->cfg->max_per_address);
 	if (entry >= 0)
 		return entry;
 	w->me->refused_per_address++;
@@ -210,7 +210,7 @@ accept_error_is_transient(int err)
  * A listener without access lists or a per-address limit (l->screen
  * false) never asks for the peer's address: the plain path costs nothing
  * more. A refused client's connection is closed at once: it sees EOF (or
- * a reset if it had sent data), and each refusal is counted in our slot.
+ * a reset if it had sent data), and each refusal is counted in our scoreboard entry.
  */
 void
 conn_accept(struct worker *w, struct worker_listener *l)

@@ -255,7 +255,7 @@ worker_init(struct worker *w, const struct worker_spec *spec, const int *own_udp
 	w->chan_fd = spec->chan_fd;
 	w->sb = spec->sb;
 	w->me = spec->me;
-	w->sb_index = (unsigned)(spec->me - spec->sb->w);
+	w->sb_entry = (unsigned)(spec->me - spec->sb->w);
 	w->sig_ev.kind = EV_SIGNAL;
 	w->master_ev.kind = EV_MASTER;
 	w->listeners = calloc(spec->cfg->nlisten * 2, sizeof(*w->listeners));

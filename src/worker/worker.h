@@ -23,7 +23,7 @@ struct worker_spec {
 	int slot;
 	unsigned generation;
 	struct scoreboard *sb;
-	struct sb_worker *me;   /* our slot in sb, which only we write */
+	struct sb_worker *me;   /* our entry in sb, which only we write */
 };
 
 /* What every object registered with epoll starts with, so the loop can dispatch. */
@@ -64,8 +64,8 @@ struct worker {
 	bool draining;
 	int64_t drain_deadline_ms;       /* monotonic ms: connections still open then are closed */
 	struct scoreboard *sb;
-	struct sb_worker *me;            /* our scoreboard slot: counters and heartbeat */
-	unsigned sb_index;               /* its index: our owner id in sb->addr */
+	struct sb_worker *me;            /* our scoreboard entry: counters and heartbeat */
+	unsigned sb_entry;               /* its index: our owner id in sb->addr */
 };
 
 #define WORKER_SCRATCH (64 * 1024)
