@@ -1,20 +1,15 @@
-/*
- * admin: the master's answers to operators: the control socket (status,
- * reload, respawn, stop) and the Prometheus /metrics page. Requests are
- * read without blocking the loop; a reload's answer waits for its outcome.
- */
-#include <errno.h>
+#include "master/admin.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "common/ev.h"
 #include "common/log.h"
+#include "master/control.h"
 #include "master/events.h"
-#include "master/master_priv.h"
-#include "master/status.h"
+#include "master/metrics.h"
 
 /* A client that has not sent its request by then is dropped. */
 #define ADMIN_REQUEST_TIMEOUT_MS 5000
@@ -22,112 +17,37 @@
 #define ADMIN_HTTP_MAX 32
 
 static void
-admin_watch(struct master *m, int fd, void *tag)
+admin_watch(struct admin *a, int fd, struct ev_source *src)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = tag };
-
-	if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, fd, &ev) == -1)
+	if (ev_add(a->epfd, fd, EPOLLIN, src) == -1)
 		log_warn("epoll_ctl admin");
 }
 
-static void
-admin_unwatch(struct master *m, int fd)
+int
+admin_open(struct admin *a, int epfd, const struct cfg *cfg, char *err, size_t errlen)
 {
-	epoll_ctl(m->epfd, EPOLL_CTL_DEL, fd, NULL);
-}
-
-void
-admin_open(struct master *m)
-{
-	const struct cfg *cfg = m->cur.cfg;
-	char err[256];
-
+	memset(a, 0, sizeof(*a));
+	a->epfd = epfd;
+	a->ctl_fd = -1;
+	a->metrics_fd = -1;
+	a->ctl_ev.kind = MEV_CONTROL;
+	a->metrics_ev.kind = MEV_METRICS;
 	if (cfg->control_socket[0] != '\0') {
-		if ((m->ctl_fd = control_listen(cfg->control_socket, err, sizeof(err))) == -1)
-			fatalx("%s", err);
-		if ((m->ctl_path = strdup(cfg->control_socket)) == NULL)
+		if ((a->ctl_fd = control_listen(cfg->control_socket, err, errlen)) == -1)
+			return -1;
+		if ((a->ctl_path = strdup(cfg->control_socket)) == NULL)
 			fatal("strdup");
-		admin_watch(m, m->ctl_fd, &m->ctl_kind);
+		admin_watch(a, a->ctl_fd, &a->ctl_ev);
 	}
 	if (cfg->metrics_address[0] != '\0') {
-		if ((m->metrics_fd = metrics_listen(cfg, err, sizeof(err))) == -1)
-			fatalx("metrics: %s", err);
-		admin_watch(m, m->metrics_fd, &m->metrics_kind);
+		char why[256];
+		if ((a->metrics_fd = metrics_listen(cfg, why, sizeof(why))) == -1) {
+			snprintf(err, errlen, "metrics: %s", why);
+			return -1;
+		}
+		admin_watch(a, a->metrics_fd, &a->metrics_ev);
 	}
-}
-
-static const char *
-state_name(enum wproc_state state)
-{
-	switch (state) {
-	case WP_STARTING: return "starting";
-	case WP_READY: return "serving";
-	case WP_DRAINING: return "draining";
-	case WP_ABORTED: return "aborted";
-	}
-	return "?";
-}
-
-static int
-worker_order(const void *a, const void *b)
-{
-	const struct status_worker *x = a, *y = b;
-
-	if (x->generation != y->generation)
-		return x->generation < y->generation ? -1 : 1;
-	return x->slot - y->slot;
-}
-
-/* Fills a view of the master right now; v->w is malloc'd (free it). */
-static int
-admin_view(struct master *m, struct status_view *v)
-{
-	size_t n = 0;
-
-	memset(v, 0, sizeof(*v));
-	for (const struct wproc *p = m->procs; p != NULL; p = p->next)
-		n++;
-	if ((v->w = calloc(n + 1, sizeof(*v->w))) == NULL)
-		return -1;
-	v->master_pid = getpid();
-	v->generation = m->cur.number;
-	v->workers = m->cur.nslots;
-	v->now_ms = master_now_ms();
-	v->uptime_ms = v->now_ms - m->count.started_ms;
-	v->respawns = m->count.respawns;
-	v->respawns_throttled = m->count.respawns_throttled;
-	v->reloads_ok = m->count.reloads_ok;
-	v->reloads_failed = m->count.reloads_failed;
-	v->draining_generations = master_draining_generations(m, false, NULL);
-	for (int i = 0; i < m->cur.nslots; i++)
-		v->parked_slots += m->cur.slots[i].parked;
-	for (const struct wproc *p = m->procs; p != NULL; p = p->next)
-		v->w[v->nworkers++] = (struct status_worker){ .pid = p->pid,
-		    .generation = p->generation, .slot = p->slot, .state = state_name(p->state),
-		    .sb = &m->sb->w[p->sb_entry] };
-	/* Oldest generation and lowest slot first: the list reads like the history. */
-	qsort(v->w, v->nworkers, sizeof(*v->w), worker_order);
 	return 0;
-}
-
-enum admin_format { AF_TEXT, AF_JSON, AF_PROMETHEUS };
-
-/* The status in one format, malloc'd; NULL when out of memory. */
-static char *
-admin_render(struct master *m, enum admin_format format)
-{
-	struct status_view v;
-	char *text = NULL;
-
-	if (admin_view(m, &v) == -1)
-		return NULL;
-	switch (format) {
-	case AF_TEXT: text = status_text(&v); break;
-	case AF_JSON: text = status_json(&v); break;
-	case AF_PROMETHEUS: text = status_prometheus(&v); break;
-	}
-	free(v.w);
-	return text;
 }
 
 static void
@@ -141,194 +61,189 @@ list_unlink(struct reqconn **list, struct reqconn *c)
 	}
 }
 
-static void
-ctl_answer(struct master *m, struct reqconn *c, bool ok, const char *body)
+static bool
+is_http(const struct reqconn *c)
 {
-	list_unlink(&m->ctl_clients, c);
-	control_reply(c, ok, body);  /* closing the fd also removes it from epoll */
-}
-
-static void
-ctl_answer_text(struct master *m, struct reqconn *c, char *text)
-{
-	ctl_answer(m, c, text != NULL, text != NULL ? text : "out of memory\n");
-	free(text);
-}
-
-/* Acts on one command; the client is answered here, or later for a reload. */
-static void
-ctl_execute(struct master *m, struct reqconn *c, enum ctl_cmd cmd)
-{
-	switch (cmd) {
-	case CTL_NONE:
-		return;
-	case CTL_STATUS:
-		ctl_answer_text(m, c, admin_render(m, AF_TEXT));
-		return;
-	case CTL_STATUS_JSON:
-		ctl_answer_text(m, c, admin_render(m, AF_JSON));
-		return;
-	case CTL_RELOAD:
-		if (m->stopping) {
-			ctl_answer(m, c, false, "shutting down\n");
-			return;
-		}
-		/* Answered by admin_reload_done, maybe before master_reload returns. */
-		c->waiting = true;
-		admin_unwatch(m, c->fd);
-		master_reload(m);
-		return;
-	case CTL_RESPAWN:
-		master_respawn_parked(m);
-		ctl_answer(m, c, true, "parked worker slots released\n");
-		return;
-	case CTL_STOP:
-	case CTL_QUIT:
-		ctl_answer(m, c, true, cmd == CTL_STOP ? "stopping\n" : "stopping gracefully\n");
-		master_stop(m, cmd == CTL_QUIT);
-		return;
-	case CTL_REOPEN:
-		log_reopen();
-		log_notice("reopened logs");
-		ctl_answer(m, c, true, "logs reopened\n");
-		return;
-	case CTL_BAD:
-		ctl_answer(m, c, false, "unknown command (status, status-json, reload, respawn, "
-		    "stop, quit, reopen)\n");
-		return;
-	}
+	return c->ev.kind == MEV_HTTP_CLIENT;
 }
 
 void
-admin_reload_done(struct master *m, bool ok, const char *message)
+admin_answer(struct admin *a, struct reqconn *c, bool ok, const char *body)
 {
-	struct reqconn *c = m->ctl_clients, *next;
-	char body[CFG_ERR_LEN + 128];
+	if (is_http(c)) {
+		list_unlink(&a->http_clients, c);
+		metrics_reply(c, ok ? HTTP_METRICS : HTTP_BAD, body);
+	} else {
+		list_unlink(&a->ctl_clients, c);
+		control_reply(c, ok, body);  /* closing the fd also removes it from epoll */
+	}
+}
 
-	snprintf(body, sizeof(body), "%s\n", message);
-	for (; c != NULL; c = next) {
+/* Hands a complete request to the loop; the client is not read any more. */
+static void
+admin_queue(struct admin *a, struct reqconn *c, enum admin_req what)
+{
+	if (a->nqueued == ADMIN_QUEUE) {
+		admin_answer(a, c, false, "busy: too many requests at once\n");
+		return;
+	}
+	ev_del(a->epfd, c->fd);
+	c->queued = true;
+	a->queue[a->nqueued++] = (struct admin_request){ .what = what, .client = c };
+}
+
+bool
+admin_take(struct admin *a, struct admin_request *req)
+{
+	if (a->nqueued == 0)
+		return false;
+	*req = a->queue[0];
+	memmove(&a->queue[0], &a->queue[1], --a->nqueued * sizeof(a->queue[0]));
+	req->client->queued = false;
+	return true;
+}
+
+void
+admin_defer(struct admin *a, struct reqconn *c)
+{
+	(void)a;
+	c->waiting = true;
+}
+
+void
+admin_answer_deferred(struct admin *a, bool ok, const char *body)
+{
+	for (struct reqconn *c = a->ctl_clients, *next; c != NULL; c = next) {
 		next = c->next;
 		if (c->waiting)
-			ctl_answer(m, c, ok, body);
+			admin_answer(a, c, ok, body);
 	}
 }
 
 static void
-http_event(struct master *m, struct reqconn *c)
+ctl_event(struct admin *a, struct reqconn *c)
+{
+	static const enum admin_req of_cmd[] = {
+		[CTL_STATUS] = ADMIN_STATUS, [CTL_STATUS_JSON] = ADMIN_STATUS_JSON,
+		[CTL_RELOAD] = ADMIN_RELOAD, [CTL_RESPAWN] = ADMIN_RESPAWN, [CTL_STOP] = ADMIN_STOP,
+		[CTL_QUIT] = ADMIN_QUIT, [CTL_REOPEN] = ADMIN_REOPEN,
+	};
+	enum ctl_cmd cmd = control_read(c);
+
+	if (cmd == CTL_NONE)
+		return;
+	if (cmd == CTL_BAD)
+		admin_answer(a, c, false, "unknown command (status, status-json, reload, respawn, "
+		    "stop, quit, reopen)\n");
+	else
+		admin_queue(a, c, of_cmd[cmd]);
+}
+
+static void
+http_event(struct admin *a, struct reqconn *c)
 {
 	enum http_req req = metrics_read(c);
-	char *body = NULL;
 
 	if (req == HTTP_MORE)
 		return;
-	list_unlink(&m->http_clients, c);
-	if (req == HTTP_METRICS && (body = admin_render(m, AF_PROMETHEUS)) == NULL)
-		req = HTTP_BAD;
-	metrics_reply(c, req, body);
-	free(body);
+	if (req == HTTP_METRICS) {
+		admin_queue(a, c, ADMIN_METRICS);
+		return;
+	}
+	list_unlink(&a->http_clients, c);
+	metrics_reply(c, req, NULL);
 }
 
 static void
-accept_control(struct master *m)
+accept_control(struct admin *a, int64_t now)
 {
-	struct reqconn *c = reqconn_accept(m->ctl_fd, MEV_CTL_CLIENT,
-	    master_now_ms() + ADMIN_REQUEST_TIMEOUT_MS);
+	struct reqconn *c = reqconn_accept(a->ctl_fd, MEV_CTL_CLIENT, now + ADMIN_REQUEST_TIMEOUT_MS);
 
 	if (c == NULL)
 		return;
-	c->next = m->ctl_clients;
-	m->ctl_clients = c;
-	admin_watch(m, c->fd, c);
+	c->next = a->ctl_clients;
+	a->ctl_clients = c;
+	admin_watch(a, c->fd, &c->ev);
 }
 
 static void
-accept_http(struct master *m)
+accept_http(struct admin *a, int64_t now)
 {
-	struct reqconn *c = reqconn_accept(m->metrics_fd, MEV_HTTP_CLIENT,
-	    master_now_ms() + ADMIN_REQUEST_TIMEOUT_MS);
+	struct reqconn *c = reqconn_accept(a->metrics_fd, MEV_HTTP_CLIENT,
+	    now + ADMIN_REQUEST_TIMEOUT_MS);
 	int n = 0;
 
 	if (c == NULL)
 		return;
-	for (const struct reqconn *o = m->http_clients; o != NULL; o = o->next)
+	for (const struct reqconn *o = a->http_clients; o != NULL; o = o->next)
 		n++;
 	if (n >= ADMIN_HTTP_MAX) {
 		metrics_reply(c, HTTP_BAD, "too many clients\n");
 		return;
 	}
-	c->next = m->http_clients;
-	m->http_clients = c;
-	admin_watch(m, c->fd, c);
+	c->next = a->http_clients;
+	a->http_clients = c;
+	admin_watch(a, c->fd, &c->ev);
 }
 
 void
-admin_event(struct master *m, void *tag, uint32_t events)
+admin_event(struct admin *a, struct ev_source *src, int64_t now)
 {
-	(void)events;
-	switch (*(int *)tag) {
+	switch (src->kind) {
 	case MEV_CONTROL:
-		accept_control(m);
+		accept_control(a, now);
 		break;
-	case MEV_CTL_CLIENT: {
-		struct reqconn *c = tag;
-		ctl_execute(m, c, control_read(c));
+	case MEV_CTL_CLIENT:
+		ctl_event(a, (struct reqconn *)src);
 		break;
-	}
 	case MEV_METRICS:
-		accept_http(m);
+		accept_http(a, now);
 		break;
 	case MEV_HTTP_CLIENT:
-		http_event(m, tag);
+		http_event(a, (struct reqconn *)src);
 		break;
 	default:
-		log_warnx("unknown event source %d", *(int *)tag);
+		log_warnx("unknown event source %d", src->kind);
 		break;
 	}
 }
 
-int64_t
-admin_expire(struct master *m)
+/* Drops LIST's clients past their deadline; returns the earliest deadline left, or NEXT. */
+static int64_t
+expire_list(struct admin *a, struct reqconn *list, int64_t now, int64_t next)
 {
-	int64_t now = master_now_ms(), next = 0;
-	struct reqconn *c, *cn;
-	struct reqconn *h, *hn;
-
-	for (c = m->ctl_clients; c != NULL; c = cn) {
+	for (struct reqconn *c = list, *cn; c != NULL; c = cn) {
 		cn = c->next;
-		if (c->waiting)
+		if (c->waiting || c->queued)
 			continue;
 		if (now >= c->deadline_ms)
-			ctl_answer(m, c, false, "no command received in time\n");
+			admin_answer(a, c, false, is_http(c) ? "request timeout\n" :
+			    "no command received in time\n");
 		else if (next == 0 || c->deadline_ms < next)
 			next = c->deadline_ms;
-	}
-	for (h = m->http_clients; h != NULL; h = hn) {
-		hn = h->next;
-		if (now >= h->deadline_ms) {
-			list_unlink(&m->http_clients, h);
-			metrics_reply(h, HTTP_BAD, "request timeout\n");
-		} else if (next == 0 || h->deadline_ms < next) {
-			next = h->deadline_ms;
-		}
 	}
 	return next;
 }
 
-void
-admin_close(struct master *m)
+int64_t
+admin_expire(struct admin *a, int64_t now)
 {
-	while (m->ctl_clients != NULL)
-		ctl_answer(m, m->ctl_clients, false, "the master is exiting\n");
-	while (m->http_clients != NULL) {
-		struct reqconn *h = m->http_clients;
-		list_unlink(&m->http_clients, h);
-		metrics_reply(h, HTTP_BAD, "the master is exiting\n");
+	return expire_list(a, a->http_clients, now, expire_list(a, a->ctl_clients, now, 0));
+}
+
+void
+admin_close(struct admin *a)
+{
+	while (a->ctl_clients != NULL)
+		admin_answer(a, a->ctl_clients, false, "the master is exiting\n");
+	while (a->http_clients != NULL)
+		admin_answer(a, a->http_clients, false, "the master is exiting\n");
+	a->nqueued = 0;
+	if (a->ctl_fd != -1) {
+		close(a->ctl_fd);
+		unlink(a->ctl_path);
 	}
-	if (m->ctl_fd != -1) {
-		close(m->ctl_fd);
-		unlink(m->ctl_path);
-	}
-	free(m->ctl_path);
-	if (m->metrics_fd != -1)
-		close(m->metrics_fd);
+	free(a->ctl_path);
+	if (a->metrics_fd != -1)
+		close(a->metrics_fd);
 }

@@ -1,17 +1,17 @@
 /*
- * events: what the master's epoll set holds. Every registered object starts
- * with an int kind, so the loop can tell them apart by the pointer alone.
+ * events: the kinds of event source in the master's epoll set (the
+ * struct ev_source at the start of each registered object, common/ev.h).
  */
 #ifndef EM_EVENTS_H
 #define EM_EVENTS_H
 
 enum master_ev_kind {
 	MEV_SIGNAL = 1,   /* the signalfd */
-	MEV_WORKER,       /* a worker's channel (struct wproc) */
+	MEV_WORKER,       /* a worker's channel (struct sup_proc) */
 	MEV_CONTROL,      /* the control socket's listener */
-	MEV_CTL_CLIENT,   /* a control client (struct ctl_client) */
+	MEV_CTL_CLIENT,   /* a control client (struct reqconn) */
 	MEV_METRICS,      /* the /metrics listener */
-	MEV_HTTP_CLIENT,  /* a /metrics client (struct http_client) */
+	MEV_HTTP_CLIENT,  /* a /metrics client (struct reqconn) */
 };
 
 #endif

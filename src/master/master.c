@@ -8,43 +8,77 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "common/exitcode.h"
 #include "common/ev.h"
+#include "common/exitcode.h"
 #include "common/log.h"
 #include "common/proctitle.h"
 #include "common/scoreboard.h"
+#include "master/admin.h"
 #include "master/events.h"
 #include "master/listeners.h"
-#include "master/master_priv.h"
 #include "master/notify.h"
 #include "master/pidfile.h"
-#include "master/workers.h"
+#include "master/status.h"
+#include "master/supervisor.h"
 
 /* How long a reload waits for every new worker to report ready. */
 #define RELOAD_READY_TIMEOUT_MS 10000
-/* Fast shutdown: how long workers get for SIGTERM before SIGKILL. */
-#define FAST_STOP_GRACE_MS      800
-/* Past shutdown_timeout, how long a draining worker may still take before SIGKILL. */
-#define DRAIN_GRACE_MS          2000
 
-static int64_t
-now_ms(void)
-{
-	return ev_now_ms();
-}
+/*
+ * The daemon's lifecycle. Every event that can change it goes through
+ * lifecycle[state][event] below; an empty cell means the event changes
+ * nothing in that state.
+ */
+enum life_state {
+	LS_SERVING,
+	LS_RELOADING,   /* a next generation is starting beside the serving one */
+	LS_DRAINING,    /* graceful stop: workers finish their clients */
+	LS_STOPPING,    /* fast stop: workers are terminated */
+	LS_COUNT
+};
 
-int64_t
-master_now_ms(void)
-{
-	return now_ms();
-}
+enum life_event {
+	LE_RELOAD,      /* HUP, or `reload` on the control socket */
+	LE_QUIT,        /* graceful stop */
+	LE_TERMINATE,   /* fast stop */
+	LE_NEXT_READY,  /* every worker of the next generation reported ready */
+	LE_NEXT_FAILED, /* one of them died, or they were not ready in time */
+	LE_COUNT
+};
+
+/* Signals seen since the loop last acted on them. */
+struct pending_signals {
+	bool chld, hup, quit, term, intr, usr1, ttin, ttou;
+};
+
+/* Figures the master keeps about itself, for status and metrics. */
+struct master_counters {
+	int64_t started_ms;
+	uint64_t reloads_ok;
+	uint64_t reloads_failed;
+};
+
+/* The one context of the master process. */
+struct master {
+	enum life_state state;
+	struct ev_source sig_ev;     /* MEV_SIGNAL */
+	struct sup sup;              /* the generations and their workers */
+	struct admin admin;          /* the control socket and /metrics */
+	struct scoreboard *sb;
+	int64_t next_deadline_ms;    /* LS_RELOADING: abort when not ready by then */
+	bool reload_again;           /* a reload was asked for during a reload */
+	bool announced;              /* the serving generation's "ready" was logged */
+	struct master_counters count;
+	int epfd;
+	int sigfd;
+	int pid_fd;
+	char *pid_path;
+	struct pending_signals sig;
+};
 
 static void
 master_signal_set(sigset_t *set)
@@ -65,7 +99,6 @@ static void
 master_setup_signals(struct master *m)
 {
 	sigset_t set;
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &m->sig_kind };
 
 	signal(SIGPIPE, SIG_IGN);
 	master_signal_set(&set);
@@ -75,7 +108,8 @@ master_setup_signals(struct master *m)
 		fatal("signalfd");
 	if ((m->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		fatal("epoll_create1");
-	if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, m->sigfd, &ev) == -1)
+	m->sig_ev.kind = MEV_SIGNAL;
+	if (ev_add(m->epfd, m->sigfd, EPOLLIN, &m->sig_ev) == -1)
 		fatal("epoll_ctl signalfd");
 }
 
@@ -99,138 +133,38 @@ master_read_signals(struct master *m)
 	}
 }
 
-static void
-proc_link(struct master *m, struct wproc *p)
+static const struct cfg *
+serving_cfg(const struct master *m)
 {
-	p->next = m->procs;
-	m->procs = p;
+	return m->sup.cur.cfg;
 }
 
 static void
-proc_unlink(struct master *m, struct wproc *p)
+announce_ready(struct master *m)
 {
-	for (struct wproc **pp = &m->procs; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == p) {
-			*pp = p->next;
-			return;
-		}
-	}
-}
+	const struct sup_gen *g = &m->sup.cur;
 
-static struct wproc *
-proc_find(struct master *m, pid_t pid)
-{
-	for (struct wproc *p = m->procs; p != NULL; p = p->next)
-		if (p->pid == pid)
-			return p;
-	return NULL;
-}
-
-static void
-proc_signal(struct wproc *p, int sig)
-{
-	if (kill(p->pid, sig) == -1 && errno != ESRCH)
-		log_warn("kill worker %ld", (long)p->pid);
-}
-
-/* Forks the worker of one slot; on failure the slot retries after its backoff. */
-static void
-slot_spawn(struct master *m, struct generation *g, int i)
-{
-	struct slot *s = &g->slots[i];
-	struct wproc *p = wproc_spawn(m->epfd, m->sb, g->cfg, g->ls, i, g->number, now_ms());
-
-	if (p == NULL) {
-		s->backoff_ms = workers_backoff_next(s->backoff_ms, 0);
-		s->respawn_at_ms = now_ms() + s->backoff_ms;
-		log_errorx("cannot start worker slot %d; retrying in %d ms", i, s->backoff_ms);
+	if (m->announced || !sup_gen_ready(g))
 		return;
-	}
-	proc_link(m, p);
-	s->proc = p;
-	s->respawn_at_ms = 0;
+	m->announced = true;
+	log_notice("ready: %d workers, generation %u", g->nslots, g->number);
+	notify_send("READY=1\nSTATUS=serving: %d workers, generation %u", g->nslots, g->number);
 }
 
-static int
-generation_start(struct master *m, struct generation *g)
-{
-	g->nslots = g->cfg->workers;
-	g->announced = false;
-	if ((g->slots = calloc((size_t)g->nslots, sizeof(*g->slots))) == NULL)
-		return -1;
-	for (int i = 0; i < g->nslots; i++)
-		slot_spawn(m, g, i);
-	return 0;
-}
-
-static bool
-generation_ready(const struct generation *g)
-{
-	for (int i = 0; i < g->nslots; i++)
-		if (g->slots[i].proc == NULL || g->slots[i].proc->state != WP_READY)
-			return false;
-	return true;
-}
-
-/* Releases what a generation owns; its workers must already be detached from it. */
-static void
-generation_free(struct generation *g)
-{
-	listeners_close(g->ls);
-	cfg_free(g->cfg);
-	free(g->slots);
-	memset(g, 0, sizeof(*g));
-}
-
-/*
- * Detaches every worker of G and sends it SIG: QUIT drains within
- * shutdown_timeout, TERM or KILL at once, 0 only detaches.
- */
-static void
-generation_stop(struct master *m, struct generation *g, int sig, enum wproc_state state)
-{
-	int64_t kill_at = now_ms() + (sig == SIGQUIT ?
-	    (int64_t)g->cfg->shutdown_timeout * 1000 + DRAIN_GRACE_MS : FAST_STOP_GRACE_MS);
-
-	for (int i = 0; i < g->nslots; i++) {
-		struct wproc *p = g->slots[i].proc;
-		if (p == NULL)
-			continue;
-		if (sig != 0)
-			proc_signal(p, sig);
-		m->sb->w[p->sb_entry].serving = 0;
-		p->state = state;
-		p->kill_at_ms = kill_at;
-		g->slots[i].proc = NULL;
-	}
-}
-
-static void
-master_apply_log(const struct cfg *cfg)
-{
-	log_configure(cfg->log_facility, cfg->log_level, cfg->log_stderr);
-}
-
-/* Reports a reload's outcome: log, counters, systemd, waiting control clients. */
+/* Reports a failed reload: log, counters, systemd, waiting control clients. */
 static void
 reload_failed(struct master *m, const char *why)
 {
 	char msg[CFG_ERR_LEN + 96];
+	char body[sizeof(msg) + 1];
 
 	snprintf(msg, sizeof(msg), "reload failed: %s; keeping the old configuration (generation %u)",
-	    why, m->cur.number);
+	    why, m->sup.cur.number);
 	log_errorx("%s", msg);
 	m->count.reloads_failed++;
 	notify_send("READY=1\nSTATUS=%s", msg);
-	admin_reload_done(m, false, msg);
-}
-
-static void
-reload_abort(struct master *m, const char *why)
-{
-	generation_stop(m, &m->next, SIGKILL, WP_ABORTED);
-	generation_free(&m->next);
-	reload_failed(m, why);
+	snprintf(body, sizeof(body), "%s\n", msg);
+	admin_answer_deferred(&m->admin, false, body);
 }
 
 static void
@@ -248,274 +182,138 @@ reload_warn_fixed(const struct cfg *old, const struct cfg *new)
 		log_warnx("changing daemon needs a restart");
 }
 
-/* HUP: build the next generation beside the serving one; it takes over once ready. */
+/* Builds the next generation beside the serving one; it takes over once ready. */
 static void
-reload_begin(struct master *m)
+reload_begin(struct master *m, const char *why)
 {
+	const struct cfg *old = serving_cfg(m);
 	char err[CFG_ERR_LEN];
 	struct cfg *cfg;
 	struct listeners *ls;
 
-	if (m->next.cfg != NULL) {
-		m->reload_again = true;
-		return;
-	}
-	log_notice("reloading configuration %s", m->cur.cfg->path);
+	(void)why;
+	log_notice("reloading configuration %s", old->path);
 	notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
-	    notify_monotonic_usec(), m->cur.cfg->path);
-	if ((cfg = cfg_load(m->cur.cfg->path, err)) == NULL) {
+	    notify_monotonic_usec(), old->path);
+	if ((cfg = cfg_load(old->path, err)) == NULL) {
 		reload_failed(m, err);
 		return;
 	}
-	if ((ls = listeners_open(cfg, m->cur.cfg, m->cur.ls, err, sizeof(err))) == NULL) {
+	if ((ls = listeners_open(cfg, old, m->sup.cur.ls, err, sizeof(err))) == NULL) {
 		cfg_free(cfg);
 		reload_failed(m, err);
 		return;
 	}
-	reload_warn_fixed(m->cur.cfg, cfg);
-	m->next.number = m->cur.number + 1;
-	m->next.cfg = cfg;
-	m->next.ls = ls;
-	m->next_deadline_ms = now_ms() + RELOAD_READY_TIMEOUT_MS;
-	if (generation_start(m, &m->next) == -1)
-		reload_abort(m, "out of memory");
-}
-
-void
-master_reload(struct master *m)
-{
-	if (!m->stopping)
-		reload_begin(m);
-}
-
-static void announce_ready(struct master *m);
-
-/*
- * A reload storm must not pile up old workers: past max_draining_generations
- * the oldest draining generations are cut short (SIGTERM) and it is logged.
- */
-int
-master_draining_generations(const struct master *m, bool skip_cut, unsigned *oldest)
-{
-	unsigned seen[64];
-	int n = 0;
-
-	if (oldest != NULL)
-		*oldest = 0;
-	for (const struct wproc *p = m->procs; p != NULL; p = p->next) {
-		bool known = false;
-		if (p->state != WP_DRAINING || (skip_cut && p->cut))
-			continue;
-		for (int i = 0; i < n; i++)
-			known = known || seen[i] == p->generation;
-		if (!known && n < 64)
-			seen[n++] = p->generation;
-		if (oldest != NULL && (*oldest == 0 || p->generation < *oldest))
-			*oldest = p->generation;
+	reload_warn_fixed(old, cfg);
+	if (sup_start_next(&m->sup, cfg, ls, ev_now_ms()) == -1) {
+		reload_failed(m, "out of memory");
+		return;
 	}
-	return n;
+	m->next_deadline_ms = ev_now_ms() + RELOAD_READY_TIMEOUT_MS;
+	m->state = LS_RELOADING;
 }
 
 static void
-drains_bound(struct master *m)
+reload_queue(struct master *m, const char *why)
 {
-	unsigned oldest;
-	int n;
+	(void)why;
+	m->reload_again = true;
+}
 
-	while ((n = master_draining_generations(m, true, &oldest)) > m->cur.cfg->max_draining) {
-		log_warnx("%d generations draining, more than max_draining_generations = %d: "
-		    "stopping generation %u now", n, m->cur.cfg->max_draining, oldest);
-		for (struct wproc *p = m->procs; p != NULL; p = p->next) {
-			if (p->state == WP_DRAINING && p->generation == oldest) {
-				proc_signal(p, SIGTERM);
-				p->cut = true;
-				p->kill_at_ms = now_ms() + FAST_STOP_GRACE_MS;
-			}
-		}
-	}
+static void
+reload_abort(struct master *m, const char *why)
+{
+	sup_abort_next(&m->sup, ev_now_ms());
+	m->state = LS_SERVING;
+	reload_failed(m, why);
 }
 
 /* Every new worker is ready: the old ones drain, the new config serves. */
 static void
-reload_commit(struct master *m)
+reload_commit(struct master *m, const char *why)
 {
-	char msg[128];
+	char msg[128], body[sizeof(msg) + 1];
+	int64_t now = ev_now_ms();
 
-	generation_stop(m, &m->cur, SIGQUIT, WP_DRAINING);
-	generation_free(&m->cur);
-	for (int i = 0; i < m->next.nslots; i++)
-		m->sb->w[m->next.slots[i].proc->sb_entry].serving = 1;
-	m->cur = m->next;
-	memset(&m->next, 0, sizeof(m->next));
-	master_apply_log(m->cur.cfg);
-	snprintf(msg, sizeof(msg), "reload ok: generation %u, %d workers", m->cur.number,
-	    m->cur.nslots);
+	(void)why;
+	sup_commit_next(&m->sup, now);
+	m->state = LS_SERVING;
+	m->announced = false;
+	log_configure(serving_cfg(m)->log_facility, serving_cfg(m)->log_level,
+	    serving_cfg(m)->log_stderr);
+	snprintf(msg, sizeof(msg), "reload ok: generation %u, %d workers", m->sup.cur.number,
+	    m->sup.cur.nslots);
 	log_notice("%s", msg);
 	m->count.reloads_ok++;
 	announce_ready(m);
-	drains_bound(m);
-	admin_reload_done(m, true, msg);
+	sup_limit_draining(&m->sup, now);
+	snprintf(body, sizeof(body), "%s\n", msg);
+	admin_answer_deferred(&m->admin, true, body);
+}
+
+static void reload_abort(struct master *m, const char *why);
+
+/* A stop during a reload first fails the reload, so that its waiting clients get an answer. */
+static void
+stop(struct master *m, bool graceful)
+{
+	log_notice("shutting down (%s)", graceful ? "graceful" : "fast");
+	if (m->state == LS_RELOADING)
+		reload_abort(m, "shutting down");
+	notify_send("STOPPING=1\nSTATUS=shutting down (%s)", graceful ? "graceful" : "fast");
+	m->state = graceful ? LS_DRAINING : LS_STOPPING;
+	sup_stop(&m->sup, graceful, ev_now_ms());
 }
 
 static void
-reload_progress(struct master *m)
+stop_graceful(struct master *m, const char *why)
 {
-	if (m->next.cfg == NULL)
-		return;
-	if (generation_ready(&m->next))
-		reload_commit(m);
-	else if (now_ms() >= m->next_deadline_ms)
-		reload_abort(m, "the new workers did not report ready in time");
+	(void)why;
+	stop(m, true);
 }
 
-static struct slot *
-slot_of(struct generation *g, struct wproc *p)
+static void
+stop_fast(struct master *m, const char *why)
 {
-	if (p->generation != g->number || p->slot >= g->nslots || g->slots[p->slot].proc != p)
-		return NULL;
-	return &g->slots[p->slot];
+	(void)why;
+	stop(m, false);
 }
 
-/*
- * Deaths before ready: a start-up failure (bad user, missing library,
- * exhausted resources) that no respawn can fix. Past crash_loop.deaths of
- * them within crash_loop.window the slot is parked instead of forking
- * forever, with one line that sums up the crashes not logged one by one.
- * Returns true when the slot is now parked.
- */
+typedef void life_action(struct master *m, const char *why);
+
+static life_action *const lifecycle[LS_COUNT][LE_COUNT] = {
+	[LS_SERVING] = {
+		[LE_RELOAD] = reload_begin,
+		[LE_QUIT] = stop_graceful,
+		[LE_TERMINATE] = stop_fast,
+	},
+	[LS_RELOADING] = {
+		[LE_RELOAD] = reload_queue,
+		[LE_QUIT] = stop_graceful,
+		[LE_TERMINATE] = stop_fast,
+		[LE_NEXT_READY] = reload_commit,
+		[LE_NEXT_FAILED] = reload_abort,
+	},
+	[LS_DRAINING] = {
+		[LE_TERMINATE] = stop_fast,
+	},
+	[LS_STOPPING] = { 0 },
+};
+
+/* Acts on EVENT in the current state; WHY says what caused it, for messages. */
+static void
+life_fire(struct master *m, enum life_event event, const char *why)
+{
+	life_action *act = lifecycle[m->state][event];
+
+	if (act != NULL)
+		act(m, why);
+}
+
 static bool
-slot_count_early_death(struct master *m, struct slot *s, struct wproc *p, const char *how,
-    int64_t now)
+stopping(const struct master *m)
 {
-	const struct cfg *cfg = m->cur.cfg;
-
-	if (s->early_deaths == 0 || now - s->window_start_ms > (int64_t)cfg->crash_loop_window * 1000) {
-		s->early_deaths = 0;
-		s->suppressed = 0;
-		s->window_start_ms = now;
-	}
-	if (++s->early_deaths == 1) {
-		log_warnx("worker %ld %s before it was ready", (long)p->pid, how);
-	} else {
-		s->suppressed++;
-		log_debug("worker %ld %s before it was ready", (long)p->pid, how);
-	}
-	if (s->early_deaths < cfg->crash_loop_deaths)
-		return false;
-	s->parked = true;
-	log_errorx("worker slot %d parked: its workers died %d times within %d s before becoming "
-	    "ready (last %s; %d such lines not logged); fix the cause, then reload or run "
-	    "echomaster -s respawn", p->slot, s->early_deaths, cfg->crash_loop_window, how,
-	    s->suppressed);
-	return true;
-}
-
-/*
- * A serving worker died: respawn it, at once after a long life, later after
- * a short one. One that had reported ready is always respawned: an operator
- * or the OOM killer killing workers must not shrink capacity for good.
- */
-static void
-slot_died(struct master *m, struct slot *s, struct wproc *p, int status)
-{
-	char how[96];
-	int64_t now = now_ms();
-	bool early = p->state == WP_STARTING;
-
-	wproc_describe_exit(status, how, sizeof(how));
-	s->proc = NULL;
-	if (m->stopping || !early)
-		log_warnx("worker %ld %s", (long)p->pid, how);
-	if (m->stopping)
-		return;
-	if (!early)
-		s->early_deaths = 0;
-	else if (slot_count_early_death(m, s, p, how, now))
-		return;
-	m->count.respawns++;
-	s->backoff_ms = workers_backoff_next(s->backoff_ms, now - p->started_ms);
-	s->respawn_at_ms = now + s->backoff_ms;
-	if (s->backoff_ms == 0)
-		return;
-	m->count.respawns_throttled++;
-	if (!early || s->early_deaths == 1)
-		log_warnx("respawning worker slot %d in %d ms (it died after %lld ms)",
-		    p->slot, s->backoff_ms, (long long)(now - p->started_ms));
-}
-
-void
-master_respawn_parked(struct master *m)
-{
-	for (int i = 0; i < m->cur.nslots; i++) {
-		struct slot *s = &m->cur.slots[i];
-		if (!s->parked)
-			continue;
-		log_notice("worker slot %d unparked", i);
-		s->parked = false;
-		s->early_deaths = 0;
-		s->backoff_ms = 0;
-		s->respawn_at_ms = now_ms();
-	}
-}
-
-/* TTIN adds a worker to the serving generation, TTOU drains the last one (never below 1). */
-static void
-workers_scale(struct master *m, int delta)
-{
-	struct generation *g = &m->cur;
-	struct slot *slots;
-
-	if (delta > 0 && g->nslots < CFG_WORKERS_MAX) {
-		if ((slots = realloc(g->slots, (size_t)(g->nslots + 1) * sizeof(*slots))) == NULL) {
-			log_warn("SIGTTIN");
-			return;
-		}
-		g->slots = slots;
-		memset(&g->slots[g->nslots], 0, sizeof(*slots));
-		slot_spawn(m, g, g->nslots++);
-	} else if (delta < 0 && g->nslots > 1) {
-		struct wproc *p = g->slots[g->nslots - 1].proc;
-		if (p != NULL) {
-			proc_signal(p, SIGQUIT);
-			p->state = WP_DRAINING;
-			p->kill_at_ms = now_ms() + (int64_t)g->cfg->shutdown_timeout * 1000 + DRAIN_GRACE_MS;
-			m->sb->w[p->sb_entry].serving = 0;
-		}
-		g->nslots--;
-	} else {
-		log_notice("%s ignored: %d workers", delta > 0 ? "SIGTTIN" : "SIGTTOU", g->nslots);
-		return;
-	}
-	log_notice("workers: %d (%s; a reload restores the configured %d)", g->nslots,
-	    delta > 0 ? "SIGTTIN" : "SIGTTOU", g->cfg->workers);
-}
-
-static void
-reap_one(struct master *m, pid_t pid, int status)
-{
-	struct wproc *p = proc_find(m, pid);
-	struct slot *s;
-	char how[96];
-
-	if (p == NULL) {
-		log_debug("reaped process %ld, not a worker", (long)pid);
-		return;
-	}
-	proc_unlink(m, p);
-	if ((s = slot_of(&m->cur, p)) != NULL) {
-		slot_died(m, s, p, status);
-	} else if ((s = slot_of(&m->next, p)) != NULL) {
-		s->proc = NULL;
-		wproc_describe_exit(status, how, sizeof(how));
-		log_warnx("new worker %ld %s", (long)p->pid, how);
-		reload_abort(m, "a new worker died before it was ready");
-	} else if (p->state == WP_DRAINING && wproc_exit_is_clean(status)) {
-		log_info("worker %ld of generation %u finished", (long)p->pid, p->generation);
-	} else if (p->state != WP_ABORTED) {
-		wproc_describe_exit(status, how, sizeof(how));
-		log_warnx("worker %ld of generation %u %s", (long)p->pid, p->generation, how);
-	}
-	wproc_free(m->epfd, m->sb, p);
+	return m->state == LS_DRAINING || m->state == LS_STOPPING;
 }
 
 static void
@@ -525,114 +323,17 @@ reap_children(struct master *m)
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-		reap_one(m, pid, status);
+		if (sup_exited(&m->sup, pid, status, ev_now_ms()) & SUP_NEXT_DIED)
+			life_fire(m, LE_NEXT_FAILED, "a new worker died before it was ready");
 	if (pid == -1 && errno != ECHILD)
 		log_warn("waitpid");
 }
 
 static void
-respawn_due(struct master *m)
+reopen_logs(void)
 {
-	int64_t now = now_ms();
-
-	if (m->stopping)
-		return;
-	for (int i = 0; i < m->cur.nslots; i++) {
-		struct slot *s = &m->cur.slots[i];
-		if (s->proc == NULL && !s->parked && now >= s->respawn_at_ms)
-			slot_spawn(m, &m->cur, i);
-	}
-}
-
-static void
-kill_overdue(struct master *m)
-{
-	int64_t now = now_ms();
-
-	for (struct wproc *p = m->procs; p != NULL; p = p->next) {
-		if (p->kill_at_ms == 0 || now < p->kill_at_ms)
-			continue;
-		log_warnx("worker %ld did not stop in time; killing it", (long)p->pid);
-		proc_signal(p, SIGKILL);
-		p->kill_at_ms = 0;
-	}
-}
-
-/*
- * A serving worker whose loop has stopped turning (an endless loop, a
- * deadlock, SIGSTOP) still holds its connections and its place in the
- * accept queue. Its heartbeat says so: kill it, and the reaper respawns it.
- */
-static void
-kill_hung(struct master *m)
-{
-	int64_t limit = (int64_t)m->cur.cfg->worker_timeout * 1000, now = now_ms();
-
-	if (limit == 0 || m->stopping)
-		return;
-	for (struct wproc *p = m->procs; p != NULL; p = p->next) {
-		int64_t silent = now - m->sb->w[p->sb_entry].heartbeat_ms;
-		if (p->state != WP_READY || p->hung || silent <= limit)
-			continue;
-		log_errorx("worker %ld (slot %d) sent no heartbeat for %lld ms; killing it",
-		    (long)p->pid, p->slot, (long long)silent);
-		p->hung = true;
-		proc_signal(p, SIGKILL);
-	}
-}
-
-/* A worker's byte on its channel says it is ready; EOF says it is going away. */
-static void
-channel_read(struct master *m, struct wproc *p)
-{
-	char buf[16];
-	ssize_t n = read(p->chan_fd, buf, sizeof(buf));
-
-	if (n > 0 && p->state == WP_STARTING) {
-		struct slot *s = slot_of(&m->cur, p);
-		p->state = WP_READY;
-		if (s != NULL && !m->stopping) {
-			s->early_deaths = 0;
-			m->sb->w[p->sb_entry].serving = 1;
-		}
-		log_debug("worker %ld ready", (long)p->pid);
-	} else if (n == 0 || (n < 0 && errno != EAGAIN)) {
-		epoll_ctl(m->epfd, EPOLL_CTL_DEL, p->chan_fd, NULL);
-	}
-}
-
-static void
-announce_ready(struct master *m)
-{
-	if (m->cur.announced || !generation_ready(&m->cur))
-		return;
-	m->cur.announced = true;
-	log_notice("ready: %d workers, generation %u", m->cur.nslots, m->cur.number);
-	notify_send("READY=1\nSTATUS=serving: %d workers, generation %u", m->cur.nslots,
-	    m->cur.number);
-}
-
-void
-master_stop(struct master *m, bool graceful)
-{
-	if (m->stopping && (!m->graceful || graceful))
-		return;  /* already stopping at least this fast */
-	log_notice("shutting down (%s)", graceful ? "graceful" : "fast");
-	if (m->next.cfg != NULL)
-		reload_abort(m, "shutting down");
-	notify_send("STOPPING=1\nSTATUS=shutting down (%s)", graceful ? "graceful" : "fast");
-	m->stopping = true;
-	m->graceful = graceful;
-	if (graceful) {
-		generation_stop(m, &m->cur, SIGQUIT, WP_DRAINING);
-		return;
-	}
-	/* Fast: every worker, draining ones of older generations included. */
-	generation_stop(m, &m->cur, 0, WP_DRAINING);
-	for (struct wproc *p = m->procs; p != NULL; p = p->next) {
-		proc_signal(p, SIGTERM);
-		p->kill_at_ms = now_ms() + FAST_STOP_GRACE_MS;
-	}
+	log_reopen();
+	log_notice("reopened logs");
 }
 
 static void
@@ -644,23 +345,118 @@ act_on_signals(struct master *m)
 	if (sig.chld)
 		reap_children(m);
 	if (sig.term)
-		master_stop(m, m->cur.cfg->stop_graceful);
+		life_fire(m, serving_cfg(m)->stop_graceful ? LE_QUIT : LE_TERMINATE, "shutting down");
 	if (sig.intr)
-		master_stop(m, false);
+		life_fire(m, LE_TERMINATE, "shutting down");
 	if (sig.quit)
-		master_stop(m, true);
+		life_fire(m, LE_QUIT, "shutting down");
 	if (sig.hup)
-		master_reload(m);
-	if (sig.usr1) {
-		log_reopen();
-		log_notice("reopened logs");
-	}
-	if (sig.ttin && !m->stopping)
-		workers_scale(m, +1);
-	if (sig.ttou && !m->stopping)
-		workers_scale(m, -1);
+		life_fire(m, LE_RELOAD, "SIGHUP");
+	if (sig.usr1)
+		reopen_logs();
+	if (sig.ttin)
+		sup_scale(&m->sup, +1, ev_now_ms());
+	if (sig.ttou)
+		sup_scale(&m->sup, -1, ev_now_ms());
 }
 
+/* The status in one rendering, malloc'd; NULL when out of memory. */
+static char *
+master_status(const struct master *m, enum admin_req what)
+{
+	struct status_view v = { 0 };
+	char *text = NULL;
+
+	if (sup_view(&m->sup, &v) == -1)
+		return NULL;
+	v.master_pid = getpid();
+	v.now_ms = ev_now_ms();
+	v.uptime_ms = v.now_ms - m->count.started_ms;
+	v.reloads_ok = m->count.reloads_ok;
+	v.reloads_failed = m->count.reloads_failed;
+	if (what == ADMIN_STATUS)
+		text = status_text(&v);
+	else if (what == ADMIN_STATUS_JSON)
+		text = status_json(&v);
+	else
+		text = status_prometheus(&v);
+	free(v.w);
+	return text;
+}
+
+static void
+answer_status(struct master *m, const struct admin_request *r)
+{
+	char *text = master_status(m, r->what);
+
+	admin_answer(&m->admin, r->client, text != NULL, text != NULL ? text : "out of memory\n");
+	free(text);
+}
+
+/* One operator's request, taken from admin's queue: act, then answer. */
+static void
+act_on_request(struct master *m, const struct admin_request *r)
+{
+	switch (r->what) {
+	case ADMIN_STATUS:
+	case ADMIN_STATUS_JSON:
+	case ADMIN_METRICS:
+		answer_status(m, r);
+		return;
+	case ADMIN_RELOAD:
+		if (stopping(m)) {
+			admin_answer(&m->admin, r->client, false, "shutting down\n");
+			return;
+		}
+		admin_defer(&m->admin, r->client);  /* answered with the reload's outcome */
+		life_fire(m, LE_RELOAD, "control socket");
+		return;
+	case ADMIN_RESPAWN:
+		sup_unpark(&m->sup, ev_now_ms());
+		admin_answer(&m->admin, r->client, true, "parked worker slots released\n");
+		return;
+	case ADMIN_STOP:
+	case ADMIN_QUIT:
+		admin_answer(&m->admin, r->client, true,
+		    r->what == ADMIN_STOP ? "stopping\n" : "stopping gracefully\n");
+		life_fire(m, r->what == ADMIN_QUIT ? LE_QUIT : LE_TERMINATE, "shutting down");
+		return;
+	case ADMIN_REOPEN:
+		reopen_logs();
+		admin_answer(&m->admin, r->client, true, "logs reopened\n");
+		return;
+	}
+}
+
+static void
+act_on_requests(struct master *m)
+{
+	struct admin_request r;
+
+	while (admin_take(&m->admin, &r))
+		act_on_request(m, &r);
+}
+
+static void
+reload_progress(struct master *m)
+{
+	if (m->state != LS_RELOADING)
+		return;
+	if (sup_gen_ready(&m->sup.next))
+		life_fire(m, LE_NEXT_READY, NULL);
+	else if (ev_now_ms() >= m->next_deadline_ms)
+		life_fire(m, LE_NEXT_FAILED, "the new workers did not report ready in time");
+}
+
+/* A reload asked for during another one runs once that one has ended. */
+static void
+reload_queued(struct master *m)
+{
+	if (!m->reload_again || m->state != LS_SERVING)
+		return;
+	m->reload_again = false;
+	life_fire(m, LE_RELOAD, "queued");
+}
 
 static int64_t
 earliest(int64_t a, int64_t b)
@@ -670,60 +466,55 @@ earliest(int64_t a, int64_t b)
 
 /* Milliseconds until the next timed duty, or -1 when only an event can wake us. */
 static int
-loop_timeout(const struct master *m)
+loop_timeout(const struct master *m, int64_t admin_due)
 {
-	int64_t due = 0, now = now_ms();
+	int64_t now = ev_now_ms(), due = sup_next_due(&m->sup, now);
 
-	for (int i = 0; i < m->cur.nslots && !m->stopping; i++)
-		if (m->cur.slots[i].proc == NULL && !m->cur.slots[i].parked)
-			due = earliest(due, m->cur.slots[i].respawn_at_ms ? m->cur.slots[i].respawn_at_ms : now);
-	if (m->next.cfg != NULL)
+	if (m->state == LS_RELOADING)
 		due = earliest(due, m->next_deadline_ms);
-	for (const struct wproc *p = m->procs; p != NULL; p = p->next)
-		if (p->kill_at_ms != 0)
-			due = earliest(due, p->kill_at_ms);
-	if (m->cur.cfg->worker_timeout != 0 && !m->stopping)
-		due = earliest(due, now + 1000);  /* heartbeats are checked every second */
-	due = earliest(due, m->admin_due_ms);
+	due = earliest(due, admin_due);
 	if (due == 0)
 		return -1;
 	return due <= now ? 0 : (int)(due - now);
 }
 
 static void
+dispatch(struct master *m, struct ev_source *src)
+{
+	switch (src->kind) {
+	case MEV_SIGNAL:
+		master_read_signals(m);
+		break;
+	case MEV_WORKER:
+		sup_channel_event(&m->sup, (struct sup_proc *)src);
+		break;
+	default:
+		admin_event(&m->admin, src, ev_now_ms());
+		break;
+	}
+}
+
+/* Each turn: take in what happened, then do every duty in order. */
+static void
 master_loop(struct master *m)
 {
 	struct epoll_event events[64];
+	int64_t admin_due = 0;
 
-	while (!(m->stopping && m->procs == NULL)) {
-		int n = epoll_wait(m->epfd, events, 64, loop_timeout(m));
+	while (!(stopping(m) && sup_empty(&m->sup))) {
+		int n = epoll_wait(m->epfd, events, 64, loop_timeout(m, admin_due));
 
 		if (n == -1 && errno != EINTR)
 			fatal("epoll_wait");
-		for (int i = 0; i < n; i++) {
-			switch (*(int *)events[i].data.ptr) {
-			case MEV_SIGNAL:
-				master_read_signals(m);
-				break;
-			case MEV_WORKER:
-				channel_read(m, events[i].data.ptr);
-				break;
-			default:
-				admin_event(m, events[i].data.ptr, events[i].events);
-				break;
-			}
-		}
+		for (int i = 0; i < n; i++)
+			dispatch(m, events[i].data.ptr);
 		act_on_signals(m);
+		act_on_requests(m);
 		reload_progress(m);
-		if (m->reload_again && m->next.cfg == NULL && !m->stopping) {
-			m->reload_again = false;
-			reload_begin(m);
-		}
+		reload_queued(m);
 		announce_ready(m);
-		respawn_due(m);
-		kill_overdue(m);
-		kill_hung(m);
-		m->admin_due_ms = admin_expire(m);
+		sup_tick(&m->sup, ev_now_ms());
+		admin_due = admin_expire(&m->admin, ev_now_ms());
 	}
 }
 
@@ -769,35 +560,38 @@ cfg_with_absolute_path(struct cfg *cfg)
 	return cfg;
 }
 
+/* The pid file is taken before anything is bound: a second instance fails first. */
+static void
+master_take_pid_file(struct master *m, const struct cfg *cfg)
+{
+	char err[CFG_ERR_LEN];
+
+	if (cfg->pid_file[0] == '\0')
+		return;
+	if ((m->pid_path = strdup(cfg->pid_file)) == NULL)
+		fatal("strdup");
+	if ((m->pid_fd = pidfile_acquire(m->pid_path, err, sizeof(err))) == -1)
+		fatalx("%s", err);
+}
+
 static void
 master_start(struct master *m, struct cfg *cfg, bool foreground)
 {
 	char err[CFG_ERR_LEN];
 	bool detach = cfg->daemon && !foreground;
+	struct listeners *ls;
 
 	memset(m, 0, sizeof(*m));
 	m->pid_fd = -1;
-	m->ctl_fd = -1;
-	m->metrics_fd = -1;
-	m->sig_kind = MEV_SIGNAL;
-	m->ctl_kind = MEV_CONTROL;
-	m->metrics_kind = MEV_METRICS;
-	m->count.started_ms = now_ms();
+	m->count.started_ms = ev_now_ms();
 	if (detach)
 		cfg = cfg_with_absolute_path(cfg);
-	master_apply_log(cfg);
-	if (cfg->pid_file[0] != '\0') {
-		if ((m->pid_path = strdup(cfg->pid_file)) == NULL)
-			fatal("strdup");
-		if ((m->pid_fd = pidfile_acquire(m->pid_path, err, sizeof(err))) == -1)
-			fatalx("%s", err);
-	}
-	if ((m->cur.ls = listeners_open(cfg, NULL, NULL, err, sizeof(err))) == NULL) {
+	log_configure(cfg->log_facility, cfg->log_level, cfg->log_stderr);
+	master_take_pid_file(m, cfg);
+	if ((ls = listeners_open(cfg, NULL, NULL, err, sizeof(err))) == NULL) {
 		pidfile_release(m->pid_fd, m->pid_path);  /* we never ran: leave no pid file */
 		fatalx("%s", err);
 	}
-	m->cur.cfg = cfg;
-	m->cur.number = 1;
 	if (detach)
 		daemonize();
 	if (m->pid_fd != -1 && pidfile_write(m->pid_fd) == -1)
@@ -807,10 +601,12 @@ master_start(struct master *m, struct cfg *cfg, bool foreground)
 	notify_init();
 	if ((m->sb = scoreboard_create()) == NULL)
 		fatal("cannot map the scoreboard");
-	admin_open(m);
+	if (admin_open(&m->admin, m->epfd, cfg, err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	log_notice("echomaster %s starting: config %s, %d workers%s", EM_VERSION, cfg->path,
 	    cfg->workers, cfg->workers_auto ? " (auto)" : "");
-	if (generation_start(m, &m->cur) == -1)
+	sup_init(&m->sup, m->epfd, m->sb, MEV_WORKER, &sup_real_ops);
+	if (sup_start(&m->sup, cfg, ls, ev_now_ms()) == -1)
 		fatal("starting workers");
 }
 
@@ -821,8 +617,8 @@ master_run(struct cfg *cfg, bool foreground)
 
 	master_start(&m, cfg, foreground);
 	master_loop(&m);
-	admin_close(&m);
-	generation_free(&m.cur);
+	admin_close(&m.admin);
+	sup_free(&m.sup);
 	pidfile_release(m.pid_fd, m.pid_path);
 	free(m.pid_path);
 	log_notice("exiting");

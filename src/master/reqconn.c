@@ -14,7 +14,7 @@
 #define REQCONN_SEND_TIMEOUT_S 2
 
 struct reqconn *
-reqconn_accept(int lfd, int ev_kind, int64_t deadline_ms)
+reqconn_accept(int lfd, uint8_t ev_kind, int64_t deadline_ms)
 {
 	struct reqconn *c;
 	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -25,7 +25,7 @@ reqconn_accept(int lfd, int ev_kind, int64_t deadline_ms)
 		close(fd);
 		return NULL;
 	}
-	c->ev_kind = ev_kind;
+	c->ev.kind = ev_kind;
 	c->fd = fd;
 	c->deadline_ms = deadline_ms;
 	return c;

@@ -12,18 +12,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/ev.h"
+
 struct reqconn {
-	int ev_kind;          /* the epoll tag the owner gave it */
+	struct ev_source ev;  /* of the kind its owner gave it */
 	int fd;
 	char buf[2048];       /* the request, NUL-terminated */
 	size_t len;
 	int64_t deadline_ms;  /* dropped if the request is not complete by then */
+	bool queued;          /* read whole: its owner has yet to act on it */
 	bool waiting;         /* answered later (a reload's outcome) */
 	struct reqconn *next;
 };
 
 /* Accepts one client, non-blocking; NULL when none is pending (or out of memory). */
-struct reqconn *reqconn_accept(int lfd, int ev_kind, int64_t deadline_ms);
+struct reqconn *reqconn_accept(int lfd, uint8_t ev_kind, int64_t deadline_ms);
 
 /* Reads what arrived: 1 new bytes, 0 nothing yet, -1 EOF, error or a full buffer. */
 int reqconn_read(struct reqconn *c);
