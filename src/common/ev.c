@@ -50,3 +50,9 @@ ev_now_coarse_ms(void)
 {
 	return ev_clock_ms(CLOCK_MONOTONIC_COARSE);
 }
+
+int64_t
+ev_sooner(int64_t a, int64_t b)
+{
+	return a == 0 || (b != 0 && b < a) ? b : a;
+}

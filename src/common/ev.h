@@ -28,4 +28,7 @@ int64_t ev_now_ms(void);
  */
 int64_t ev_now_coarse_ms(void);
 
+/* The sooner of two deadlines, where 0 means none. */
+int64_t ev_sooner(int64_t a, int64_t b);
+
 #endif

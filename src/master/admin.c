@@ -219,8 +219,8 @@ expire_list(struct admin *a, struct reqconn *list, int64_t now, int64_t next)
 		if (now >= c->deadline_ms)
 			admin_answer(a, c, false, is_http(c) ? "request timeout\n" :
 			    "no command received in time\n");
-		else if (next == 0 || c->deadline_ms < next)
-			next = c->deadline_ms;
+		else
+			next = ev_sooner(next, c->deadline_ms);
 	}
 	return next;
 }

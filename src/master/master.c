@@ -1,7 +1,6 @@
 #include "master/master.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 #include "common/proctitle.h"
 #include "common/scoreboard.h"
 #include "master/admin.h"
+#include "master/daemon.h"
 #include "master/events.h"
 #include "master/listeners.h"
 #include "master/notify.h"
@@ -50,9 +50,9 @@ enum life_event {
 	LE_COUNT
 };
 
-/* Signals seen since the loop last acted on them. */
-struct pending_signals {
-	bool chld, hup, quit, term, intr, usr1, ttin, ttou;
+/* The signals the master acts on; the loop reads them from a signalfd. */
+static const int master_signals[] = {
+	SIGCHLD, SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGTTIN, SIGTTOU,
 };
 
 /* Figures the master keeps about itself, for status and metrics. */
@@ -72,27 +72,14 @@ struct master {
 	int64_t next_deadline_ms;    /* LS_RELOADING: abort when not ready by then */
 	bool reload_again;           /* a reload was asked for during a reload */
 	bool announced;              /* the serving generation's "ready" was logged */
+	const char *why;             /* what caused the event being acted on */
 	struct master_counters count;
 	int epfd;
 	int sigfd;
 	int pid_fd;
 	char *pid_path;
-	struct pending_signals sig;
+	bool seen[NSIG];             /* signals seen since the loop last acted on them */
 };
-
-static void
-master_signal_set(sigset_t *set)
-{
-	sigemptyset(set);
-	sigaddset(set, SIGCHLD);
-	sigaddset(set, SIGHUP);
-	sigaddset(set, SIGQUIT);
-	sigaddset(set, SIGTERM);
-	sigaddset(set, SIGINT);
-	sigaddset(set, SIGUSR1);
-	sigaddset(set, SIGTTIN);
-	sigaddset(set, SIGTTOU);
-}
 
 /* Signals become readable events; the handlers are the kernel's, and do nothing else. */
 static void
@@ -101,7 +88,9 @@ master_setup_signals(struct master *m)
 	sigset_t set;
 
 	signal(SIGPIPE, SIG_IGN);
-	master_signal_set(&set);
+	sigemptyset(&set);
+	for (size_t i = 0; i < sizeof(master_signals) / sizeof(master_signals[0]); i++)
+		sigaddset(&set, master_signals[i]);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
 		fatal("sigprocmask");
 	if ((m->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
@@ -118,21 +107,12 @@ master_read_signals(struct master *m)
 {
 	struct signalfd_siginfo si;
 
-	while (read(m->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		switch (si.ssi_signo) {
-		case SIGCHLD: m->sig.chld = true; break;
-		case SIGHUP:  m->sig.hup = true; break;
-		case SIGQUIT: m->sig.quit = true; break;
-		case SIGTERM: m->sig.term = true; break;
-		case SIGINT:  m->sig.intr = true; break;
-		case SIGUSR1: m->sig.usr1 = true; break;
-		case SIGTTIN: m->sig.ttin = true; break;
-		case SIGTTOU: m->sig.ttou = true; break;
-		default: break;
-		}
-	}
+	while (read(m->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		if (si.ssi_signo < NSIG)
+			m->seen[si.ssi_signo] = true;
 }
 
+/* The serving generation's config; the supervisor owns it. */
 static const struct cfg *
 serving_cfg(const struct master *m)
 {
@@ -184,14 +164,13 @@ reload_warn_fixed(const struct cfg *old, const struct cfg *new)
 
 /* Builds the next generation beside the serving one; it takes over once ready. */
 static void
-reload_begin(struct master *m, const char *why)
+reload_begin(struct master *m)
 {
 	const struct cfg *old = serving_cfg(m);
 	char err[CFG_ERR_LEN];
 	struct cfg *cfg;
 	struct listeners *ls;
 
-	(void)why;
 	log_notice("reloading configuration %s", old->path);
 	notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
 	    notify_monotonic_usec(), old->path);
@@ -214,28 +193,26 @@ reload_begin(struct master *m, const char *why)
 }
 
 static void
-reload_queue(struct master *m, const char *why)
+reload_queue(struct master *m)
 {
-	(void)why;
 	m->reload_again = true;
 }
 
 static void
-reload_abort(struct master *m, const char *why)
+reload_abort(struct master *m)
 {
 	sup_abort_next(&m->sup, ev_now_ms());
 	m->state = LS_SERVING;
-	reload_failed(m, why);
+	reload_failed(m, m->why);
 }
 
 /* Every new worker is ready: the old ones drain, the new config serves. */
 static void
-reload_commit(struct master *m, const char *why)
+reload_commit(struct master *m)
 {
 	char msg[128], body[sizeof(msg) + 1];
 	int64_t now = ev_now_ms();
 
-	(void)why;
 	sup_commit_next(&m->sup, now);
 	m->state = LS_SERVING;
 	m->announced = false;
@@ -251,35 +228,31 @@ reload_commit(struct master *m, const char *why)
 	admin_answer_deferred(&m->admin, true, body);
 }
 
-static void reload_abort(struct master *m, const char *why);
-
 /* A stop during a reload first fails the reload, so that its waiting clients get an answer. */
 static void
 stop(struct master *m, bool graceful)
 {
 	log_notice("shutting down (%s)", graceful ? "graceful" : "fast");
 	if (m->state == LS_RELOADING)
-		reload_abort(m, "shutting down");
+		reload_abort(m);
 	notify_send("STOPPING=1\nSTATUS=shutting down (%s)", graceful ? "graceful" : "fast");
 	m->state = graceful ? LS_DRAINING : LS_STOPPING;
 	sup_stop(&m->sup, graceful, ev_now_ms());
 }
 
 static void
-stop_graceful(struct master *m, const char *why)
+stop_graceful(struct master *m)
 {
-	(void)why;
 	stop(m, true);
 }
 
 static void
-stop_fast(struct master *m, const char *why)
+stop_fast(struct master *m)
 {
-	(void)why;
 	stop(m, false);
 }
 
-typedef void life_action(struct master *m, const char *why);
+typedef void life_action(struct master *m);
 
 static life_action *const lifecycle[LS_COUNT][LE_COUNT] = {
 	[LS_SERVING] = {
@@ -300,14 +273,15 @@ static life_action *const lifecycle[LS_COUNT][LE_COUNT] = {
 	[LS_STOPPING] = { 0 },
 };
 
-/* Acts on EVENT in the current state; WHY says what caused it, for messages. */
+/* Acts on EVENT in the current state; WHY says what caused it, for the messages of a failure. */
 static void
 life_fire(struct master *m, enum life_event event, const char *why)
 {
 	life_action *act = lifecycle[m->state][event];
 
+	m->why = why;
 	if (act != NULL)
-		act(m, why);
+		act(m);
 }
 
 static bool
@@ -336,36 +310,43 @@ reopen_logs(void)
 	log_notice("reopened logs");
 }
 
+/* Takes one signal off the pending set: true when it had arrived. */
+static bool
+took(struct master *m, int signo)
+{
+	bool seen = m->seen[signo];
+
+	m->seen[signo] = false;
+	return seen;
+}
+
 static void
 act_on_signals(struct master *m)
 {
-	struct pending_signals sig = m->sig;
-
-	memset(&m->sig, 0, sizeof(m->sig));
-	if (sig.chld)
+	if (took(m, SIGCHLD))
 		reap_children(m);
-	if (sig.term)
+	if (took(m, SIGTERM))
 		life_fire(m, serving_cfg(m)->stop_graceful ? LE_QUIT : LE_TERMINATE, "shutting down");
-	if (sig.intr)
+	if (took(m, SIGINT))
 		life_fire(m, LE_TERMINATE, "shutting down");
-	if (sig.quit)
+	if (took(m, SIGQUIT))
 		life_fire(m, LE_QUIT, "shutting down");
-	if (sig.hup)
-		life_fire(m, LE_RELOAD, "SIGHUP");
-	if (sig.usr1)
+	if (took(m, SIGHUP))
+		life_fire(m, LE_RELOAD, NULL);
+	if (took(m, SIGUSR1))
 		reopen_logs();
-	if (sig.ttin)
+	if (took(m, SIGTTIN))
 		sup_scale(&m->sup, +1, ev_now_ms());
-	if (sig.ttou)
+	if (took(m, SIGTTOU))
 		sup_scale(&m->sup, -1, ev_now_ms());
 }
 
-/* The status in one rendering, malloc'd; NULL when out of memory. */
+/* The supervisor's view and the master's own figures, in one rendering; NULL when out of memory. */
 static char *
-master_status(const struct master *m, enum admin_req what)
+master_status(const struct master *m, enum status_format format)
 {
 	struct status_view v = { 0 };
-	char *text = NULL;
+	char *text;
 
 	if (sup_view(&m->sup, &v) == -1)
 		return NULL;
@@ -374,12 +355,7 @@ master_status(const struct master *m, enum admin_req what)
 	v.uptime_ms = v.now_ms - m->count.started_ms;
 	v.reloads_ok = m->count.reloads_ok;
 	v.reloads_failed = m->count.reloads_failed;
-	if (what == ADMIN_STATUS)
-		text = status_text(&v);
-	else if (what == ADMIN_STATUS_JSON)
-		text = status_json(&v);
-	else
-		text = status_prometheus(&v);
+	text = status_render(&v, format);
 	free(v.w);
 	return text;
 }
@@ -387,7 +363,8 @@ master_status(const struct master *m, enum admin_req what)
 static void
 answer_status(struct master *m, const struct admin_request *r)
 {
-	char *text = master_status(m, r->what);
+	char *text = master_status(m, r->what == ADMIN_STATUS ? STATUS_TEXT :
+	    r->what == ADMIN_STATUS_JSON ? STATUS_JSON : STATUS_PROMETHEUS);
 
 	admin_answer(&m->admin, r->client, text != NULL, text != NULL ? text : "out of memory\n");
 	free(text);
@@ -409,7 +386,7 @@ act_on_request(struct master *m, const struct admin_request *r)
 			return;
 		}
 		admin_defer(&m->admin, r->client);  /* answered with the reload's outcome */
-		life_fire(m, LE_RELOAD, "control socket");
+		life_fire(m, LE_RELOAD, NULL);
 		return;
 	case ADMIN_RESPAWN:
 		sup_unpark(&m->sup, ev_now_ms());
@@ -455,13 +432,7 @@ reload_queued(struct master *m)
 	if (!m->reload_again || m->state != LS_SERVING)
 		return;
 	m->reload_again = false;
-	life_fire(m, LE_RELOAD, "queued");
-}
-
-static int64_t
-earliest(int64_t a, int64_t b)
-{
-	return a == 0 || (b != 0 && b < a) ? b : a;
+	life_fire(m, LE_RELOAD, NULL);
 }
 
 /* Milliseconds until the next timed duty, or -1 when only an event can wake us. */
@@ -471,8 +442,8 @@ loop_timeout(const struct master *m, int64_t admin_due)
 	int64_t now = ev_now_ms(), due = sup_next_due(&m->sup, now);
 
 	if (m->state == LS_RELOADING)
-		due = earliest(due, m->next_deadline_ms);
-	due = earliest(due, admin_due);
+		due = ev_sooner(due, m->next_deadline_ms);
+	due = ev_sooner(due, admin_due);
 	if (due == 0)
 		return -1;
 	return due <= now ? 0 : (int)(due - now);
@@ -518,48 +489,6 @@ master_loop(struct master *m)
 	}
 }
 
-/* Detaches from the terminal: double fork so we can never reacquire one. */
-static void
-daemonize(void)
-{
-	int fd;
-
-	switch (fork()) {
-	case -1: fatal("fork");
-	case 0: break;
-	default: _exit(EXIT_OK);
-	}
-	if (setsid() == -1)
-		fatal("setsid");
-	switch (fork()) {
-	case -1: fatal("fork");
-	case 0: break;
-	default: _exit(EXIT_OK);
-	}
-	if (chdir("/") == -1)
-		fatal("chdir /");
-	if ((fd = open("/dev/null", O_RDWR)) == -1)
-		fatal("/dev/null");
-	dup2(fd, STDIN_FILENO);
-	dup2(fd, STDOUT_FILENO);
-	dup2(fd, STDERR_FILENO);
-	if (fd > STDERR_FILENO)
-		close(fd);
-}
-
-/* Reload reads the file again from /, so a relative path is made absolute first. */
-static struct cfg *
-cfg_with_absolute_path(struct cfg *cfg)
-{
-	char *abs;
-
-	if (cfg->path[0] == '/' || (abs = realpath(cfg->path, NULL)) == NULL)
-		return cfg;
-	free(cfg->path);
-	cfg->path = abs;
-	return cfg;
-}
-
 /* The pid file is taken before anything is bound: a second instance fails first. */
 static void
 master_take_pid_file(struct master *m, const struct cfg *cfg)
@@ -585,7 +514,7 @@ master_start(struct master *m, struct cfg *cfg, bool foreground)
 	m->pid_fd = -1;
 	m->count.started_ms = ev_now_ms();
 	if (detach)
-		cfg = cfg_with_absolute_path(cfg);
+		daemon_absolute_path(cfg);
 	log_configure(cfg->log_facility, cfg->log_level, cfg->log_stderr);
 	master_take_pid_file(m, cfg);
 	if ((ls = listeners_open(cfg, NULL, NULL, err, sizeof(err))) == NULL) {
@@ -593,7 +522,7 @@ master_start(struct master *m, struct cfg *cfg, bool foreground)
 		fatalx("%s", err);
 	}
 	if (detach)
-		daemonize();
+		daemon_detach();
 	if (m->pid_fd != -1 && pidfile_write(m->pid_fd) == -1)
 		fatal("cannot write pid file %s", m->pid_path);
 	proctitle_set("echomaster: master process %s", proctitle_cmdline());

@@ -203,3 +203,14 @@ status_prometheus(const struct status_view *v)
 	fprintf(f, "echomaster_parked_slots %d\n", v->parked_slots);
 	return close_stream(f, &buf);
 }
+
+char *
+status_render(const struct status_view *v, enum status_format format)
+{
+	switch (format) {
+	case STATUS_TEXT: return status_text(v);
+	case STATUS_JSON: return status_json(v);
+	case STATUS_PROMETHEUS: return status_prometheus(v);
+	}
+	return NULL;
+}

@@ -42,4 +42,9 @@ char *status_text(const struct status_view *v);
 char *status_json(const struct status_view *v);
 char *status_prometheus(const struct status_view *v);
 
+enum status_format { STATUS_TEXT, STATUS_JSON, STATUS_PROMETHEUS };
+
+/* The rendering FORMAT names: status_text, status_json or status_prometheus. */
+char *status_render(const struct status_view *v, enum status_format format);
+
 #endif

@@ -529,12 +529,6 @@ sup_tick(struct sup *s, int64_t now)
 		kill_hung(s, now);
 }
 
-static int64_t
-earliest(int64_t a, int64_t b)
-{
-	return a == 0 || (b != 0 && b < a) ? b : a;
-}
-
 int64_t
 sup_next_due(const struct sup *s, int64_t now)
 {
@@ -543,13 +537,13 @@ sup_next_due(const struct sup *s, int64_t now)
 	for (int i = 0; i < s->cur.nslots && !s->stopping; i++) {
 		const struct sup_slot *slot = &s->cur.slots[i];
 		if (slot->proc == NULL && !slot->parked)
-			due = earliest(due, slot->respawn_at_ms ? slot->respawn_at_ms : now);
+			due = ev_sooner(due, slot->respawn_at_ms ? slot->respawn_at_ms : now);
 	}
 	for (const struct sup_proc *p = s->procs; p != NULL; p = p->next)
 		if (p->kill_at_ms != 0)
-			due = earliest(due, p->kill_at_ms);
+			due = ev_sooner(due, p->kill_at_ms);
 	if (s->cur.cfg->worker_timeout != 0 && !s->stopping)
-		due = earliest(due, now + 1000);  /* heartbeats are checked every second */
+		due = ev_sooner(due, now + 1000);  /* heartbeats are checked every second */
 	return due;
 }
 
