@@ -15,24 +15,14 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "common/prefix.h"
+
 #define CFG_DEFAULT_PATH "/etc/echomaster/echomaster.conf"
 #define CFG_WORKERS_MAX  1024
 #define CFG_ERR_LEN      512
 
 enum cfg_proto { CFG_PROTO_TCP, CFG_PROTO_UDP };
 
-/* An address prefix of an allow or deny list: "10.0.0.0/8", "::1/128", "127.0.0.2". */
-struct cfg_cidr {
-	int family;           /* AF_INET or AF_INET6 */
-	uint8_t addr[16];     /* network byte order; the first 4 for IPv4 */
-	int prefix;           /* 0..32 or 0..128 */
-};
-
-/* A list of prefixes; checked in order, the first match wins. */
-struct cfg_cidr_list {
-	size_t n;
-	struct cfg_cidr *v;
-};
 enum cfg_mode { CFG_MODE_UPPER, CFG_MODE_ECHO };
 
 struct cfg_listen {
@@ -42,8 +32,8 @@ struct cfg_listen {
 	int port;
 	struct sockaddr_storage addr; /* resolved at load time */
 	socklen_t addrlen;
-	struct cfg_cidr_list allow;   /* checked first: a match admits the client */
-	struct cfg_cidr_list deny;    /* then: a match refuses it; no match admits */
+	struct prefix_list allow;     /* checked first: a match admits the client */
+	struct prefix_list deny;      /* then: a match refuses it; no match admits */
 	int line;                     /* where it was defined, for messages */
 };
 
@@ -94,24 +84,9 @@ void cfg_free(struct cfg *cfg);
 /* Prints the effective configuration, defaults filled in, in libconfig syntax. */
 void cfg_dump(const struct cfg *cfg, FILE *out);
 
-/*
- * Finds only the top-level string setting NAME (pid_file, control_socket) in
- * PATH, even when the rest of the file is wrong, so that `-s stop` works
- * exactly when an operator needs it. Returns 0 and fills out (possibly with
- * ""), or -1 with a message in err.
- */
-int cfg_read_setting(const char *path, const char *name, char *out, size_t outlen,
-    char err[CFG_ERR_LEN]);
-
 /* "tcp"/"udp", "upper"/"echo". */
 const char *cfg_proto_name(int proto);
 const char *cfg_mode_name(int mode);
-
-/* True when the address (AF_INET or AF_INET6, network order) falls in the prefix. */
-bool cfg_cidr_match(const struct cfg_cidr *c, int family, const void *addr);
-
-/* Parses "ADDR[/PREFIX]". Returns 0, or -1 with a message in err. */
-int cfg_cidr_parse(const char *text, struct cfg_cidr *out, char *err, size_t errlen);
 
 /* True when two listeners are the same socket: protocol, address and port. */
 bool cfg_listen_same(const struct cfg_listen *a, const struct cfg_listen *b);
