@@ -31,7 +31,12 @@ struct key_choice {
 	int value;
 };
 
-/* One configuration key: the single description parser, defaults and dump share. */
+/*
+ * One configuration key: the single description parser, defaults, dump and
+ * the reload's restart-only report share. restart_only is read on top-level
+ * keys and on members of groups, whose fields are all in struct cfg; a
+ * listener is always reloaded as a whole (master/listeners.c).
+ */
 struct key {
 	const char *name;
 	enum key_type type;
@@ -42,6 +47,7 @@ struct key {
 	const struct key_choice *choices;  /* KT_ENUM */
 	const struct key *members;         /* KT_GROUP, KT_LISTEN */
 	bool required;
+	bool restart_only;                 /* a reload keeps the running value */
 };
 
 static const struct key_choice facility_choices[] = {
@@ -96,9 +102,10 @@ static const struct key limits_keys[] = {
 };
 
 static const struct key metrics_keys[] = {
-	{ .name = "address", .type = KT_STRING, .offset = CFG_OFF(metrics_address), .def_str = "" },
+	{ .name = "address", .type = KT_STRING, .offset = CFG_OFF(metrics_address), .def_str = "",
+	  .restart_only = true },
 	{ .name = "port", .type = KT_INT, .offset = CFG_OFF(metrics_port),
-	  .min = 1, .max = 65535, .def_int = 9187 },
+	  .min = 1, .max = 65535, .def_int = 9187, .restart_only = true },
 	{ .name = NULL },
 };
 
@@ -127,8 +134,10 @@ static const struct key listen_keys[] = {
 static const struct key root_keys[] = {
 	{ .name = "workers", .type = KT_WORKERS, .offset = CFG_OFF(workers),
 	  .min = 1, .max = CFG_WORKERS_MAX, .def_int = 0 },
-	{ .name = "daemon", .type = KT_BOOL, .offset = CFG_OFF(daemon), .def_int = 0 },
-	{ .name = "pid_file", .type = KT_STRING, .offset = CFG_OFF(pid_file), .def_str = "" },
+	{ .name = "daemon", .type = KT_BOOL, .offset = CFG_OFF(daemon), .def_int = 0,
+	  .restart_only = true },
+	{ .name = "pid_file", .type = KT_STRING, .offset = CFG_OFF(pid_file), .def_str = "",
+	  .restart_only = true },
 	{ .name = "user", .type = KT_STRING, .offset = CFG_OFF(user), .def_str = "" },
 	{ .name = "group", .type = KT_STRING, .offset = CFG_OFF(group), .def_str = "" },
 	{ .name = "shutdown_timeout", .type = KT_INT, .offset = CFG_OFF(shutdown_timeout),
@@ -140,7 +149,7 @@ static const struct key root_keys[] = {
 	{ .name = "stop_signal_graceful", .type = KT_BOOL, .offset = CFG_OFF(stop_graceful),
 	  .def_int = 0 },
 	{ .name = "control_socket", .type = KT_STRING, .offset = CFG_OFF(control_socket),
-	  .def_str = "" },
+	  .def_str = "", .restart_only = true },
 	{ .name = "log", .type = KT_GROUP, .members = log_keys },
 	{ .name = "limits", .type = KT_GROUP, .members = limits_keys },
 	{ .name = "metrics", .type = KT_GROUP, .members = metrics_keys },
@@ -738,3 +747,93 @@ cfg_dump(const struct cfg *cfg, FILE *out)
 	fputs(");\n", out);
 }
 
+/* The I-th restart-only key, at the root or in a group, and its dotted name; NULL past the last. */
+static const struct key *
+restart_only_key(size_t i, char name[CFG_NAME_LEN])
+{
+	for (const struct key *k = root_keys; k->name != NULL; k++) {
+		if (k->type != KT_GROUP) {
+			if (k->restart_only && i-- == 0) {
+				snprintf(name, CFG_NAME_LEN, "%s", k->name);
+				return k;
+			}
+			continue;
+		}
+		for (const struct key *m = k->members; m->name != NULL; m++) {
+			if (m->restart_only && i-- == 0) {
+				snprintf(name, CFG_NAME_LEN, "%s.%s", k->name, m->name);
+				return m;
+			}
+		}
+	}
+	return NULL;
+}
+
+const char *
+cfg_restart_only_name(size_t i, char name[CFG_NAME_LEN])
+{
+	return restart_only_key(i, name) != NULL ? name : NULL;
+}
+
+/* Whether two configurations agree on one scalar key (what restart_only may mark). */
+static bool
+key_same(const struct key *k, const struct cfg *a, const struct cfg *b)
+{
+	const char *va = (const char *)a + k->offset, *vb = (const char *)b + k->offset;
+
+	switch (k->type) {
+	case KT_INT:
+	case KT_ENUM:
+	case KT_WORKERS:
+		return *(const int *)va == *(const int *)vb;
+	case KT_BOOL:
+		return *(const bool *)va == *(const bool *)vb;
+	case KT_STRING:
+		return strcmp(*(char *const *)va, *(char *const *)vb) == 0;
+	case KT_GROUP:
+	case KT_LISTEN:
+	case KT_PREFIXES:
+		break;
+	}
+	return true;  /* not a scalar: never marked restart_only */
+}
+
+/* The value as -T writes it, so the log shows what the file would say; cut to fit. */
+static void
+key_text(const struct key *k, const struct cfg *cfg, char text[CFG_VALUE_LEN])
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (f == NULL) {
+		snprintf(text, CFG_VALUE_LEN, "?");
+		return;
+	}
+	dump_value(f, k, cfg, cfg);
+	if (fclose(f) != 0 || buf == NULL)
+		snprintf(text, CFG_VALUE_LEN, "?");
+	else if (snprintf(text, CFG_VALUE_LEN, "%s", buf) >= CFG_VALUE_LEN)
+		memcpy(text + CFG_VALUE_LEN - 4, "...", 4);
+	free(buf);
+}
+
+size_t
+cfg_restart_only_changes(const struct cfg *cur, const struct cfg *next,
+    struct cfg_change *out, size_t max)
+{
+	char name[CFG_NAME_LEN];
+	const struct key *k;
+	size_t n = 0;
+
+	for (size_t i = 0; (k = restart_only_key(i, name)) != NULL; i++) {
+		if (key_same(k, cur, next))
+			continue;
+		if (n < max) {
+			memcpy(out[n].name, name, sizeof(out[n].name));
+			key_text(k, cur, out[n].kept);
+		}
+		n++;
+	}
+	return n;
+}

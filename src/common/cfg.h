@@ -2,8 +2,9 @@
  * cfg: the configuration, parsed once from a libconfig file into an immutable
  * struct cfg. A reload builds a whole new struct and swaps it in; nothing
  * ever edits a loaded one. Every key is described once, in the tables of
- * cfg.c: name, type, default, bounds. The parser, the -T dump and the
- * defaults all follow those tables.
+ * cfg.c: name, type, default, bounds, and whether a reload may change it.
+ * The parser, the -T dump, the defaults, the reload's warnings and the
+ * restart-only list of echomaster.conf(5) (make man) all follow those tables.
  */
 #ifndef EM_CFG_H
 #define EM_CFG_H
@@ -20,6 +21,8 @@
 #define CFG_DEFAULT_PATH "/etc/echomaster/echomaster.conf"
 #define CFG_WORKERS_MAX  1024
 #define CFG_ERR_LEN      512
+#define CFG_NAME_LEN     64   /* a dotted setting name: "metrics.address" */
+#define CFG_VALUE_LEN    256  /* a setting's value as text; longer ones end in "..." */
 
 enum cfg_proto { CFG_PROTO_TCP, CFG_PROTO_UDP };
 
@@ -90,5 +93,39 @@ const char *cfg_mode_name(int mode);
 
 /* True when two listeners are the same socket: protocol, address and port. */
 bool cfg_listen_same(const struct cfg_listen *a, const struct cfg_listen *b);
+
+/*
+ * The settings a reload cannot change: the master has already acted on
+ * them once, at start-up (it detached, locked the pid file, bound the
+ * control socket and the metrics listener), and a new generation of
+ * workers does not act on them again. The key table marks them; nothing
+ * else lists them.
+ */
+
+/*
+ * Writes the dotted name ("metrics.port") of the I-th restart-only setting,
+ * in table order, into name and returns it; NULL past the last one. The
+ * man page's list is generated from this (man/mangen.c) and checked
+ * against it (tests/unit/test_man.c).
+ */
+const char *cfg_restart_only_name(size_t i, char name[CFG_NAME_LEN]);
+
+/* Room for every restart-only setting at once (test_cfg checks the table keeps to it). */
+#define CFG_RESTART_ONLY_MAX 8
+
+/* A restart-only setting that a reloaded file changes. */
+struct cfg_change {
+	char name[CFG_NAME_LEN];    /* dotted: "pid_file", "metrics.port" */
+	char kept[CFG_VALUE_LEN];   /* CUR's value, the one still used, as -T writes it */
+};
+
+/*
+ * Compares the restart-only settings of the running configuration CUR with
+ * those of NEXT, a reload's, and fills out[0..max) with those that differ,
+ * in table order. Returns how many differ, which may be more than max
+ * (only max are filled). Reports only: logging is the caller's business.
+ */
+size_t cfg_restart_only_changes(const struct cfg *cur, const struct cfg *next,
+    struct cfg_change *out, size_t max);
 
 #endif

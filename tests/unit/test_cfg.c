@@ -279,6 +279,114 @@ access_list_mistakes_are_refused(void **state)
 }
 
 static void
+the_table_names_the_restart_only_settings(void **state)
+{
+	const char *expect[] = { "daemon", "pid_file", "control_socket", "metrics.address",
+	    "metrics.port" };
+	char name[CFG_NAME_LEN];
+	size_t n = 0;
+
+	(void)state;
+	while (cfg_restart_only_name(n, name) != NULL) {
+		assert_true(n < sizeof(expect) / sizeof(expect[0]));
+		assert_string_equal(name, expect[n]);
+		n++;
+	}
+	assert_int_equal(n, sizeof(expect) / sizeof(expect[0]));
+	assert_true(n <= CFG_RESTART_ONLY_MAX);
+	assert_null(cfg_restart_only_name(n + 1, name));
+}
+
+static void
+a_reload_reports_each_restart_only_change_with_the_kept_value(void **state)
+{
+	struct cfg *cur = load_ok("daemon = false; pid_file = \"/run/a.pid\";\n"
+	    "metrics = { address = \"127.0.0.1\"; };\n" LISTEN_TCP);
+	struct cfg *next = load_ok("daemon = true; pid_file = \"/run/b.pid\";\n"
+	    "control_socket = \"/run/em.sock\";\n"
+	    "metrics = { address = \"::1\"; port = 9188; };\n" LISTEN_TCP);
+	struct cfg_change ch[CFG_RESTART_ONLY_MAX];
+
+	(void)state;
+	assert_int_equal(cfg_restart_only_changes(cur, next, ch, CFG_RESTART_ONLY_MAX), 5);
+	assert_string_equal(ch[0].name, "daemon");
+	assert_string_equal(ch[0].kept, "false");
+	assert_string_equal(ch[1].name, "pid_file");
+	assert_string_equal(ch[1].kept, "\"/run/a.pid\"");
+	assert_string_equal(ch[2].name, "control_socket");
+	assert_string_equal(ch[2].kept, "\"\"");
+	assert_string_equal(ch[3].name, "metrics.address");
+	assert_string_equal(ch[3].kept, "\"127.0.0.1\"");
+	assert_string_equal(ch[4].name, "metrics.port");
+	assert_string_equal(ch[4].kept, "9187");
+	cfg_free(cur);
+	cfg_free(next);
+}
+
+static void
+reloadable_changes_are_not_reported(void **state)
+{
+	struct cfg *cur = load_ok("pid_file = \"/run/a.pid\"; metrics = { port = 9000; };\n"
+	    LISTEN_TCP);
+	struct cfg *next = load_ok("pid_file = \"/run/a.pid\"; metrics = { port = 9000; };\n"
+	    "workers = 3; stop_signal_graceful = true; shutdown_timeout = 2;\n"
+	    "log = { level = \"debug\"; facility = \"local3\"; };\n"
+	    "limits = { max_connections = 5; };\n"
+	    "listen = ( { proto = \"udp\"; address = \"127.0.0.1\"; port = 8088; } );\n");
+	struct cfg_change ch[CFG_RESTART_ONLY_MAX];
+
+	(void)state;
+	assert_int_equal(cfg_restart_only_changes(cur, next, ch, CFG_RESTART_ONLY_MAX), 0);
+	assert_int_equal(cfg_restart_only_changes(cur, cur, ch, CFG_RESTART_ONLY_MAX), 0);
+	cfg_free(cur);
+	cfg_free(next);
+}
+
+static void
+changes_past_max_are_counted_not_written(void **state)
+{
+	struct cfg *cur = load_ok(LISTEN_TCP);
+	struct cfg *next = load_ok("daemon = true; pid_file = \"/run/b.pid\";\n"
+	    "metrics = { port = 1; };\n" LISTEN_TCP);
+	struct cfg_change ch[2];
+
+	(void)state;
+	memset(&ch[1], 'x', sizeof(ch[1]));
+	assert_int_equal(cfg_restart_only_changes(cur, next, ch, 1), 3);
+	assert_string_equal(ch[0].name, "daemon");
+	assert_int_equal(ch[1].name[0], 'x');
+	assert_int_equal(cfg_restart_only_changes(cur, next, NULL, 0), 3);
+	cfg_free(cur);
+	cfg_free(next);
+}
+
+static void
+a_kept_value_is_written_as_the_dump_writes_it(void **state)
+{
+	char text[CFG_VALUE_LEN + 64], file[CFG_VALUE_LEN + 512];
+	struct cfg *cur, *next;
+	struct cfg_change ch[CFG_RESTART_ONLY_MAX];
+
+	(void)state;
+	cur = load_ok("pid_file = \"/run/a\\\"b.pid\";\n" LISTEN_TCP);
+	next = load_ok(LISTEN_TCP);
+	assert_int_equal(cfg_restart_only_changes(cur, next, ch, CFG_RESTART_ONLY_MAX), 1);
+	assert_string_equal(ch[0].kept, "\"/run/a\\\"b.pid\"");
+	cfg_free(cur);
+	/* Too long to keep whole: cut, and the cut shown. */
+	memset(text, 'p', sizeof(text) - 1);
+	text[sizeof(text) - 1] = '\0';
+	snprintf(file, sizeof(file), "pid_file = \"/%s\";\n" LISTEN_TCP, text);
+	cur = load_ok(file);
+	assert_int_equal(cfg_restart_only_changes(cur, next, ch, CFG_RESTART_ONLY_MAX), 1);
+	assert_int_equal(strlen(ch[0].kept), CFG_VALUE_LEN - 1);
+	assert_memory_equal(ch[0].kept, "\"/ppp", 5);
+	assert_string_equal(ch[0].kept + CFG_VALUE_LEN - 4, "...");
+	cfg_free(cur);
+	cfg_free(next);
+}
+
+static void
 a_missing_file_is_reported(void **state)
 {
 	char err[CFG_ERR_LEN];
@@ -305,6 +413,11 @@ main(void)
 		cmocka_unit_test(access_lists_parse_and_match),
 		cmocka_unit_test(access_list_mistakes_are_refused),
 		cmocka_unit_test(a_missing_file_is_reported),
+		cmocka_unit_test(the_table_names_the_restart_only_settings),
+		cmocka_unit_test(a_reload_reports_each_restart_only_change_with_the_kept_value),
+		cmocka_unit_test(reloadable_changes_are_not_reported),
+		cmocka_unit_test(changes_past_max_are_counted_not_written),
+		cmocka_unit_test(a_kept_value_is_written_as_the_dump_writes_it),
 	};
 	return cmocka_run_group_tests_name("cfg", tests, NULL, NULL);
 }
