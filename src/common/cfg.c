@@ -33,9 +33,10 @@ struct key_choice {
 
 /*
  * One configuration key: the single description parser, defaults, dump and
- * the reload's restart-only report share. restart_only is read on top-level
- * keys and on members of groups, whose fields are all in struct cfg; a
- * listener is always reloaded as a whole (master/listeners.c).
+ * the reload's restart-only report share. restart_only is read only on
+ * scalar keys at the top level or in a group, whose fields are all in
+ * struct cfg: every listener setting follows a reload (master/listeners.c
+ * keeps a socket whose address stayed, and opens the others).
  */
 struct key {
 	const char *name;

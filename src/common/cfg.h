@@ -95,14 +95,12 @@ const char *cfg_mode_name(int mode);
 bool cfg_listen_same(const struct cfg_listen *a, const struct cfg_listen *b);
 
 /*
- * The settings a reload cannot change: the master has already acted on
- * them once, at start-up (it detached, locked the pid file, bound the
- * control socket and the metrics listener), and a new generation of
- * workers does not act on them again. The key table marks them; nothing
- * else lists them.
- */
-
-/*
+ * Restart-only settings are those a reload cannot change: the master acts
+ * on them once, at start-up (it detaches, locks the pid file, binds the
+ * control socket and the metrics listener), and nothing a new generation
+ * of workers does acts on them again. Only the key table says which they
+ * are; the two functions below are how the master and the man page learn.
+ *
  * Writes the dotted name ("metrics.port") of the I-th restart-only setting,
  * in table order, into name and returns it; NULL past the last one. The
  * man page's list is generated from this (man/mangen.c) and checked
