@@ -114,5 +114,6 @@ clean:
 -include tests/fault/fault.mk
 -include tests/fuzz/fuzz.mk
 -include tests/lint.mk
+-include man/man.mk
 -include $(patsubst %.o,%.d,$(LIB_OBJS) $(MAIN_OBJ) $(INTEG_LIB)) \
 	$(patsubst %,%.d,$(UNIT_BINS) $(INTEG_BINS))

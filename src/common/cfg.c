@@ -1,7 +1,5 @@
 #include "common/cfg.h"
 
-#include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <libconfig.h>
@@ -25,7 +23,7 @@ enum key_type {
 	KT_WORKERS, /* an integer, or "auto" */
 	KT_GROUP,
 	KT_LISTEN,  /* a list of listener groups */
-	KT_CIDRS,   /* an array of "ADDR[/PREFIX]" strings */
+	KT_PREFIXES, /* an array of "ADDR[/BITS]" strings (common/prefix) */
 };
 
 struct key_choice {
@@ -33,7 +31,13 @@ struct key_choice {
 	int value;
 };
 
-/* One configuration key: the single description parser, defaults and dump share. */
+/*
+ * One configuration key: the single description parser, defaults, dump and
+ * the reload's restart-only report share. restart_only is read only on
+ * scalar keys at the top level or in a group, whose fields are all in
+ * struct cfg: every listener setting follows a reload (master/listeners.c
+ * keeps a socket whose address stayed, and opens the others).
+ */
 struct key {
 	const char *name;
 	enum key_type type;
@@ -44,6 +48,7 @@ struct key {
 	const struct key_choice *choices;  /* KT_ENUM */
 	const struct key *members;         /* KT_GROUP, KT_LISTEN */
 	bool required;
+	bool restart_only;                 /* a reload keeps the running value */
 };
 
 static const struct key_choice facility_choices[] = {
@@ -98,9 +103,10 @@ static const struct key limits_keys[] = {
 };
 
 static const struct key metrics_keys[] = {
-	{ .name = "address", .type = KT_STRING, .offset = CFG_OFF(metrics_address), .def_str = "" },
+	{ .name = "address", .type = KT_STRING, .offset = CFG_OFF(metrics_address), .def_str = "",
+	  .restart_only = true },
 	{ .name = "port", .type = KT_INT, .offset = CFG_OFF(metrics_port),
-	  .min = 1, .max = 65535, .def_int = 9187 },
+	  .min = 1, .max = 65535, .def_int = 9187, .restart_only = true },
 	{ .name = NULL },
 };
 
@@ -121,16 +127,18 @@ static const struct key listen_keys[] = {
 	  .min = 1, .max = 65535, .required = true },
 	{ .name = "mode", .type = KT_ENUM, .offset = LISTEN_OFF(mode),
 	  .def_int = CFG_MODE_UPPER, .choices = mode_choices },
-	{ .name = "allow", .type = KT_CIDRS, .offset = LISTEN_OFF(allow) },
-	{ .name = "deny", .type = KT_CIDRS, .offset = LISTEN_OFF(deny) },
+	{ .name = "allow", .type = KT_PREFIXES, .offset = LISTEN_OFF(allow) },
+	{ .name = "deny", .type = KT_PREFIXES, .offset = LISTEN_OFF(deny) },
 	{ .name = NULL },
 };
 
 static const struct key root_keys[] = {
 	{ .name = "workers", .type = KT_WORKERS, .offset = CFG_OFF(workers),
 	  .min = 1, .max = CFG_WORKERS_MAX, .def_int = 0 },
-	{ .name = "daemon", .type = KT_BOOL, .offset = CFG_OFF(daemon), .def_int = 0 },
-	{ .name = "pid_file", .type = KT_STRING, .offset = CFG_OFF(pid_file), .def_str = "" },
+	{ .name = "daemon", .type = KT_BOOL, .offset = CFG_OFF(daemon), .def_int = 0,
+	  .restart_only = true },
+	{ .name = "pid_file", .type = KT_STRING, .offset = CFG_OFF(pid_file), .def_str = "",
+	  .restart_only = true },
 	{ .name = "user", .type = KT_STRING, .offset = CFG_OFF(user), .def_str = "" },
 	{ .name = "group", .type = KT_STRING, .offset = CFG_OFF(group), .def_str = "" },
 	{ .name = "shutdown_timeout", .type = KT_INT, .offset = CFG_OFF(shutdown_timeout),
@@ -142,7 +150,7 @@ static const struct key root_keys[] = {
 	{ .name = "stop_signal_graceful", .type = KT_BOOL, .offset = CFG_OFF(stop_graceful),
 	  .def_int = 0 },
 	{ .name = "control_socket", .type = KT_STRING, .offset = CFG_OFF(control_socket),
-	  .def_str = "" },
+	  .def_str = "", .restart_only = true },
 	{ .name = "log", .type = KT_GROUP, .members = log_keys },
 	{ .name = "limits", .type = KT_GROUP, .members = limits_keys },
 	{ .name = "metrics", .type = KT_GROUP, .members = metrics_keys },
@@ -201,10 +209,10 @@ field_str(void *base, const struct key *k)
 	return (char **)((char *)base + k->offset);
 }
 
-static struct cfg_cidr_list *
-field_cidrs(void *base, const struct key *k)
+static struct prefix_list *
+field_prefixes(void *base, const struct key *k)
 {
-	return (struct cfg_cidr_list *)((char *)base + k->offset);
+	return (struct prefix_list *)((char *)base + k->offset);
 }
 
 static const char *
@@ -251,7 +259,7 @@ keys_set_defaults(const struct key *keys, void *base)
 				return -1;
 			break;
 		case KT_LISTEN:
-		case KT_CIDRS:
+		case KT_PREFIXES:
 			break;
 		}
 	}
@@ -266,10 +274,10 @@ keys_free_owned(const struct key *keys, void *base)
 		if (k->type == KT_STRING) {
 			free(*field_str(base, k));
 			*field_str(base, k) = NULL;
-		} else if (k->type == KT_CIDRS) {
-			free(field_cidrs(base, k)->v);
-			field_cidrs(base, k)->v = NULL;
-			field_cidrs(base, k)->n = 0;
+		} else if (k->type == KT_PREFIXES) {
+			free(field_prefixes(base, k)->v);
+			field_prefixes(base, k)->v = NULL;
+			field_prefixes(base, k)->n = 0;
 		} else if (k->type == KT_GROUP) {
 			keys_free_owned(k->members, base);
 		}
@@ -369,9 +377,9 @@ parse_workers(struct parse *p, const config_setting_t *s, const struct key *k, v
 }
 
 static int
-parse_cidrs(struct parse *p, const config_setting_t *s, const struct key *k, void *base)
+parse_prefixes(struct parse *p, const config_setting_t *s, const struct key *k, void *base)
 {
-	struct cfg_cidr_list *list = field_cidrs(base, k);
+	struct prefix_list *list = field_prefixes(base, k);
 	int n;
 
 	if (config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST)
@@ -388,7 +396,7 @@ parse_cidrs(struct parse *p, const config_setting_t *s, const struct key *k, voi
 
 		if (config_setting_type(e) != CONFIG_TYPE_STRING)
 			return parse_fail(p, e, "'%s' entries must be strings like \"10.0.0.0/8\"", k->name);
-		if (cfg_cidr_parse(config_setting_get_string(e), &list->v[i], err, sizeof(err)) == -1)
+		if (prefix_parse(config_setting_get_string(e), &list->v[i], err, sizeof(err)) == -1)
 			return parse_fail(p, e, "'%s': %s", k->name, err);
 		list->n++;
 	}
@@ -396,7 +404,7 @@ parse_cidrs(struct parse *p, const config_setting_t *s, const struct key *k, voi
 }
 
 static int parse_members(struct parse *p, const config_setting_t *group,
-    const struct key *keys, void *base, const char *prefix);
+    const struct key *keys, void *base, const char *parent);
 static int parse_listen_list(struct parse *p, const config_setting_t *s, struct cfg *cfg);
 
 static int
@@ -424,8 +432,8 @@ parse_value(struct parse *p, const config_setting_t *s, const struct key *k, voi
 		return parse_members(p, s, k->members, base, k->name);
 	case KT_LISTEN:
 		return parse_listen_list(p, s, base);
-	case KT_CIDRS:
-		return parse_cidrs(p, s, k, base);
+	case KT_PREFIXES:
+		return parse_prefixes(p, s, k, base);
 	}
 	return -1;
 }
@@ -439,10 +447,13 @@ key_find(const struct key *keys, const char *name)
 	return NULL;
 }
 
-/* Parses every member of a group against a key table; unknown keys are errors. */
+/*
+ * Parses every member of a group against a key table; unknown keys are
+ * errors. parent names the group in messages ("limits"), NULL at the root.
+ */
 static int
 parse_members(struct parse *p, const config_setting_t *group, const struct key *keys,
-    void *base, const char *prefix)
+    void *base, const char *parent)
 {
 	int n = config_setting_length(group);
 
@@ -452,15 +463,15 @@ parse_members(struct parse *p, const config_setting_t *group, const struct key *
 		const struct key *k = key_find(keys, name != NULL ? name : "");
 
 		if (k == NULL)
-			return parse_fail(p, s, "unknown setting '%s%s%s'", prefix ? prefix : "",
-			    prefix ? "." : "", name != NULL ? name : "");
+			return parse_fail(p, s, "unknown setting '%s%s%s'", parent ? parent : "",
+			    parent ? "." : "", name != NULL ? name : "");
 		if (parse_value(p, s, k, base) == -1)
 			return -1;
 	}
 	for (const struct key *k = keys; k->name != NULL; k++)
 		if (k->required && config_setting_get_member(group, k->name) == NULL)
 			return parse_fail(p, group, "missing required setting '%s%s%s'",
-			    prefix ? prefix : "", prefix ? "." : "", k->name);
+			    parent ? parent : "", parent ? "." : "", k->name);
 	return 0;
 }
 
@@ -686,13 +697,13 @@ dump_value(FILE *out, const struct key *k, const void *base, const struct cfg *c
 		else
 			fprintf(out, "%d", cfg->workers);
 		break;
-	case KT_CIDRS: {
-		const struct cfg_cidr_list *l = (const struct cfg_cidr_list *)(b + k->offset);
+	case KT_PREFIXES: {
+		const struct prefix_list *l = (const struct prefix_list *)(b + k->offset);
 		fputc('[', out);
 		for (size_t i = 0; i < l->n; i++) {
-			char text[INET6_ADDRSTRLEN];
-			inet_ntop(l->v[i].family, l->v[i].addr, text, sizeof(text));
-			fprintf(out, "%s\"%s/%d\"", i ? ", " : " ", text, l->v[i].prefix);
+			char text[PREFIX_TEXT_LEN];
+			prefix_format(&l->v[i], text);
+			fprintf(out, "%s\"%s\"", i ? ", " : " ", text);
 		}
 		fputs(l->n ? " ]" : "]", out);
 		break;
@@ -737,133 +748,93 @@ cfg_dump(const struct cfg *cfg, FILE *out)
 	fputs(");\n", out);
 }
 
-/* Parses `NAME = "..."` at s (which starts with NAME); 0 and the value in out when it is one. */
-static int
-scan_setting_value(char *s, const char *name, char *out, size_t outlen)
+/* The I-th restart-only key, at the root or in a group, and its dotted name; NULL past the last. */
+static const struct key *
+restart_only_key(size_t i, char name[CFG_NAME_LEN])
 {
-	char *end;
-
-	s += strlen(name);
-	s += strspn(s, " \t");
-	if (*s != '=' && *s != ':')
-		return -1;
-	s++;
-	s += strspn(s, " \t");
-	if (*s != '"' || (end = strchr(s + 1, '"')) == NULL)
-		return -1;
-	*end = '\0';
-	snprintf(out, outlen, "%s", s + 1);
-	return 0;
-}
-
-/*
- * The fallback of cfg_read_setting for a file libconfig cannot parse: a
- * plain text scan for the setting, anywhere on a line, comments skipped.
- * Returns 0 found, 1 not found, -1 unreadable.
- */
-static int
-scan_setting(const char *path, const char *name, char *out, size_t outlen)
-{
-	FILE *f = fopen(path, "r");
-	char line[1024];
-	int found = 1;
-
-	if (f == NULL)
-		return -1;
-	while (found == 1 && fgets(line, sizeof(line), f) != NULL) {
-		char *s = line;
-
-		line[strcspn(line, "#")] = '\0';
-		while (found == 1 && (s = strstr(s, name)) != NULL) {
-			bool at_word_start = s == line || !(isalnum((unsigned char)s[-1]) || s[-1] == '_');
-			if (at_word_start && scan_setting_value(s, name, out, outlen) == 0)
-				found = 0;
-			s += strlen(name);
+	for (const struct key *k = root_keys; k->name != NULL; k++) {
+		if (k->type != KT_GROUP) {
+			if (k->restart_only && i-- == 0) {
+				snprintf(name, CFG_NAME_LEN, "%s", k->name);
+				return k;
+			}
+			continue;
+		}
+		for (const struct key *m = k->members; m->name != NULL; m++) {
+			if (m->restart_only && i-- == 0) {
+				snprintf(name, CFG_NAME_LEN, "%s.%s", k->name, m->name);
+				return m;
+			}
 		}
 	}
-	fclose(f);
-	return found;
+	return NULL;
 }
 
-int
-cfg_read_setting(const char *path, const char *name, char *out, size_t outlen,
-    char err[CFG_ERR_LEN])
+const char *
+cfg_restart_only_name(size_t i, char name[CFG_NAME_LEN])
 {
-	config_t lc;
-	const char *v;
-	int rc = 0;
+	return restart_only_key(i, name) != NULL ? name : NULL;
+}
 
-	out[0] = '\0';
-	config_init(&lc);
-	errno = 0;
-	if (config_read_file(&lc, path) == CONFIG_TRUE) {
-		if (config_lookup_string(&lc, name, &v) == CONFIG_TRUE) {
-			snprintf(out, outlen, "%s", v);
-		} else if (config_lookup(&lc, name) != NULL) {
-			snprintf(err, CFG_ERR_LEN, "%s:%d: '%s' must be a string", path,
-			    config_setting_source_line(config_lookup(&lc, name)), name);
-			rc = -1;
+/* Whether two configurations agree on one scalar key (what restart_only may mark). */
+static bool
+key_same(const struct key *k, const struct cfg *a, const struct cfg *b)
+{
+	const char *va = (const char *)a + k->offset, *vb = (const char *)b + k->offset;
+
+	switch (k->type) {
+	case KT_INT:
+	case KT_ENUM:
+	case KT_WORKERS:
+		return *(const int *)va == *(const int *)vb;
+	case KT_BOOL:
+		return *(const bool *)va == *(const bool *)vb;
+	case KT_STRING:
+		return strcmp(*(char *const *)va, *(char *const *)vb) == 0;
+	case KT_GROUP:
+	case KT_LISTEN:
+	case KT_PREFIXES:
+		break;
+	}
+	return true;  /* not a scalar: never marked restart_only */
+}
+
+/* The value as -T writes it, so the log shows what the file would say; cut to fit. */
+static void
+key_text(const struct key *k, const struct cfg *cfg, char text[CFG_VALUE_LEN])
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (f == NULL) {
+		snprintf(text, CFG_VALUE_LEN, "?");
+		return;
+	}
+	dump_value(f, k, cfg, cfg);
+	if (fclose(f) != 0 || buf == NULL)
+		snprintf(text, CFG_VALUE_LEN, "?");
+	else if (snprintf(text, CFG_VALUE_LEN, "%s", buf) >= CFG_VALUE_LEN)
+		memcpy(text + CFG_VALUE_LEN - 4, "...", 4);
+	free(buf);
+}
+
+size_t
+cfg_restart_only_changes(const struct cfg *cur, const struct cfg *next,
+    struct cfg_change *out, size_t max)
+{
+	char name[CFG_NAME_LEN];
+	const struct key *k;
+	size_t n = 0;
+
+	for (size_t i = 0; (k = restart_only_key(i, name)) != NULL; i++) {
+		if (key_same(k, cur, next))
+			continue;
+		if (n < max) {
+			memcpy(out[n].name, name, sizeof(out[n].name));
+			key_text(k, cur, out[n].kept);
 		}
-	} else if (config_error_type(&lc) == CONFIG_ERR_FILE_IO) {
-		snprintf(err, CFG_ERR_LEN, "%s:0: cannot read the file: %s", path,
-		    strerror(errno ? errno : EIO));
-		rc = -1;
-	} else if (scan_setting(path, name, out, outlen) == -1) {
-		snprintf(err, CFG_ERR_LEN, "%s:0: cannot read the file: %s", path, strerror(errno));
-		rc = -1;
+		n++;
 	}
-	config_destroy(&lc);
-	return rc;
-}
-
-int
-cfg_cidr_parse(const char *text, struct cfg_cidr *out, char *err, size_t errlen)
-{
-	char addr[INET6_ADDRSTRLEN + 1];
-	const char *slash = strchr(text, '/');
-	size_t len = slash ? (size_t)(slash - text) : strlen(text);
-	int max;
-
-	memset(out, 0, sizeof(*out));
-	if (len == 0 || len >= sizeof(addr)) {
-		snprintf(err, errlen, "\"%s\" is not an address prefix", text);
-		return -1;
-	}
-	memcpy(addr, text, len);
-	addr[len] = '\0';
-	if (inet_pton(AF_INET, addr, out->addr) == 1)
-		out->family = AF_INET;
-	else if (inet_pton(AF_INET6, addr, out->addr) == 1)
-		out->family = AF_INET6;
-	else {
-		snprintf(err, errlen, "\"%s\" is not an IPv4 or IPv6 address", addr);
-		return -1;
-	}
-	max = out->family == AF_INET ? 32 : 128;
-	out->prefix = max;
-	if (slash != NULL) {
-		char *end;
-		long v = strtol(slash + 1, &end, 10);
-		if (slash[1] == '\0' || *end != '\0' || v < 0 || v > max) {
-			snprintf(err, errlen, "\"%s\": the prefix length must be 0..%d", text, max);
-			return -1;
-		}
-		out->prefix = (int)v;
-	}
-	return 0;
-}
-
-bool
-cfg_cidr_match(const struct cfg_cidr *c, int family, const void *addr)
-{
-	const uint8_t *a = addr;
-	int full = c->prefix / 8, rest = c->prefix % 8;
-
-	if (c->family != family)
-		return false;
-	if (memcmp(a, c->addr, (size_t)full) != 0)
-		return false;
-	if (rest == 0)
-		return true;
-	return ((a[full] ^ c->addr[full]) & (uint8_t)(0xff << (8 - rest))) == 0;
+	return n;
 }

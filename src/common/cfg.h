@@ -2,8 +2,9 @@
  * cfg: the configuration, parsed once from a libconfig file into an immutable
  * struct cfg. A reload builds a whole new struct and swaps it in; nothing
  * ever edits a loaded one. Every key is described once, in the tables of
- * cfg.c: name, type, default, bounds. The parser, the -T dump and the
- * defaults all follow those tables.
+ * cfg.c: name, type, default, bounds, and whether a reload may change it.
+ * The parser, the -T dump, the defaults, the reload's warnings and the
+ * restart-only list of echomaster.conf(5) (make man) all follow those tables.
  */
 #ifndef EM_CFG_H
 #define EM_CFG_H
@@ -15,24 +16,16 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "common/prefix.h"
+
 #define CFG_DEFAULT_PATH "/etc/echomaster/echomaster.conf"
 #define CFG_WORKERS_MAX  1024
 #define CFG_ERR_LEN      512
+#define CFG_NAME_LEN     64   /* a dotted setting name: "metrics.address" */
+#define CFG_VALUE_LEN    256  /* a setting's value as text; longer ones end in "..." */
 
 enum cfg_proto { CFG_PROTO_TCP, CFG_PROTO_UDP };
 
-/* An address prefix of an allow or deny list: "10.0.0.0/8", "::1/128", "127.0.0.2". */
-struct cfg_cidr {
-	int family;           /* AF_INET or AF_INET6 */
-	uint8_t addr[16];     /* network byte order; the first 4 for IPv4 */
-	int prefix;           /* 0..32 or 0..128 */
-};
-
-/* A list of prefixes; checked in order, the first match wins. */
-struct cfg_cidr_list {
-	size_t n;
-	struct cfg_cidr *v;
-};
 enum cfg_mode { CFG_MODE_UPPER, CFG_MODE_ECHO };
 
 struct cfg_listen {
@@ -42,8 +35,8 @@ struct cfg_listen {
 	int port;
 	struct sockaddr_storage addr; /* resolved at load time */
 	socklen_t addrlen;
-	struct cfg_cidr_list allow;   /* checked first: a match admits the client */
-	struct cfg_cidr_list deny;    /* then: a match refuses it; no match admits */
+	struct prefix_list allow;     /* checked first: a match admits the client */
+	struct prefix_list deny;      /* then: a match refuses it; no match admits */
 	int line;                     /* where it was defined, for messages */
 };
 
@@ -94,26 +87,43 @@ void cfg_free(struct cfg *cfg);
 /* Prints the effective configuration, defaults filled in, in libconfig syntax. */
 void cfg_dump(const struct cfg *cfg, FILE *out);
 
-/*
- * Finds only the top-level string setting NAME (pid_file, control_socket) in
- * PATH, even when the rest of the file is wrong, so that `-s stop` works
- * exactly when an operator needs it. Returns 0 and fills out (possibly with
- * ""), or -1 with a message in err.
- */
-int cfg_read_setting(const char *path, const char *name, char *out, size_t outlen,
-    char err[CFG_ERR_LEN]);
-
 /* "tcp"/"udp", "upper"/"echo". */
 const char *cfg_proto_name(int proto);
 const char *cfg_mode_name(int mode);
 
-/* True when the address (AF_INET or AF_INET6, network order) falls in the prefix. */
-bool cfg_cidr_match(const struct cfg_cidr *c, int family, const void *addr);
-
-/* Parses "ADDR[/PREFIX]". Returns 0, or -1 with a message in err. */
-int cfg_cidr_parse(const char *text, struct cfg_cidr *out, char *err, size_t errlen);
-
 /* True when two listeners are the same socket: protocol, address and port. */
 bool cfg_listen_same(const struct cfg_listen *a, const struct cfg_listen *b);
+
+/*
+ * Restart-only settings are those a reload cannot change: the master acts
+ * on them once, at start-up (it detaches, locks the pid file, binds the
+ * control socket and the metrics listener), and nothing a new generation
+ * of workers does acts on them again. Only the key table says which they
+ * are; the two functions below are how the master and the man page learn.
+ *
+ * Writes the dotted name ("metrics.port") of the I-th restart-only setting,
+ * in table order, into name and returns it; NULL past the last one. The
+ * man page's list is generated from this (man/mangen.c) and checked
+ * against it (tests/unit/test_man.c).
+ */
+const char *cfg_restart_only_name(size_t i, char name[CFG_NAME_LEN]);
+
+/* Room for every restart-only setting at once (test_cfg checks the table keeps to it). */
+#define CFG_RESTART_ONLY_MAX 8
+
+/* A restart-only setting that a reloaded file changes. */
+struct cfg_change {
+	char name[CFG_NAME_LEN];    /* dotted: "pid_file", "metrics.port" */
+	char kept[CFG_VALUE_LEN];   /* CUR's value, the one still used, as -T writes it */
+};
+
+/*
+ * Compares the restart-only settings of the running configuration CUR with
+ * those of NEXT, a reload's, and fills out[0..max) with those that differ,
+ * in table order. Returns how many differ, which may be more than max
+ * (only max are filled). Reports only: logging is the caller's business.
+ */
+size_t cfg_restart_only_changes(const struct cfg *cur, const struct cfg *next,
+    struct cfg_change *out, size_t max);
 
 #endif

@@ -16,6 +16,7 @@
 #include "master/control.h"
 #include "master/master.h"
 #include "master/pidfile.h"
+#include "master/rescue.h"
 
 struct options {
 	const char *config;
@@ -126,7 +127,7 @@ signal_master(const struct options *o, int signo)
 	char path[4096], err[CFG_ERR_LEN];
 	pid_t pid;
 
-	if (cfg_read_setting(o->config, "pid_file", path, sizeof(path), err) == -1) {
+	if (rescue_read_setting(o->config, "pid_file", path, sizeof(path), err) == -1) {
 		fprintf(stderr, "%s\n", err);
 		return EXIT_CONFIG;
 	}
@@ -167,7 +168,7 @@ send_signal(const struct options *o)
 		    "status or respawn)\n", o->signal);
 		return EXIT_CONFIG;
 	}
-	if (cfg_read_setting(o->config, "control_socket", ctl, sizeof(ctl), err) == -1) {
+	if (rescue_read_setting(o->config, "control_socket", ctl, sizeof(ctl), err) == -1) {
 		fprintf(stderr, "%s\n", err);
 		return EXIT_CONFIG;
 	}

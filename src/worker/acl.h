@@ -2,27 +2,23 @@
  * acl: the access decision of a listener's allow and deny lists, as a pure
  * function of the lists and the client's address, the way nginx's stream
  * access module decides: allow is checked first and its first matching
- * prefix admits; then deny, where a match refuses; no match admits.
+ * prefix admits; then deny, where a match refuses; no match admits. The
+ * prefixes and the address matching are common/prefix's; acl only adds
+ * the order of the two lists.
  */
 #ifndef EM_ACL_H
 #define EM_ACL_H
 
 #include <stdbool.h>
-#include <stdint.h>
 #include <sys/socket.h>
 
-#include "common/cfg.h"
+#include "common/prefix.h"
 
 /*
- * The address of SA as the lists see it: *family AF_INET or AF_INET6 and
- * *addr its bytes in network order. An IPv4-mapped IPv6 address
- * (::ffff:a.b.c.d) is given as the IPv4 address. Returns -1 for any other
- * family.
+ * True when the lists admit the client at SA; an IPv4-mapped IPv6 client
+ * matches as IPv4 (prefix_addr_of), and an unknown family is refused.
  */
-int acl_peer(const struct sockaddr *sa, int *family, const uint8_t **addr);
-
-/* True when the lists admit the client at SA; an unknown family is refused. */
-bool acl_admits(const struct cfg_cidr_list *allow, const struct cfg_cidr_list *deny,
+bool acl_admits(const struct prefix_list *allow, const struct prefix_list *deny,
     const struct sockaddr *sa);
 
 #endif

@@ -13,18 +13,18 @@
 #include "worker/acl.h"
 
 /* A list from up to 4 prefixes in config syntax; NULL ends it. */
-static struct cfg_cidr_list
+static struct prefix_list
 list_of(const char *a, const char *b, const char *c, const char *d)
 {
-	static struct cfg_cidr pool[64];
+	static struct prefix pool[64];
 	static size_t used;
 	const char *texts[] = { a, b, c, d };
-	struct cfg_cidr_list l = { .n = 0, .v = &pool[used] };
+	struct prefix_list l = { .n = 0, .v = &pool[used] };
 	char err[128];
 
 	for (int i = 0; i < 4 && texts[i] != NULL; i++) {
 		assert_true(used < 64);
-		assert_int_equal(cfg_cidr_parse(texts[i], &pool[used++], err, sizeof(err)), 0);
+		assert_int_equal(prefix_parse(texts[i], &pool[used++], err, sizeof(err)), 0);
 		l.n++;
 	}
 	return l;
@@ -49,7 +49,7 @@ peer(const char *ip)
 }
 
 static bool
-admits(const struct cfg_cidr_list *allow, const struct cfg_cidr_list *deny, const char *ip)
+admits(const struct prefix_list *allow, const struct prefix_list *deny, const char *ip)
 {
 	struct sockaddr_storage ss = peer(ip);
 
@@ -59,7 +59,7 @@ admits(const struct cfg_cidr_list *allow, const struct cfg_cidr_list *deny, cons
 static void
 no_lists_admit_everyone(void **state)
 {
-	struct cfg_cidr_list none = { 0 };
+	struct prefix_list none = { 0 };
 
 	(void)state;
 	assert_true(admits(&none, &none, "127.0.0.3"));
@@ -70,8 +70,8 @@ static void
 the_example_of_the_issue(void **state)
 {
 	/* allow = [ "127.0.0.2/32", "::1/128" ]; deny = [ "0.0.0.0/0" ]; */
-	struct cfg_cidr_list allow = list_of("127.0.0.2/32", "::1/128", NULL, NULL);
-	struct cfg_cidr_list deny = list_of("0.0.0.0/0", NULL, NULL, NULL);
+	struct prefix_list allow = list_of("127.0.0.2/32", "::1/128", NULL, NULL);
+	struct prefix_list deny = list_of("0.0.0.0/0", NULL, NULL, NULL);
 
 	(void)state;
 	assert_true(admits(&allow, &deny, "127.0.0.2"));
@@ -85,9 +85,9 @@ the_example_of_the_issue(void **state)
 static void
 allow_is_checked_before_deny(void **state)
 {
-	struct cfg_cidr_list allow = list_of("127.0.0.0/8", NULL, NULL, NULL);
-	struct cfg_cidr_list deny = list_of("127.0.0.3/32", NULL, NULL, NULL);
-	struct cfg_cidr_list none = { 0 };
+	struct prefix_list allow = list_of("127.0.0.0/8", NULL, NULL, NULL);
+	struct prefix_list deny = list_of("127.0.0.3/32", NULL, NULL, NULL);
+	struct prefix_list none = { 0 };
 
 	(void)state;
 	/* nginx order: an allow match wins even over a narrower deny. */
@@ -101,8 +101,8 @@ static void
 only_an_allow_list_admits_everyone(void **state)
 {
 	/* No deny: whatever allow does not match still matches nothing, and is admitted. */
-	struct cfg_cidr_list allow = list_of("127.0.0.2", NULL, NULL, NULL);
-	struct cfg_cidr_list none = { 0 };
+	struct prefix_list allow = list_of("127.0.0.2", NULL, NULL, NULL);
+	struct prefix_list none = { 0 };
 
 	(void)state;
 	assert_true(admits(&allow, &none, "127.0.0.2"));
@@ -112,8 +112,8 @@ only_an_allow_list_admits_everyone(void **state)
 static void
 prefixes_of_any_length(void **state)
 {
-	struct cfg_cidr_list none = { 0 };
-	struct cfg_cidr_list deny = list_of("10.0.0.0/9", "2001:db8:ff00::/40", NULL, NULL);
+	struct prefix_list none = { 0 };
+	struct prefix_list deny = list_of("10.0.0.0/9", "2001:db8:ff00::/40", NULL, NULL);
 
 	(void)state;
 	assert_false(admits(&none, &deny, "10.127.255.255"));
@@ -125,16 +125,16 @@ prefixes_of_any_length(void **state)
 static void
 mapped_ipv4_matches_as_ipv4(void **state)
 {
-	struct cfg_cidr_list allow = list_of("127.0.0.2/32", NULL, NULL, NULL);
-	struct cfg_cidr_list deny = list_of("0.0.0.0/0", "::/0", NULL, NULL);
-	struct cfg_cidr_list deny6 = list_of("::/0", NULL, NULL, NULL);
-	struct cfg_cidr_list none = { 0 };
+	struct prefix_list allow = list_of("127.0.0.2/32", NULL, NULL, NULL);
+	struct prefix_list deny = list_of("0.0.0.0/0", "::/0", NULL, NULL);
+	struct prefix_list deny6 = list_of("::/0", NULL, NULL, NULL);
+	struct prefix_list none = { 0 };
 	struct sockaddr_storage ss = peer("::ffff:127.0.0.2");
 	const uint8_t *a;
 	int family;
 
 	(void)state;
-	assert_int_equal(acl_peer((const struct sockaddr *)&ss, &family, &a), 0);
+	assert_int_equal(prefix_addr_of((const struct sockaddr *)&ss, &family, &a), 0);
 	assert_int_equal(family, AF_INET);
 	assert_memory_equal(a, "\x7f\x00\x00\x02", 4);
 	assert_true(admits(&allow, &deny, "::ffff:127.0.0.2"));
@@ -147,8 +147,8 @@ mapped_ipv4_matches_as_ipv4(void **state)
 static void
 first_match_wins_within_a_list(void **state)
 {
-	struct cfg_cidr_list allow = list_of("192.0.2.0/24", "192.0.2.7/32", NULL, NULL);
-	struct cfg_cidr_list deny = list_of("0.0.0.0/0", NULL, NULL, NULL);
+	struct prefix_list allow = list_of("192.0.2.0/24", "192.0.2.7/32", NULL, NULL);
+	struct prefix_list deny = list_of("0.0.0.0/0", NULL, NULL, NULL);
 
 	(void)state;
 	assert_true(admits(&allow, &deny, "192.0.2.7"));
@@ -159,7 +159,7 @@ first_match_wins_within_a_list(void **state)
 static void
 unknown_families_are_refused(void **state)
 {
-	struct cfg_cidr_list none = { 0 };
+	struct prefix_list none = { 0 };
 	struct sockaddr_storage ss = { .ss_family = AF_UNIX };
 
 	(void)state;

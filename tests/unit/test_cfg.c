@@ -233,7 +233,7 @@ dump_round_trips(void **state)
 	assert_int_equal(again->listen[0].mode, CFG_MODE_ECHO);
 	assert_true(cfg_listen_same(&cfg->listen[0], &again->listen[0]));
 	assert_int_equal(again->listen[0].deny.n, 2);
-	assert_int_equal(again->listen[0].deny.v[1].prefix, 10);
+	assert_int_equal(again->listen[0].deny.v[1].bits, 10);
 	assert_non_null(strstr(text, "address = \"::1\";"));
 	free(text);
 	cfg_free(again);
@@ -253,31 +253,13 @@ access_lists_parse_and_match(void **state)
 	(void)state;
 	assert_int_equal(l->allow.n, 3);
 	assert_int_equal(l->deny.n, 1);
-	assert_true(cfg_cidr_match(&l->allow.v[0], AF_INET, a4));
-	assert_false(cfg_cidr_match(&l->allow.v[0], AF_INET, b4));
-	assert_true(cfg_cidr_match(&l->allow.v[1], AF_INET6, a6));
-	assert_false(cfg_cidr_match(&l->allow.v[1], AF_INET, a4));
-	assert_true(cfg_cidr_match(&l->allow.v[2], AF_INET, c4));
-	assert_true(cfg_cidr_match(&l->deny.v[0], AF_INET, b4));
+	assert_true(prefix_match(&l->allow.v[0], AF_INET, a4));
+	assert_false(prefix_match(&l->allow.v[0], AF_INET, b4));
+	assert_true(prefix_match(&l->allow.v[1], AF_INET6, a6));
+	assert_false(prefix_match(&l->allow.v[1], AF_INET, a4));
+	assert_true(prefix_match(&l->allow.v[2], AF_INET, c4));
+	assert_true(prefix_match(&l->deny.v[0], AF_INET, b4));
 	cfg_free(cfg);
-}
-
-static void
-cidr_prefixes_off_byte_boundaries(void **state)
-{
-	struct cfg_cidr c;
-	char err[128];
-	uint8_t in[4] = { 192, 168, 1, 130 }, out[4] = { 192, 168, 1, 120 };
-
-	(void)state;
-	assert_int_equal(cfg_cidr_parse("192.168.1.128/25", &c, err, sizeof(err)), 0);
-	assert_true(cfg_cidr_match(&c, AF_INET, in));
-	assert_false(cfg_cidr_match(&c, AF_INET, out));
-	assert_int_equal(cfg_cidr_parse("10.0.0.0/33", &c, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "0..32"));
-	assert_int_equal(cfg_cidr_parse("::/129", &c, err, sizeof(err)), -1);
-	assert_int_equal(cfg_cidr_parse("example.com/8", &c, err, sizeof(err)), -1);
-	assert_int_equal(cfg_cidr_parse("10.0.0.0/", &c, err, sizeof(err)), -1);
 }
 
 static void
@@ -296,41 +278,112 @@ access_list_mistakes_are_refused(void **state)
 	expect_error("max_draining_generations = 0;\n" LISTEN_TCP, 1, "'max_draining_generations' is 0");
 }
 
-static char *
-write_temp(const char *text)
+static void
+the_table_names_the_restart_only_settings(void **state)
 {
-	char *path = strdup("/tmp/em-cfg-XXXXXX");
-	int fd = mkstemp(path);
+	const char *expect[] = { "daemon", "pid_file", "control_socket", "metrics.address",
+	    "metrics.port" };
+	char name[CFG_NAME_LEN];
+	size_t n = 0;
 
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-	close(fd);
-	return path;
+	(void)state;
+	while (cfg_restart_only_name(n, name) != NULL) {
+		assert_true(n < sizeof(expect) / sizeof(expect[0]));
+		assert_string_equal(name, expect[n]);
+		n++;
+	}
+	assert_int_equal(n, sizeof(expect) / sizeof(expect[0]));
+	assert_true(n <= CFG_RESTART_ONLY_MAX);
+	assert_null(cfg_restart_only_name(n + 1, name));
 }
 
 static void
-pid_file_is_found_even_in_a_broken_file(void **state)
+a_reload_reports_each_restart_only_change_with_the_kept_value(void **state)
 {
-	char out[256], err[CFG_ERR_LEN];
-	char *good = write_temp("pid_file = \"/run/a.pid\";\n" LISTEN_TCP);
-	char *broken = write_temp("# pid_file = \"/run/no.pid\";\nworkers = ;;; oops\n  workers = 2; pid_file = \"/run/b.pid\";\nlisten = (\n");
-	char *none = write_temp(LISTEN_TCP);
+	struct cfg *cur = load_ok("daemon = false; pid_file = \"/run/a.pid\";\n"
+	    "metrics = { address = \"127.0.0.1\"; };\n" LISTEN_TCP);
+	struct cfg *next = load_ok("daemon = true; pid_file = \"/run/b.pid\";\n"
+	    "control_socket = \"/run/em.sock\";\n"
+	    "metrics = { address = \"::1\"; port = 9188; };\n" LISTEN_TCP);
+	struct cfg_change ch[CFG_RESTART_ONLY_MAX];
 
 	(void)state;
-	assert_int_equal(cfg_read_setting(good, "pid_file", out, sizeof(out), err), 0);
-	assert_string_equal(out, "/run/a.pid");
-	assert_int_equal(cfg_read_setting(broken, "pid_file", out, sizeof(out), err), 0);
-	assert_string_equal(out, "/run/b.pid");
-	assert_int_equal(cfg_read_setting(none, "pid_file", out, sizeof(out), err), 0);
-	assert_string_equal(out, "");
-	assert_int_equal(cfg_read_setting("/nonexistent/x.conf", "pid_file", out, sizeof(out), err), -1);
-	assert_non_null(strstr(err, "/nonexistent/x.conf:0: cannot read the file"));
-	unlink(good);
-	unlink(broken);
-	unlink(none);
-	free(good);
-	free(broken);
-	free(none);
+	assert_int_equal(cfg_restart_only_changes(cur, next, ch, CFG_RESTART_ONLY_MAX), 5);
+	assert_string_equal(ch[0].name, "daemon");
+	assert_string_equal(ch[0].kept, "false");
+	assert_string_equal(ch[1].name, "pid_file");
+	assert_string_equal(ch[1].kept, "\"/run/a.pid\"");
+	assert_string_equal(ch[2].name, "control_socket");
+	assert_string_equal(ch[2].kept, "\"\"");
+	assert_string_equal(ch[3].name, "metrics.address");
+	assert_string_equal(ch[3].kept, "\"127.0.0.1\"");
+	assert_string_equal(ch[4].name, "metrics.port");
+	assert_string_equal(ch[4].kept, "9187");
+	cfg_free(cur);
+	cfg_free(next);
+}
+
+static void
+reloadable_changes_are_not_reported(void **state)
+{
+	struct cfg *cur = load_ok("pid_file = \"/run/a.pid\"; metrics = { port = 9000; };\n"
+	    LISTEN_TCP);
+	struct cfg *next = load_ok("pid_file = \"/run/a.pid\"; metrics = { port = 9000; };\n"
+	    "workers = 3; stop_signal_graceful = true; shutdown_timeout = 2;\n"
+	    "log = { level = \"debug\"; facility = \"local3\"; };\n"
+	    "limits = { max_connections = 5; };\n"
+	    "listen = ( { proto = \"udp\"; address = \"127.0.0.1\"; port = 8088; } );\n");
+	struct cfg_change ch[CFG_RESTART_ONLY_MAX];
+
+	(void)state;
+	assert_int_equal(cfg_restart_only_changes(cur, next, ch, CFG_RESTART_ONLY_MAX), 0);
+	assert_int_equal(cfg_restart_only_changes(cur, cur, ch, CFG_RESTART_ONLY_MAX), 0);
+	cfg_free(cur);
+	cfg_free(next);
+}
+
+static void
+changes_past_max_are_counted_not_written(void **state)
+{
+	struct cfg *cur = load_ok(LISTEN_TCP);
+	struct cfg *next = load_ok("daemon = true; pid_file = \"/run/b.pid\";\n"
+	    "metrics = { port = 1; };\n" LISTEN_TCP);
+	struct cfg_change ch[2];
+
+	(void)state;
+	memset(&ch[1], 'x', sizeof(ch[1]));
+	assert_int_equal(cfg_restart_only_changes(cur, next, ch, 1), 3);
+	assert_string_equal(ch[0].name, "daemon");
+	assert_int_equal(ch[1].name[0], 'x');
+	assert_int_equal(cfg_restart_only_changes(cur, next, NULL, 0), 3);
+	cfg_free(cur);
+	cfg_free(next);
+}
+
+static void
+a_kept_value_is_written_as_the_dump_writes_it(void **state)
+{
+	char text[CFG_VALUE_LEN + 64], file[CFG_VALUE_LEN + 512];
+	struct cfg *cur, *next;
+	struct cfg_change ch[CFG_RESTART_ONLY_MAX];
+
+	(void)state;
+	cur = load_ok("pid_file = \"/run/a\\\"b.pid\";\n" LISTEN_TCP);
+	next = load_ok(LISTEN_TCP);
+	assert_int_equal(cfg_restart_only_changes(cur, next, ch, CFG_RESTART_ONLY_MAX), 1);
+	assert_string_equal(ch[0].kept, "\"/run/a\\\"b.pid\"");
+	cfg_free(cur);
+	/* Too long to keep whole: cut, and the cut shown. */
+	memset(text, 'p', sizeof(text) - 1);
+	text[sizeof(text) - 1] = '\0';
+	snprintf(file, sizeof(file), "pid_file = \"/%s\";\n" LISTEN_TCP, text);
+	cur = load_ok(file);
+	assert_int_equal(cfg_restart_only_changes(cur, next, ch, CFG_RESTART_ONLY_MAX), 1);
+	assert_int_equal(strlen(ch[0].kept), CFG_VALUE_LEN - 1);
+	assert_memory_equal(ch[0].kept, "\"/ppp", 5);
+	assert_string_equal(ch[0].kept + CFG_VALUE_LEN - 4, "...");
+	cfg_free(cur);
+	cfg_free(next);
 }
 
 static void
@@ -358,10 +411,13 @@ main(void)
 		cmocka_unit_test(syntax_errors_name_their_line),
 		cmocka_unit_test(dump_round_trips),
 		cmocka_unit_test(access_lists_parse_and_match),
-		cmocka_unit_test(cidr_prefixes_off_byte_boundaries),
 		cmocka_unit_test(access_list_mistakes_are_refused),
-		cmocka_unit_test(pid_file_is_found_even_in_a_broken_file),
 		cmocka_unit_test(a_missing_file_is_reported),
+		cmocka_unit_test(the_table_names_the_restart_only_settings),
+		cmocka_unit_test(a_reload_reports_each_restart_only_change_with_the_kept_value),
+		cmocka_unit_test(reloadable_changes_are_not_reported),
+		cmocka_unit_test(changes_past_max_are_counted_not_written),
+		cmocka_unit_test(a_kept_value_is_written_as_the_dump_writes_it),
 	};
 	return cmocka_run_group_tests_name("cfg", tests, NULL, NULL);
 }
