@@ -147,19 +147,15 @@ reload_failed(struct master *m, const char *why)
 	admin_answer_deferred(&m->admin, false, body);
 }
 
+/* The table in cfg.c says which settings only a restart changes; each is logged. */
 static void
-reload_warn_fixed(const struct cfg *old, const struct cfg *new)
+reload_warn_fixed(const struct cfg *cur, const struct cfg *next)
 {
-	if (strcmp(old->pid_file, new->pid_file) != 0)
-		log_warnx("changing pid_file needs a restart; still using \"%s\"", old->pid_file);
-	if (strcmp(old->control_socket, new->control_socket) != 0)
-		log_warnx("changing control_socket needs a restart; still using \"%s\"",
-		    old->control_socket);
-	if (strcmp(old->metrics_address, new->metrics_address) != 0 ||
-	    old->metrics_port != new->metrics_port)
-		log_warnx("changing metrics needs a restart");
-	if (old->daemon != new->daemon)
-		log_warnx("changing daemon needs a restart");
+	struct cfg_change ch[CFG_RESTART_ONLY_MAX];
+	size_t n = cfg_restart_only_changes(cur, next, ch, CFG_RESTART_ONLY_MAX);
+
+	for (size_t i = 0; i < n && i < CFG_RESTART_ONLY_MAX; i++)
+		log_warnx("changing %s needs a restart; still using %s", ch[i].name, ch[i].kept);
 }
 
 /* Builds the next generation beside the serving one; it takes over once ready. */
