@@ -262,14 +262,17 @@ ssize_t	 udp_exchange_to(const char *ip, int port, const void *msg,
 /* Waits until a datagram to port draws ECONNREFUSED. Fails the test. */
 void	 udp_wait_refused(int port, int timeout_ms);
 
-/* The reference transform of mode "upper": a-z to A-Z, all else as is. */
-void	 echo_upper(const uint8_t *in, uint8_t *out, size_t len);
+/* The reference transform of mode "upper", the one every test and the fault
+ * suite check the daemon's replies against: a-z to A-Z, all else as is. Not
+ * src/worker/echo.c's echo_upper: a test must not share the daemon's code. */
+uint8_t	 ref_upper_byte(uint8_t b);
+void	 ref_upper(const uint8_t *in, uint8_t *out, size_t len);
 /* Deterministic bytes covering all 256 values, different for each seed. */
 void	 pattern_fill(uint8_t *buf, size_t len, uint32_t seed);
 /* Fails the test naming the first differing offset when a != b. */
 void	 bytes_expect(const uint8_t *got, const uint8_t *want, size_t len,
 	    const char *what);
-/* The same against echo_upper(sent), without a second buffer. */
+/* The same against ref_upper(sent), without a second buffer. */
 void	 bytes_expect_upper(const uint8_t *got, const uint8_t *sent,
 	    size_t len, const char *what);
 
