@@ -60,11 +60,13 @@ ctl_read_answer(int fd, int64_t deadline)
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int64_t left = deadline - now_ms();
-		if (left <= 0 || poll(&p, 1, (int)(left > 1000 ? 1000 : left)) == -1) {
+		if (left <= 0) {
 			free(buf);
-			errno = left <= 0 ? ETIMEDOUT : errno;
+			errno = ETIMEDOUT;
 			return NULL;
 		}
+		if (poll(&p, 1, (int)(left > 1000 ? 1000 : left)) <= 0)
+			continue;  /* a slice of the deadline passed, or EINTR */
 		if ((n = read(fd, buf + len, cap - 1 - len)) == 0)
 			break;
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
