@@ -1,7 +1,9 @@
 /*
  * The control socket's request parsing and answer (control_read,
  * control_reply), driven over a socketpair: the test writes what a client
- * would and reads what the client would get back.
+ * would and reads what the client would get back. Then the socket itself:
+ * control_listen, and control_request (the `echomaster -s` side) against a
+ * child that answers with control_read and control_reply.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,9 +11,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "master/control.h"
@@ -206,6 +212,132 @@ reply_with_a_long_body(void **state)
 	close(peer);
 }
 
+/* ---- the socket and the client side --------------------------------------- */
+
+struct sockdir {
+	char dir[64];
+	char path[96];
+};
+
+static void
+sockdir_make(struct sockdir *d)
+{
+	snprintf(d->dir, sizeof(d->dir), "/tmp/em-test-control.XXXXXX");
+	assert_non_null(mkdtemp(d->dir));
+	snprintf(d->path, sizeof(d->path), "%s/control.sock", d->dir);
+}
+
+static void
+sockdir_remove(struct sockdir *d)
+{
+	unlink(d->path);
+	rmdir(d->dir);
+}
+
+/* In a child: answers one client on lfd as the master would, then exits. */
+static void
+serve_one(int lfd)
+{
+	struct pollfd p = { .fd = lfd, .events = POLLIN };
+	struct reqconn *c;
+	enum ctl_cmd cmd = CTL_NONE;
+
+	alarm(10);  /* the bound on a child the test forgot */
+	if (poll(&p, 1, 5000) != 1 || (c = reqconn_accept(lfd, 0, 0)) == NULL)
+		_exit(2);
+	while (cmd == CTL_NONE) {
+		p.fd = c->fd;
+		if (poll(&p, 1, 5000) != 1)
+			_exit(3);
+		cmd = control_read(c);
+	}
+	if (cmd == CTL_STATUS)
+		control_reply(c, true, "generation 1, 2 workers\n");
+	else
+		control_reply(c, false, "unknown command\n");
+	_exit(0);
+}
+
+/* control_request(cmd) against a child serving one answer; the body in *out. */
+static int
+request_of(const char *path, int lfd, const char *cmd, char **out)
+{
+	char err[256] = "", *body = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&body, &len);
+	int rc, status;
+	pid_t pid;
+
+	assert_non_null(f);
+	if ((pid = fork()) == 0)
+		serve_one(lfd);
+	assert_true(pid > 0);
+	rc = control_request(path, cmd, f, err, sizeof(err));
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	*out = body;
+	return rc;
+}
+
+static void
+request_ok_and_error_answers(void **state)
+{
+	struct sockdir d;
+	char err[256], *body;
+	int lfd;
+
+	(void)state;
+	sockdir_make(&d);
+	assert_true((lfd = control_listen(d.path, err, sizeof(err))) >= 0);
+	assert_int_equal(request_of(d.path, lfd, "status", &body), 0);
+	assert_string_equal(body, "generation 1, 2 workers\n");
+	free(body);
+	assert_int_equal(request_of(d.path, lfd, "bogus", &body), 1);
+	assert_string_equal(body, "unknown command\n");
+	free(body);
+	close(lfd);
+	sockdir_remove(&d);
+}
+
+static void
+request_without_a_master(void **state)
+{
+	struct sockdir d;
+	char err[256] = "";
+
+	(void)state;
+	sockdir_make(&d);
+	assert_int_equal(control_request(d.path, "status", stdout, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "cannot reach the master at "));
+	assert_non_null(strstr(err, d.path));
+	sockdir_remove(&d);
+}
+
+/* The socket is 0600; a live master's socket is kept, a dead one's replaced. */
+static void
+listen_replaces_only_a_dead_masters_socket(void **state)
+{
+	struct sockdir d;
+	struct stat st;
+	char err[256] = "";
+	int lfd, again;
+
+	(void)state;
+	sockdir_make(&d);
+	assert_true((lfd = control_listen(d.path, err, sizeof(err))) >= 0);
+	assert_int_equal(stat(d.path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(control_listen(d.path, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "in use by another master"));
+	close(lfd);  /* the master died: its socket file stays behind */
+	assert_int_equal(stat(d.path, &st), 0);
+	assert_true((again = control_listen(d.path, err, sizeof(err))) >= 0);
+	close(again);
+	sockdir_remove(&d);
+}
+
 int
 main(void)
 {
@@ -221,6 +353,9 @@ main(void)
 		cmocka_unit_test(reply_error_then_the_body),
 		cmocka_unit_test(reply_without_a_body),
 		cmocka_unit_test(reply_with_a_long_body),
+		cmocka_unit_test(request_ok_and_error_answers),
+		cmocka_unit_test(request_without_a_master),
+		cmocka_unit_test(listen_replaces_only_a_dead_masters_socket),
 	};
 	return cmocka_run_group_tests_name("control", tests, NULL, NULL);
 }
