@@ -25,12 +25,16 @@ LIBCONFIG_LIBS   = $(shell $(PKG_CONFIG) --libs libconfig)
 CMOCKA_CFLAGS    = $(shell $(PKG_CONFIG) --cflags cmocka)
 CMOCKA_LIBS      = $(shell $(PKG_CONFIG) --libs cmocka)
 
+# The link flags the build needs, on every link line before the caller's
+# LDFLAGS: in a variable of our own, so `make LDFLAGS=...` cannot drop them.
+EM_LDFLAGS =
+
 EM_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 	-Wstrict-prototypes -Wmissing-prototypes -D_GNU_SOURCE -Isrc \
 	-DEM_VERSION='"$(VERSION)"' $(LIBCONFIG_CFLAGS)
 ifeq ($(SANITIZE),1)
 EM_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-LDFLAGS   += -fsanitize=address,undefined
+EM_LDFLAGS += -fsanitize=address,undefined
 endif
 ifeq ($(TEST_HOOKS),1)
 # Compiled in only for tests: lets a test make a worker crash at start-up.
@@ -59,7 +63,7 @@ INTEG_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(IN
 all: $(BUILD)/echomaster
 
 $(BUILD)/echomaster: $(MAIN_OBJ) $(BUILD)/libechomaster.a
-	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBCONFIG_LIBS)
+	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LIBCONFIG_LIBS)
 
 $(BUILD)/libechomaster.a: $(LIB_OBJS)
 	$(call quiet,AR,$@)rm -f $@ && $(AR) rcs $@ $^
@@ -73,10 +77,10 @@ $(BUILD)/tests/%.o: tests/%.c
 	$(call quiet,CC,$<)$(CC) $(CPPFLAGS) $(EM_CFLAGS) $(CMOCKA_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/libechomaster.a
-	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBCONFIG_LIBS) $(CMOCKA_LIBS)
+	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LIBCONFIG_LIBS) $(CMOCKA_LIBS)
 
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(INTEG_LIB)
-	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS)
+	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS)
 
 deps:
 	@packaging/build-deps.sh build
@@ -109,11 +113,13 @@ check: deps
 clean:
 	rm -rf $(BUILD)
 
--include packaging/packaging.mk
--include tests/bench/bench.mk
--include tests/fault/fault.mk
--include tests/fuzz/fuzz.mk
--include tests/lint.mk
--include man/man.mk
+# Fragments are part of the build: a missing one is an error, not a silence.
+include packaging/packaging.mk
+include tests/bench/bench.mk
+include tests/fault/fault.mk
+include tests/fuzz/fuzz.mk
+include tests/lint.mk
+include man/man.mk
+# Dependency files exist only once their objects were built.
 -include $(patsubst %.o,%.d,$(LIB_OBJS) $(MAIN_OBJ) $(INTEG_LIB)) \
 	$(patsubst %,%.d,$(UNIT_BINS) $(INTEG_BINS))

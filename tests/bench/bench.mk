@@ -26,12 +26,12 @@ bench-tools: $(BENCH_DIR)/echobench $(BENCH_DIR)/refserver
 $(BENCH_DIR)/echobench: $(ECHOBENCH_SRCS) tests/bench/eb.h
 	@mkdir -p $(@D)
 	$(call quiet,CCLD,$@)$(CC) $(CPPFLAGS) $(BENCH_CFLAGS) $(CFLAGS) \
-		$(LDFLAGS) -o $@ $(ECHOBENCH_SRCS)
+		$(EM_LDFLAGS) $(LDFLAGS) -o $@ $(ECHOBENCH_SRCS)
 
 $(BENCH_DIR)/refserver: tests/bench/refserver.c
 	@mkdir -p $(@D)
 	$(call quiet,CCLD,$@)$(CC) $(CPPFLAGS) $(BENCH_CFLAGS) $(CFLAGS) \
-		$(LDFLAGS) -o $@ $<
+		$(EM_LDFLAGS) $(LDFLAGS) -o $@ $<
 
 bench: bench-tools $(BUILD)/echomaster
 	$(Q)BUILD=$(BUILD) tests/bench/run-bench.sh

@@ -399,12 +399,6 @@ stream_byte(uint32_t seed, uint64_t i)
 	return (uint8_t)x;
 }
 
-static uint8_t
-upper(uint8_t b)
-{
-	return b >= 'a' && b <= 'z' ? (uint8_t)(b - 'a' + 'A') : b;
-}
-
 static void
 load_note(struct load *l, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -513,8 +507,8 @@ lc_check(struct load *l, struct load_conn *c, const uint8_t *buf, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		uint8_t want = c->stream ?
-		    upper(stream_byte(c->seed, c->s_rcvd + i)) :
-		    upper(c->msg[c->rcvd + i]);
+		    ref_upper_byte(stream_byte(c->seed, c->s_rcvd + i)) :
+		    ref_upper_byte(c->msg[c->rcvd + i]);
 
 		if (buf[i] == want)
 			continue;

@@ -463,9 +463,13 @@ env_start_ready(struct env *e, int workers, int port)
 	char ready[64];
 
 	env_start(e);
-	snprintf(ready, sizeof(ready), "ready: %d workers, generation 1",
-	    workers);
-	env_wait_log(e, ready, EM_DEADLINE_MS);
+	if (e->ctl_path[0] != '\0') {
+		env_wait_serving(e, 1, workers, EM_DEADLINE_MS);
+	} else {
+		snprintf(ready, sizeof(ready), "ready: %d workers, generation 1",
+		    workers);
+		env_wait_log(e, ready, EM_DEADLINE_MS);
+	}
 	if (port > 0)
 		tcp_wait_listening(port, EM_DEADLINE_MS);
 	return e->master;

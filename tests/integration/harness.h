@@ -7,7 +7,8 @@
  * removes the directory, so a failed assertion never leaves a process behind.
  *
  * Synchronisation is always "poll a condition until a deadline": waiting
- * for a log line, a TCP connect, a set of worker processes, an exit. The
+ * for the control socket's status (when the config has one) or a log line,
+ * a TCP connect, a set of worker processes, an exit. The
  * short naps inside those loops are poll intervals, never the thing a test
  * relies on. Deadlines are generous because the suite must pass on a loaded
  * 2-core machine; every loop is bounded by one.
@@ -79,6 +80,7 @@ struct env {
 	char		 log_path[PATH_MAX];	/* the daemon's stderr */
 	char		 out_path[PATH_MAX];	/* the daemon's stdout */
 	char		 pid_path[PATH_MAX];	/* pid_file in the config */
+	char		 ctl_path[PATH_MAX];	/* control_socket, "" if none */
 	pid_t		 master;		/* 0 when no daemon was started */
 	bool		 reaped;		/* master exited and was waited for */
 	int		 status;		/* its wait status once reaped */
@@ -154,8 +156,11 @@ char	*text_replace(const char *text, const char *from, const char *to);
 /* Starts `ECHOMASTER -F -c conf_path` in its own process group, stdout and
  * stderr to files in the env dir; returns the master's pid. */
 pid_t	 env_start(struct env *e);
-/* env_start, then waits for "ready: N workers, generation 1" and for a TCP
- * connect to port to succeed (port 0: skip the connect). Fails the test. */
+/* env_start, then waits until generation 1 serves with N workers, and for a
+ * TCP connect to port to succeed (port 0: skip the connect). With a control
+ * socket (env_control_socket) it asks status-json (env_wait_serving);
+ * without, it waits for the log's "ready: N workers, generation 1". Fails
+ * the test. */
 pid_t	 env_start_ready(struct env *e, int workers, int port);
 void	 env_signal(struct env *e, int sig);
 /* Non-blocking check: true once the master has exited (and reaps it). */
@@ -182,6 +187,23 @@ size_t	 env_log_find(struct env *e, size_t offset, const char *needle);
 void	 env_dump_log(struct env *e);
 /* The whole log line containing needle (malloc'd), or NULL. */
 char	*env_log_line(struct env *e, const char *needle);
+
+/* The control socket. env_control_socket: the path for a test's config to
+ * name as control_socket (in the env dir), recorded in e->ctl_path so that
+ * readiness waits ask the master from then on. */
+const char *env_control_socket(struct env *e);
+/* Sends cmd ("status-json", "reload", ...) as `echomaster -s` does and reads
+ * the answer to EOF within timeout_ms: 0 for "ok", 1 for "error", the body
+ * after the first line in *body (malloc'd) unless body is NULL; -1 with
+ * errno when the master cannot be reached or does not answer in time. */
+int	 env_control(struct env *e, const char *cmd, char **body,
+	    int timeout_ms);
+/* Polls status-json until the master serves generation G with N worker
+ * slots and N workers of generation G are in state "serving" (older
+ * generations may still drain). Fails the test on timeout or if the master
+ * exits, printing the log and the last status. */
+void	 env_wait_serving(struct env *e, unsigned generation, int workers,
+	    int timeout_ms);
 
 /* /proc/PID/stat: the fields tests look at. */
 struct proc_info {
@@ -262,14 +284,17 @@ ssize_t	 udp_exchange_to(const char *ip, int port, const void *msg,
 /* Waits until a datagram to port draws ECONNREFUSED. Fails the test. */
 void	 udp_wait_refused(int port, int timeout_ms);
 
-/* The reference transform of mode "upper": a-z to A-Z, all else as is. */
-void	 echo_upper(const uint8_t *in, uint8_t *out, size_t len);
+/* The reference transform of mode "upper", the one every test and the fault
+ * suite check the daemon's replies against: a-z to A-Z, all else as is. Not
+ * src/worker/echo.c's echo_upper: a test must not share the daemon's code. */
+uint8_t	 ref_upper_byte(uint8_t b);
+void	 ref_upper(const uint8_t *in, uint8_t *out, size_t len);
 /* Deterministic bytes covering all 256 values, different for each seed. */
 void	 pattern_fill(uint8_t *buf, size_t len, uint32_t seed);
 /* Fails the test naming the first differing offset when a != b. */
 void	 bytes_expect(const uint8_t *got, const uint8_t *want, size_t len,
 	    const char *what);
-/* The same against echo_upper(sent), without a second buffer. */
+/* The same against ref_upper(sent), without a second buffer. */
 void	 bytes_expect_upper(const uint8_t *got, const uint8_t *sent,
 	    size_t len, const char *what);
 

@@ -416,14 +416,19 @@ udp_wait_refused(int port, int timeout_ms)
 
 /* ---- data ---------------------------------------------------------------- */
 
+uint8_t
+ref_upper_byte(uint8_t b)
+{
+	return b >= 'a' && b <= 'z' ? (uint8_t)(b - 'a' + 'A') : b;
+}
+
 void
-echo_upper(const uint8_t *in, uint8_t *out, size_t len)
+ref_upper(const uint8_t *in, uint8_t *out, size_t len)
 {
 	size_t i;
 
 	for (i = 0; i < len; i++)
-		out[i] = in[i] >= 'a' && in[i] <= 'z' ?
-		    (uint8_t)(in[i] - 'a' + 'A') : in[i];
+		out[i] = ref_upper_byte(in[i]);
 }
 
 void
@@ -463,7 +468,7 @@ bytes_expect_upper(const uint8_t *got, const uint8_t *sent, size_t len,
 
 	for (off = 0; off < len; off += n) {
 		n = len - off < sizeof(want) ? len - off : sizeof(want);
-		echo_upper(sent + off, want, n);
+		ref_upper(sent + off, want, n);
 		for (i = 0; i < n; i++)
 			if (got[off + i] != want[i])
 				fail_msg("%s: first difference at byte %zu of "

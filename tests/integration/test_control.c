@@ -28,7 +28,7 @@ write_ops_conf(struct env *e, int port, int workers, const char *extra)
 	    "log = { level = \"info\"; stderr = true; };\n%s\n"
 	    "listen = ( { proto = \"tcp\"; address = \"127.0.0.1\"; port = %d; },\n"
 	    "           { proto = \"udp\"; address = \"127.0.0.1\"; port = %d; } );\n",
-	    workers, env_file(e, "control.sock"), extra, port, port);
+	    workers, env_control_socket(e), extra, port, port);
 	fclose(f);
 	env_write_conf_text(e, text);
 	free(text);
@@ -259,7 +259,7 @@ crash_loop_parks_and_respawn_clears(void **state)
 	unlink(crash);
 	assert_int_equal(ctl(e, "respawn", NULL, &out), 0);
 	free(out);
-	env_wait_log(e, "ready: 1 workers, generation 1", EM_DEADLINE_MS);
+	env_wait_serving(e, 1, 1, EM_DEADLINE_MS);
 	tcp_roundtrip(port, "back", 4, "BACK");
 }
 
@@ -339,10 +339,10 @@ draining_generations_are_bounded(void **state)
 	env_start_ready(e, 1, port);
 	fd1 = tcp_open_echoed(port, "g1", 2, "G1");    /* holds generation 1 in its drain */
 	env_signal(e, SIGHUP);
-	env_wait_log(e, "reload ok: generation 2", EM_DEADLINE_MS);
+	env_wait_serving(e, 2, 1, EM_DEADLINE_MS);
 	fd2 = tcp_open_echoed(port, "g2", 2, "G2");    /* holds generation 2 */
 	env_signal(e, SIGHUP);
-	env_wait_log(e, "reload ok: generation 3", EM_DEADLINE_MS);
+	env_wait_serving(e, 3, 1, EM_DEADLINE_MS);
 	env_wait_log(e, "more than max_draining_generations = 1: stopping generation 1 now",
 	    EM_DEADLINE_MS);
 	assert_int_equal(tcp_wait_eof(fd1, EM_DEADLINE_MS), 0);  /* generation 1 is gone */

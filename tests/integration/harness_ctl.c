@@ -1,0 +1,208 @@
+/*
+ * harness_ctl.c: the daemon's control socket, spoken the way `echomaster -s`
+ * speaks it (one command line; "ok" or "error", a body, EOF), and the
+ * readiness wait built on its status-json answer.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "harness.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define CTL_ANSWER_MAX	(1024 * 1024)
+
+const char *
+env_control_socket(struct env *e)
+{
+	int n = snprintf(e->ctl_path, sizeof(e->ctl_path), "%s/control.sock", e->dir);
+
+	assert_true(n > 0 && (size_t)n < sizeof(((struct sockaddr_un *)0)->sun_path));
+	return e->ctl_path;
+}
+
+/* A non-blocking connection to the control socket, or -1 with errno. */
+static int
+ctl_connect(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd;
+
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	/* A Unix socket connects at once, or fails (EAGAIN: backlog full). */
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+/* Reads up to EOF within the deadline; the answer, malloc'd, or NULL with errno. */
+static char *
+ctl_read_answer(int fd, int64_t deadline)
+{
+	size_t len = 0, cap = 4096;
+	char *buf = malloc(cap), *bigger;
+	ssize_t n;
+
+	assert_non_null(buf);
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int64_t left = deadline - now_ms();
+		if (left <= 0) {
+			free(buf);
+			errno = ETIMEDOUT;
+			return NULL;
+		}
+		if (poll(&p, 1, (int)(left > 1000 ? 1000 : left)) <= 0)
+			continue;  /* a slice of the deadline passed, or EINTR */
+		if ((n = read(fd, buf + len, cap - 1 - len)) == 0)
+			break;
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n < 0 || len + (size_t)n >= CTL_ANSWER_MAX) {
+			free(buf);
+			errno = n < 0 ? errno : EMSGSIZE;
+			return NULL;
+		}
+		len += (size_t)n;
+		if (cap - 1 - len == 0) {
+			bigger = realloc(buf, cap *= 2);
+			assert_non_null(bigger);
+			buf = bigger;
+		}
+	}
+	buf[len] = '\0';
+	return buf;
+}
+
+int
+env_control(struct env *e, const char *cmd, char **body, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	char line[64], *answer, *nl;
+	int fd, len = snprintf(line, sizeof(line), "%s\n", cmd), status;
+
+	assert_true(e->ctl_path[0] != '\0');
+	assert_true(len > 0 && (size_t)len < sizeof(line));
+	if ((fd = ctl_connect(e->ctl_path)) == -1)
+		return -1;
+	/* A line this short fits an empty socket buffer: no partial send. */
+	if (send(fd, line, (size_t)len, MSG_NOSIGNAL) != len) {
+		close(fd);
+		return -1;
+	}
+	answer = ctl_read_answer(fd, deadline);
+	close(fd);
+	if (answer == NULL)
+		return -1;
+	if ((nl = strchr(answer, '\n')) == NULL) {
+		free(answer);
+		errno = EPROTO;
+		return -1;
+	}
+	status = strncmp(answer, "ok\n", 3) == 0 ? 0 : 1;
+	if (body != NULL) {
+		*body = strdup(nl + 1);
+		assert_non_null(*body);
+	}
+	free(answer);
+	return status;
+}
+
+/* The text of member key in the object [obj, end): a pointer just past "key":, or NULL. */
+static const char *
+json_member(const char *obj, const char *end, const char *key)
+{
+	char pat[64];
+	size_t plen = (size_t)snprintf(pat, sizeof(pat), "\"%s\":", key);
+	const char *at = memmem(obj, (size_t)(end - obj), pat, plen);
+
+	return at != NULL ? at + plen : NULL;
+}
+
+static bool
+json_uint_is(const char *obj, const char *end, const char *key, unsigned long want)
+{
+	const char *v = json_member(obj, end, key);
+	char *after;
+
+	return v != NULL && strtoul(v, &after, 10) == want && after > v;
+}
+
+/*
+ * status_json's answer (src/master/status.c): {"version":..,"master":{..,
+ * "generation":G,"workers":N,..},"workers":[{"pid":..,"generation":G,
+ * "slot":..,"state":"serving",..},..],"totals":{..}}. True when the
+ * master serves generation G with N slots and N workers of generation G
+ * are "serving".
+ */
+static bool
+status_is_serving(const char *json, unsigned generation, int workers)
+{
+	const char *m = strstr(json, "\"master\":{"), *p = strstr(json, "\"workers\":[");
+	const char *end;
+	int serving = 0;
+
+	if (m == NULL || p == NULL || (end = strchr(m, '}')) == NULL)
+		return false;
+	if (!json_uint_is(m, end, "generation", generation) ||
+	    !json_uint_is(m, end, "workers", (unsigned long)workers))
+		return false;
+	/* The worker objects hold no nested object: each ends at its first '}'. */
+	for (p += strlen("\"workers\":["); *p == '{'; p = *end == ',' ? end + 1 : end) {
+		const char *state;
+		if ((end = strchr(p, '}')) == NULL)
+			return false;
+		state = json_member(p, end, "state");
+		if (json_uint_is(p, end, "generation", generation) && state != NULL &&
+		    strncmp(state, "\"serving\"", 9) == 0)
+			serving++;
+		end++;
+	}
+	return serving == workers;
+}
+
+void
+env_wait_serving(struct env *e, unsigned generation, int workers, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	char *last = NULL, *body;
+	int rc;
+
+	for (;;) {
+		int64_t left = deadline - now_ms();
+		body = NULL;
+		rc = env_control(e, "status-json", &body, left > 0 ? (int)left : 1);
+		if (rc == 0 && status_is_serving(body, generation, workers)) {
+			free(body);
+			free(last);
+			return;
+		}
+		if (body != NULL) {
+			free(last);
+			last = body;
+		}
+		if (env_exited(e) || now_ms() >= deadline)
+			break;
+		nap_ms(EM_POLL_NAP_MS);
+	}
+	env_dump_log(e);
+	fprintf(stderr, "--- last status-json from %s:\n%s\n", e->ctl_path,
+	    last != NULL ? last : "(none)");
+	fflush(stderr);
+	free(last);
+	fail_msg("%s while waiting for generation %u with %d workers serving",
+	    env_exited(e) ? "master exited" : "timed out", generation, workers);
+}
