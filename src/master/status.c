@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* The per-worker counters, in the order every rendering shows them. */
 static const struct counter {
@@ -62,6 +63,15 @@ counter_total(const struct status_view *v, size_t i)
 	return sum;
 }
 
+/* A counter's column: room for 14 digits, or its name if that is wider. */
+static int
+column_width(size_t i)
+{
+	size_t n = strlen(counters[i].name);
+
+	return n > 14 ? (int)n : 14;
+}
+
 /* "3d04h", "2h05m", "4m10s", "12.3s": short and unambiguous. */
 static void
 duration(char *buf, size_t len, int64_t ms)
@@ -107,7 +117,7 @@ status_text(const struct status_view *v)
 	    v->parked_slots);
 	fprintf(f, "%8s %4s %4s %-9s %8s %9s", "PID", "GEN", "SLOT", "STATE", "UP", "HEARTBEAT");
 	for (size_t i = 0; i < NCOUNTERS; i++)
-		fprintf(f, " %14s", counters[i].name);
+		fprintf(f, " %*s", column_width(i), counters[i].name);
 	fputc('\n', f);
 	for (size_t k = 0; k < v->nworkers; k++) {
 		const struct status_worker *w = &v->w[k];
@@ -116,12 +126,12 @@ status_text(const struct status_view *v)
 		fprintf(f, "%8ld %4u %4d %-9s %8s %9s", (long)w->pid, w->generation, w->slot,
 		    w->state, up, beat);
 		for (size_t i = 0; i < NCOUNTERS; i++)
-			fprintf(f, " %14" PRIu64, counter_get(w->sb, i));
+			fprintf(f, " %*" PRIu64, column_width(i), counter_get(w->sb, i));
 		fputc('\n', f);
 	}
-	fprintf(f, "%-46s", "total");
+	fprintf(f, "%-47s", "total");  /* as wide as the columns from PID to HEARTBEAT */
 	for (size_t i = 0; i < NCOUNTERS; i++)
-		fprintf(f, " %14" PRIu64, counter_total(v, i));
+		fprintf(f, " %*" PRIu64, column_width(i), counter_total(v, i));
 	fputc('\n', f);
 	return close_stream(f, &buf);
 }

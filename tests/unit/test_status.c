@@ -187,6 +187,17 @@ text_has_a_header_a_row_per_worker_and_totals(void **state)
 	for (size_t i = 0; i < NNAMES; i++)
 		want[i] = value(0, i) + value(1, i) + value(2, i);
 	row_expect(text, 7, total, 1, want);
+	/* Every value ends under the end of its column's name: the rows are as long as the header. */
+	for (int n = 4; n <= 7; n++) {
+		char *head_line = line_at(text, 3), *row = line_at(text, n);
+		assert_int_equal(strlen(row), strlen(head_line));
+		for (size_t i = 0; head_line[i] != '\0'; i++)
+			if (head_line[i] != ' ' && (head_line[i + 1] == ' ' || head_line[i + 1] == '\0') &&
+			    i > 46)
+				assert_true(row[i] != ' ' && (row[i + 1] == ' ' || row[i + 1] == '\0'));
+		free(head_line);
+		free(row);
+	}
 	/* The totals line is the last. */
 	l = strstr(text, "\ntotal");
 	assert_non_null(l);
