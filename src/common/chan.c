@@ -1,0 +1,108 @@
+#include "common/chan.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CHAN_MAGIC 0x45434831u  /* "ECH1": also the version */
+
+/* What travels as the message's bytes; the descriptors go beside it. */
+struct chan_wire {
+	uint32_t magic;
+	uint32_t kind;
+	uint32_t nfds;
+	uint32_t more;
+	uint32_t entry[CHAN_MAX_FDS];
+};
+
+union chan_cmsg {
+	char buf[CMSG_SPACE(sizeof(int) * CHAN_MAX_FDS)];
+	struct cmsghdr align;
+};
+
+int
+chan_send(int fd, const struct chan_msg *m)
+{
+	struct chan_wire w = { .magic = CHAN_MAGIC, .kind = m->kind, .nfds = m->nfds,
+	    .more = m->more };
+	struct iovec iov = { .iov_base = &w, .iov_len = sizeof(w) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union chan_cmsg cm;
+
+	if (m->nfds > CHAN_MAX_FDS) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(w.entry, m->entry, sizeof(w.entry[0]) * m->nfds);
+	if (m->nfds != 0) {
+		struct cmsghdr *c;
+		memset(&cm, 0, sizeof(cm));
+		mh.msg_control = cm.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * m->nfds);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * m->nfds);
+		memcpy(CMSG_DATA(c), m->fds, sizeof(int) * m->nfds);
+	}
+	return sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)sizeof(w) ? 0 : -1;
+}
+
+void
+chan_close_fds(struct chan_msg *m)
+{
+	for (uint32_t i = 0; i < m->nfds; i++)
+		close(m->fds[i]);
+	m->nfds = 0;
+}
+
+/* Takes the descriptors out of the control data; returns how many arrived. */
+static uint32_t
+chan_take_fds(struct msghdr *mh, struct chan_msg *m)
+{
+	uint32_t n = 0;
+
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c != NULL; c = CMSG_NXTHDR(mh, c)) {
+		size_t k;
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k && n < CHAN_MAX_FDS; i++)
+			memcpy(&m->fds[n++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+	}
+	return n;
+}
+
+static bool
+chan_wire_ok(const struct chan_wire *w, ssize_t len, uint32_t nfds, int flags)
+{
+	return len == (ssize_t)sizeof(*w) && !(flags & (MSG_TRUNC | MSG_CTRUNC)) &&
+	    w->magic == CHAN_MAGIC && w->kind >= CHAN_READY && w->kind <= CHAN_TAKE_OVER &&
+	    w->nfds == nfds && (w->kind != CHAN_TAKE_OVER || nfds == 1);
+}
+
+int
+chan_recv(int fd, struct chan_msg *m)
+{
+	struct chan_wire w;
+	struct iovec iov = { .iov_base = &w, .iov_len = sizeof(w) };
+	union chan_cmsg cm;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+	    .msg_controllen = sizeof(cm.buf) };
+	ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+
+	memset(m, 0, sizeof(*m));
+	if (n <= 0)
+		return n == 0 ? 0 : -1;
+	m->nfds = chan_take_fds(&mh, m);
+	if (!chan_wire_ok(&w, n, m->nfds, mh.msg_flags)) {
+		chan_close_fds(m);
+		errno = EPROTO;
+		return -1;
+	}
+	m->kind = w.kind;
+	m->more = w.more != 0;
+	memcpy(m->entry, w.entry, sizeof(m->entry));
+	return 1;
+}
