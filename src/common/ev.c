@@ -50,3 +50,12 @@ ev_now_coarse_ms(void)
 {
 	return ev_clock_ms(CLOCK_MONOTONIC_COARSE);
 }
+
+uint64_t
+ev_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}

@@ -28,4 +28,7 @@ int64_t ev_now_ms(void);
  */
 int64_t ev_now_coarse_ms(void);
 
+/* The same clock as ev_now_ms in nanoseconds: for rates finer than a millisecond. */
+uint64_t ev_now_ns(void);
+
 #endif

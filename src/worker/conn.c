@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/ev.h"
 #include "common/log.h"
 #include "common/sock.h"
 #include "worker/acl.h"
@@ -119,7 +120,6 @@ conn_close(struct worker *w, struct conn *c)
 static void
 conn_open(struct worker *w, int fd, int mode, int addr_entry)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
 	struct conn *c = calloc(1, sizeof(*c));
 
 	if (c == NULL) {
@@ -132,8 +132,7 @@ conn_open(struct worker *w, int fd, int mode, int addr_entry)
 	c->mode = (uint8_t)mode;
 	c->events = EPOLLIN;
 	c->last_active = w->now_ms;
-	ev.data.ptr = c;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+	if (ev_add(w->epfd, fd, EPOLLIN, &c->ev) == -1) {
 		log_warn("epoll_ctl add connection");
 		free(c);
 		goto fail;
@@ -334,8 +333,7 @@ conn_update_events(struct worker *w, struct conn *c)
 		return -1;
 	want = (!c->paused && !c->read_closed ? EPOLLIN : 0) | (c->out.len != 0 ? EPOLLOUT : 0);
 	if (want != c->events) {
-		struct epoll_event ev = { .events = want, .data.ptr = c };
-		if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev) == -1)
+		if (ev_mod(w->epfd, c->fd, want, &c->ev) == -1)
 			return -1;
 		c->events = want;
 	}

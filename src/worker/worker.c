@@ -99,14 +99,6 @@ worker_bind_to_master(const struct worker_spec *spec)
 		exit(EXIT_OK);
 }
 
-static int
-worker_watch(struct worker *w, int fd, uint32_t events, void *ptr)
-{
-	struct epoll_event ev = { .events = events, .data.ptr = ptr };
-
-	return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
-}
-
 /*
  * Every worker waits on the same listening sockets, inherited from the
  * master. EPOLLEXCLUSIVE wakes one waiter per new connection instead of all
@@ -120,7 +112,7 @@ listener_watch(struct worker *w, struct worker_listener *l)
 {
 	if (l->registered)
 		return;
-	if (worker_watch(w, l->fd, EPOLLIN | EPOLLEXCLUSIVE, l) == -1)
+	if (ev_add(w->epfd, l->fd, EPOLLIN | EPOLLEXCLUSIVE, &l->ev) == -1)
 		fatal("worker: epoll_ctl add listener");
 	l->registered = true;
 }
@@ -134,7 +126,7 @@ listener_unwatch(struct worker *w, struct worker_listener *l)
 {
 	if (!l->registered)
 		return;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->fd, NULL) == -1)
+	if (ev_del(w->epfd, l->fd) == -1)
 		log_warn("epoll_ctl del listener");
 	l->registered = false;
 }
@@ -267,8 +259,8 @@ worker_init(struct worker *w, const struct worker_spec *spec, const int *own_udp
 		fatal("worker: signals");
 	if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		fatal("worker: epoll_create1");
-	if (worker_watch(w, w->sigfd, EPOLLIN, &w->sig_ev) == -1 ||
-	    worker_watch(w, w->chan_fd, EPOLLIN, &w->master_ev) == -1)
+	if (ev_add(w->epfd, w->sigfd, EPOLLIN, &w->sig_ev) == -1 ||
+	    ev_add(w->epfd, w->chan_fd, EPOLLIN, &w->master_ev) == -1)
 		fatal("worker: epoll_ctl");
 	for (size_t i = 0; i < spec->cfg->nlisten; i++) {
 		const struct cfg_listen *conf = &spec->cfg->listen[i];
@@ -287,13 +279,10 @@ worker_init(struct worker *w, const struct worker_spec *spec, const int *own_udp
  * clock costs no system call and is precise enough for both.
  */
 static void
-worker_clock(struct worker *w)
+worker_stamp(struct worker *w)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	w->now = ts.tv_sec;
-	w->now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	w->now_ms = ev_now_coarse_ms();
+	w->now = (time_t)(w->now_ms / 1000);
 	w->me->heartbeat_ms = w->now_ms;
 }
 
@@ -398,7 +387,7 @@ worker_loop(struct worker *w)
 
 		if (n == -1 && errno != EINTR)
 			fatal("worker: epoll_wait");
-		worker_clock(w);
+		worker_stamp(w);
 		for (int i = 0; i < n; i++) {
 			struct ev_source *src = events[i].data.ptr;
 
@@ -433,7 +422,7 @@ worker_main(const struct worker_spec *spec)
 	worker_bind_to_master(spec);
 	worker_init(&w, spec, own_udp);
 	free(own_udp);
-	worker_clock(&w);
+	worker_stamp(&w);
 #ifdef EM_TEST_HOOKS
 	/* Test builds only: a start-up failure, for as long as the named file exists. */
 	if (getenv("EM_TEST_CRASH_ON_START") != NULL && access(getenv("EM_TEST_CRASH_ON_START"), F_OK) == 0)

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "common/cfg.h"
+#include "common/ev.h"
 #include "common/scoreboard.h"
 
 /* What the master hands a worker it has just forked. */
@@ -26,11 +27,8 @@ struct worker_spec {
 	struct sb_worker *me;   /* our entry in sb, which only we write */
 };
 
-/* What every object registered with epoll starts with, so the loop can dispatch. */
+/* The worker's kinds of struct ev_source (common/ev.h), which worker_loop dispatches on. */
 enum ev_kind { EV_SIGNAL, EV_MASTER, EV_TCP_LISTENER, EV_UDP, EV_CONN };
-struct ev_source {
-	uint8_t kind;  /* enum ev_kind */
-};
 
 struct worker_listener {
 	struct ev_source ev;
