@@ -154,7 +154,8 @@ worker_sync_accepting(struct worker *w)
 	}
 }
 
-void
+/* Stops accepting TCP connections for a while (descriptor exhaustion). */
+static void
 worker_pause_accept(struct worker *w, int seconds)
 {
 	w->accept_paused_until = w->now + seconds;
@@ -181,16 +182,62 @@ worker_pause_accept(struct worker *w, int seconds)
  * of them while the others wait for a CPU; those connections would then
  * stay unevenly spread for as long as they live. Stepping out leaves them
  * queued, in the kernel, for the worker that is below its share.
+ *
+ * Called after each accepted connection, after connections close while
+ * stepped out, and on every loop turn while stepped out.
  */
-void
+static void
 worker_balance_accept(struct worker *w)
 {
 	uint64_t avg = scoreboard_average_active(w->sb);
-	bool over = w->over_share ? w->nconns > avg : w->nconns > avg + avg / 16 + 2;
+	size_t n = conn_count(&w->conns);
+	bool over = w->over_share ? n > avg : n > avg + avg / 16 + 2;
 
 	if (over != w->over_share) {
 		w->over_share = over;
 		worker_sync_accepting(w);
+	}
+}
+
+/*
+ * conn.c reports closed connections: a worker that stepped out of
+ * accepting comes back as soon as its share allows.
+ */
+static void
+worker_conns_closed(struct worker *w)
+{
+	if (w->over_share)
+		worker_balance_accept(w);
+}
+
+/*
+ * How many connections one wake-up accepts. Small enough that a worker
+ * woken for a burst leaves some of it to the others, large enough that a
+ * churn of short connections does not cost a wake-up each.
+ */
+#define ACCEPT_BATCH 16
+
+static void
+worker_accept(struct worker *w, struct worker_listener *l)
+{
+	for (int i = 0; i < ACCEPT_BATCH && !w->over_share; i++) {
+		switch (conn_accept(w, l)) {
+		case CONN_OPENED:
+			worker_balance_accept(w);  /* a burst stops at our share: the rest is for the others */
+			break;
+		case CONN_TURNED_AWAY:
+			break;
+		case CONN_NONE_QUEUED:
+			return;
+		case CONN_EXHAUSTED:
+			/*
+			 * Level-triggered epoll would wake us for the queued
+			 * connection again at once. Step back for a second and
+			 * let the other workers, or freed descriptors, take it.
+			 */
+			worker_pause_accept(w, 1);
+			return;
+		}
 	}
 }
 
@@ -301,7 +348,7 @@ worker_start_drain(struct worker *w)
 	w->nlisteners = 0;
 	/* Only now: a worker titled so takes no new client, TCP or UDP. */
 	proctitle_set("echomaster: worker process is shutting down");
-	log_debug("draining %zu connections", w->nconns);
+	log_debug("draining %zu connections", conn_count(&w->conns));
 }
 
 static void
@@ -327,7 +374,7 @@ worker_dispatch(struct worker *w, struct ev_source *src)
 	case EV_TCP_LISTENER:
 		/* Registration checked: a pause or drain earlier in this batch may have closed it. */
 		if (((struct worker_listener *)src)->registered)
-			conn_accept(w, (struct worker_listener *)src);
+			worker_accept(w, (struct worker_listener *)src);
 		break;
 	case EV_UDP:
 		if (((struct worker_listener *)src)->registered)
@@ -345,7 +392,8 @@ worker_dispatch(struct worker *w, struct ev_source *src)
 static void
 worker_tick(struct worker *w)
 {
-	conn_expire_idle(w);
+	if (conn_expire_idle(w) != 0)
+		worker_conns_closed(w);
 	if (w->accept_paused_until != 0 && w->now >= w->accept_paused_until) {
 		w->accept_paused_until = 0;
 		worker_sync_accepting(w);
@@ -360,9 +408,10 @@ worker_drain_check(struct worker *w)
 {
 	if (w->now_ms < w->drain_deadline_ms)
 		return;
-	if (w->nconns != 0)
-		log_info("shutdown_timeout reached: closing %zu connections", w->nconns);
-	conn_close_all(w);
+	if (conn_count(&w->conns) != 0)
+		log_info("shutdown_timeout reached: closing %zu connections", conn_count(&w->conns));
+	if (conn_close_all(w) != 0)
+		worker_conns_closed(w);
 }
 
 /*
@@ -381,7 +430,7 @@ worker_loop(struct worker *w)
 	struct epoll_event events[WORKER_EVENTS];
 	time_t last_tick = w->now;
 
-	while (!(w->draining && w->nconns == 0)) {
+	while (!(w->draining && conn_count(&w->conns) == 0)) {
 		int n = epoll_wait(w->epfd, events, WORKER_EVENTS,
 		    w->over_share ? WORKER_REBALANCE_MS : WORKER_TICK_MS);
 
@@ -391,10 +440,10 @@ worker_loop(struct worker *w)
 		for (int i = 0; i < n; i++) {
 			struct ev_source *src = events[i].data.ptr;
 
-			if (src->kind == EV_CONN)
-				conn_handle(w, (struct conn *)src, events[i].events);
-			else
+			if (src->kind != EV_CONN)
 				worker_dispatch(w, src);
+			else if (conn_handle(w, (struct conn *)src, events[i].events))
+				worker_conns_closed(w);
 		}
 		if (w->over_share && !w->draining)
 			worker_balance_accept(w);

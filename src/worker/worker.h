@@ -1,7 +1,15 @@
 /*
  * worker: one worker process. Set-up (descriptors, privileges, parent-death
  * signal), the epoll loop, and the graceful drain. The connection and
- * datagram logic live in conn.c and udp.c; this file only dispatches.
+ * datagram logic live in conn.c and udp.c; this file dispatches to them.
+ *
+ * Whether to accept is decided here alone: a pause when descriptors run
+ * out, the step out of the accept queue while over our share, the drain.
+ * conn.c owns the connections (struct conn_set, embedded below, which this
+ * file only reads) and reports each change in its return values; worker.c
+ * acts on them. Our scoreboard entry is written by this process only:
+ * conn.c keeps the TCP counters, udp.c the datagram ones, worker.c the
+ * heartbeat.
  */
 #ifndef EM_WORKER_H
 #define EM_WORKER_H
@@ -14,6 +22,7 @@
 #include "common/cfg.h"
 #include "common/ev.h"
 #include "common/scoreboard.h"
+#include "worker/conn.h"
 
 /* What the master hands a worker it has just forked. */
 struct worker_spec {
@@ -38,7 +47,6 @@ struct worker_listener {
 	const struct cfg_listen *conf;
 };
 
-struct conn;
 struct udp_batch;
 
 /* The one context of a worker process. */
@@ -52,9 +60,7 @@ struct worker {
 	size_t nlisteners;
 	unsigned char *scratch;          /* one read's worth, shared by all connections */
 	struct udp_batch *udp;
-	struct conn *idle_head;          /* least recently active first */
-	struct conn *idle_tail;
-	size_t nconns;
+	struct conn_set conns;           /* conn.c's; read with conn_count() */
 	time_t now;                      /* monotonic seconds, read once per loop turn */
 	int64_t now_ms;                  /* the same instant in milliseconds */
 	time_t accept_paused_until;      /* out of descriptors: not before then; 0 = no pause */
@@ -70,16 +76,5 @@ struct worker {
 
 /* Runs a worker process to its end; never returns. */
 __attribute__((noreturn)) void worker_main(const struct worker_spec *spec);
-
-/* Stops accepting TCP connections for a while (descriptor exhaustion). */
-void worker_pause_accept(struct worker *w, int seconds);
-
-/*
- * Steps back from accepting while this worker holds clearly more connections
- * than the serving workers' average, and comes back once it is at or below
- * it. Called after each accepted connection, and on every loop turn while
- * stepped out.
- */
-void worker_balance_accept(struct worker *w);
 
 #endif
