@@ -27,6 +27,14 @@ struct conn_set {
 	struct conn *idle_head;  /* least recently active first */
 	struct conn *idle_tail;
 	size_t n;
+	/*
+	 * Bytes not yet in the scoreboard entry: a request then writes to the
+	 * worker's own memory, not to the page the master and the other
+	 * workers read. conn_publish moves them.
+	 */
+	uint64_t echoed;         /* read and written back whole: in and out both */
+	uint64_t bytes_in;       /* the rest of what was read */
+	uint64_t bytes_out;      /* the rest of what was written */
 };
 
 /* How many connections the set holds. */
@@ -49,6 +57,13 @@ enum conn_accepted conn_accept(struct worker *w, struct worker_listener *l);
 
 /* Handles epoll events for a connection; true when they closed it. */
 bool conn_handle(struct worker *w, struct conn *c, uint32_t events);
+
+/*
+ * Adds the bytes counted since the last call to the scoreboard entry.
+ * Called once per loop turn, so that status readers are never more than
+ * a loop turn behind.
+ */
+void conn_publish(struct worker *w);
 
 /* Closes connections idle for idle_timeout seconds or more; returns how many. */
 size_t conn_expire_idle(struct worker *w);

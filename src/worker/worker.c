@@ -445,6 +445,7 @@ worker_loop(struct worker *w)
 			else if (conn_handle(w, (struct conn *)src, events[i].events))
 				worker_conns_closed(w);
 		}
+		conn_publish(w);
 		if (w->over_share && !w->draining)
 			worker_balance_accept(w);
 		if (w->now != last_tick) {
