@@ -3,12 +3,14 @@
  * signal), the epoll loop, and the graceful drain. The connection and
  * datagram logic live in conn.c and udp.c; this file dispatches to them.
  *
- * Whether to accept is decided here alone: a pause when descriptors run
- * out, the step out of the accept queue while over our share, the drain.
- * conn.c owns the connections (struct conn_set, embedded below, which this
- * file only reads) and reports each change in its return values; worker.c
- * acts on them. Our scoreboard entry is written by this process only:
- * conn.c keeps the TCP counters, udp.c the datagram ones, worker.c the
+ * Whether to accept is decided here alone (a pause when descriptors run
+ * out, the step out of the accept queue while over our share, the drain),
+ * so that one file holds every reason our listeners come and go. conn.c
+ * owns the connections (struct conn_set, embedded below, which this file
+ * only reads) and reports in its return values what changed; worker.c
+ * acts on that. Our scoreboard entry has this process as its only writer:
+ * conn.c the TCP counters (the per-request bytes once per loop turn, when
+ * worker_loop calls conn_publish), udp.c the datagram ones, worker.c the
  * heartbeat.
  */
 #ifndef EM_WORKER_H
