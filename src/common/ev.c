@@ -30,25 +30,32 @@ ev_del(int epfd, int fd)
 	return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
-static int64_t
-ev_clock_ms(clockid_t id)
+/* The one reader of the clock: nanoseconds of ID. */
+static uint64_t
+ev_clock_ns(clockid_t id)
 {
 	struct timespec ts;
 
 	clock_gettime(id, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 int64_t
 ev_now_ms(void)
 {
-	return ev_clock_ms(CLOCK_MONOTONIC);
+	return (int64_t)(ev_clock_ns(CLOCK_MONOTONIC) / 1000000);
 }
 
 int64_t
 ev_now_coarse_ms(void)
 {
-	return ev_clock_ms(CLOCK_MONOTONIC_COARSE);
+	return (int64_t)(ev_clock_ns(CLOCK_MONOTONIC_COARSE) / 1000000);
+}
+
+uint64_t
+ev_now_ns(void)
+{
+	return ev_clock_ns(CLOCK_MONOTONIC);
 }
 
 int64_t

@@ -28,6 +28,9 @@ int64_t ev_now_ms(void);
  */
 int64_t ev_now_coarse_ms(void);
 
+/* The same clock as ev_now_ms in nanoseconds: for rates finer than a millisecond. */
+uint64_t ev_now_ns(void);
+
 /* The sooner of two deadlines, where 0 means none. */
 int64_t ev_sooner(int64_t a, int64_t b);
 

@@ -7,8 +7,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "common/ev.h"
 
 static struct {
 	int fd;
@@ -56,8 +57,5 @@ notify_send(const char *fmt, ...)
 unsigned long long
 notify_monotonic_usec(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000;
+	return (unsigned long long)(ev_now_ns() / 1000);
 }

@@ -9,18 +9,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/ev.h"
 #include "common/log.h"
 #include "common/sock.h"
+#include "worker/worker.h"
 #include "worker/acl.h"
 #include "worker/echo.h"
 #include "worker/outbuf.h"
-
-/*
- * How many connections one wake-up accepts. Small enough that a worker
- * woken for a burst leaves some of it to the others, large enough that a
- * churn of short connections does not cost a wake-up each.
- */
-#define ACCEPT_BATCH 16
 
 struct conn {
 	struct ev_source ev;
@@ -38,29 +33,29 @@ struct conn {
 };
 
 static void
-idle_unlink(struct worker *w, struct conn *c)
+idle_unlink(struct conn_set *s, struct conn *c)
 {
 	if (c->prev != NULL)
 		c->prev->next = c->next;
 	else
-		w->idle_head = c->next;
+		s->idle_head = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	else
-		w->idle_tail = c->prev;
+		s->idle_tail = c->prev;
 	c->prev = c->next = NULL;
 }
 
 static void
-idle_append(struct worker *w, struct conn *c)
+idle_append(struct conn_set *s, struct conn *c)
 {
-	c->prev = w->idle_tail;
+	c->prev = s->idle_tail;
 	c->next = NULL;
-	if (w->idle_tail != NULL)
-		w->idle_tail->next = c;
+	if (s->idle_tail != NULL)
+		s->idle_tail->next = c;
 	else
-		w->idle_head = c;
-	w->idle_tail = c;
+		s->idle_head = c;
+	s->idle_tail = c;
 }
 
 /*
@@ -80,8 +75,8 @@ conn_restamp(struct worker *w, struct conn *c)
 		c->received = 0;
 	}
 	c->last_active = w->now_ms;
-	idle_unlink(w, c);
-	idle_append(w, c);
+	idle_unlink(&w->conns, c);
+	idle_append(&w->conns, c);
 }
 
 /*
@@ -103,23 +98,22 @@ conn_touch(struct worker *w, struct conn *c)
 static void
 conn_close(struct worker *w, struct conn *c)
 {
-	idle_unlink(w, c);
+	idle_unlink(&w->conns, c);
 	close(c->fd);  /* also removes it from epoll: only this worker holds it */
 	if (c->addr_entry != -1)
 		addrtab_conn_release(&w->sb->addr, c->addr_entry, w->sb_entry);
 	outbuf_free(&c->out);
 	free(c);
-	w->me->active = --w->nconns;
-	/* A worker that stepped out of accepting comes back as soon as its share allows. */
-	if (w->over_share)
-		worker_balance_accept(w);
+	w->me->active = --w->conns.n;
 }
 
-/* Takes ownership of fd and of the per-address count at addr_entry (-1: none). */
-static void
+/*
+ * Takes ownership of fd and of the per-address count at addr_entry (-1:
+ * none). Returns 0, or -1 when the connection had to be dropped.
+ */
+static int
 conn_open(struct worker *w, int fd, int mode, int addr_entry)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
 	struct conn *c = calloc(1, sizeof(*c));
 
 	if (c == NULL) {
@@ -132,20 +126,20 @@ conn_open(struct worker *w, int fd, int mode, int addr_entry)
 	c->mode = (uint8_t)mode;
 	c->events = EPOLLIN;
 	c->last_active = w->now_ms;
-	ev.data.ptr = c;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+	if (ev_add(w->epfd, fd, EPOLLIN, &c->ev) == -1) {
 		log_warn("epoll_ctl add connection");
 		free(c);
 		goto fail;
 	}
-	idle_append(w, c);
-	w->me->active = ++w->nconns;
+	idle_append(&w->conns, c);
+	w->me->active = ++w->conns.n;
 	w->me->accepted++;
-	return;
+	return 0;
 fail:
 	close(fd);
 	if (addr_entry != -1)
 		addrtab_conn_release(&w->sb->addr, addr_entry, w->sb_entry);
+	return -1;
 }
 
 static void
@@ -206,54 +200,58 @@ accept_error_is_transient(int err)
 	    err == EHOSTUNREACH || err == EOPNOTSUPP || err == ENETUNREACH;
 }
 
+static int
+conn_accept4(const struct worker_listener *l, struct sockaddr_storage *peer)
+{
+	socklen_t peerlen = sizeof(*peer);
+
+	return l->screen ?
+	    accept4(l->fd, (struct sockaddr *)peer, &peerlen, SOCK_NONBLOCK | SOCK_CLOEXEC) :
+	    accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
 /*
  * A listener without access lists or a per-address limit (l->screen
  * false) never asks for the peer's address: the plain path costs nothing
  * more. A refused client's connection is closed at once: it sees EOF (or
  * a reset if it had sent data), and each refusal is counted in our scoreboard entry.
  */
-void
+enum conn_accepted
 conn_accept(struct worker *w, struct worker_listener *l)
 {
-	for (int i = 0; i < ACCEPT_BATCH && !w->over_share; i++) {
-		struct sockaddr_storage peer;
-		socklen_t peerlen = sizeof(peer);
-		int entry = -1;
-		int fd = l->screen ?
-		    accept4(l->fd, (struct sockaddr *)&peer, &peerlen, SOCK_NONBLOCK | SOCK_CLOEXEC) :
-		    accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	struct sockaddr_storage peer;
+	int entry = -1;
+	int fd = conn_accept4(l, &peer);
 
-		if (fd == -1) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			if (accept_error_is_transient(errno))
-				continue;
-			/*
-			 * EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays
-			 * queued and level-triggered epoll would wake us for it
-			 * again at once, a busy loop. Step back for a second and
-			 * let the other workers, or freed descriptors, take it.
-			 */
-			log_warn("accept");
-			worker_pause_accept(w, 1);
-			return;
-		}
-		if (l->screen && conn_acl_refuses(w, l, &peer)) {
-			close(fd);
-			continue;
-		}
-		if (w->nconns >= (size_t)w->cfg->max_connections) {
-			close(fd);  /* refused cleanly: the client sees EOF at once */
-			w->me->refused++;
-			continue;
-		}
-		if (l->screen && (entry = conn_count_address(w, &peer)) == -2) {
-			close(fd);
-			continue;
-		}
-		conn_open(w, fd, l->conf->mode, entry);
-		worker_balance_accept(w);  /* a burst stops at our share: the rest is for the others */
+	if (fd == -1) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return CONN_NONE_QUEUED;
+		if (accept_error_is_transient(errno))
+			return CONN_TURNED_AWAY;
+		/*
+		 * EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays
+		 * queued and level-triggered epoll would wake us for it
+		 * again at once, a busy loop: the worker must step back.
+		 */
+		log_warn("accept");
+		return CONN_EXHAUSTED;
 	}
+	if (l->screen && conn_acl_refuses(w, l, &peer)) {
+		close(fd);
+		return CONN_TURNED_AWAY;
+	}
+	if (w->conns.n >= (size_t)w->cfg->max_connections) {
+		close(fd);  /* refused cleanly: the client sees EOF at once */
+		w->me->refused++;
+		return CONN_TURNED_AWAY;
+	}
+	if (l->screen && (entry = conn_count_address(w, &peer)) == -2) {
+		close(fd);
+		return CONN_TURNED_AWAY;
+	}
+	if (conn_open(w, fd, l->conf->mode, entry) == -1)
+		return CONN_TURNED_AWAY;
+	return CONN_OPENED;
 }
 
 /* What one read made of a connection. */
@@ -262,6 +260,27 @@ enum conn_progress {
 	CONN_CHANGED,   /* EOF, output queued, or nothing read: epoll's mask may need to change */
 	CONN_FAILED,    /* the connection is broken: close it */
 };
+
+/*
+ * A read that was not echoed whole: counts it and queues what the client
+ * did not take. sent is what write() returned, or 0 when output was owed
+ * and none was attempted. Out of line, so that the common path keeps only
+ * what it needs in registers.
+ */
+static __attribute__((noinline)) enum conn_progress
+conn_queue_rest(struct worker *w, struct conn *c, ssize_t n, ssize_t sent)
+{
+	w->conns.bytes_in += (uint64_t)n;
+	if (sent < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			return CONN_FAILED;
+		sent = 0;
+	}
+	w->conns.bytes_out += (uint64_t)sent;
+	if (outbuf_append(&c->out, w->scratch + sent, (size_t)(n - sent)) == -1)
+		return CONN_FAILED;
+	return CONN_CHANGED;
+}
 
 /*
  * Reads a chunk and echoes it; what the client does not take is queued.
@@ -273,7 +292,7 @@ static inline __attribute__((always_inline)) enum conn_progress
 conn_read(struct worker *w, struct conn *c, bool owed)
 {
 	ssize_t n = read(c->fd, w->scratch, owed ? outbuf_room(&c->out) : WORKER_SCRATCH);
-	ssize_t sent = 0;
+	ssize_t sent;
 
 	if (n <= 0) {
 		if (n == 0) {
@@ -282,26 +301,16 @@ conn_read(struct worker *w, struct conn *c, bool owed)
 		}
 		return errno == EAGAIN || errno == EINTR ? CONN_CHANGED : CONN_FAILED;
 	}
-	w->me->bytes_in += (uint64_t)n;
 	c->received += (uint64_t)n;
 	if (c->mode == CFG_MODE_UPPER)
 		echo_upper(w->scratch, (size_t)n);
-	if (!owed) {
-		sent = write(c->fd, w->scratch, (size_t)n);
-		if (sent == n) {
-			w->me->bytes_out += (uint64_t)n;
-			return CONN_ECHOED;
-		}
-		if (sent < 0) {
-			if (errno != EAGAIN && errno != EINTR)
-				return CONN_FAILED;
-			sent = 0;
-		}
-		w->me->bytes_out += (uint64_t)sent;
-	}
-	if (outbuf_append(&c->out, w->scratch + sent, (size_t)(n - sent)) == -1)
-		return CONN_FAILED;
-	return CONN_CHANGED;
+	if (owed)
+		return conn_queue_rest(w, c, n, 0);
+	sent = write(c->fd, w->scratch, (size_t)n);
+	if (sent != n)
+		return conn_queue_rest(w, c, n, sent);
+	w->conns.echoed += (uint64_t)n;
+	return CONN_ECHOED;
 }
 
 static int
@@ -311,7 +320,7 @@ conn_flush(struct worker *w, struct conn *c)
 
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
-	w->me->bytes_out += (uint64_t)n;
+	w->conns.bytes_out += (uint64_t)n;
 	outbuf_consume(&c->out, (size_t)n);
 	return 0;
 }
@@ -334,8 +343,7 @@ conn_update_events(struct worker *w, struct conn *c)
 		return -1;
 	want = (!c->paused && !c->read_closed ? EPOLLIN : 0) | (c->out.len != 0 ? EPOLLOUT : 0);
 	if (want != c->events) {
-		struct epoll_event ev = { .events = want, .data.ptr = c };
-		if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, &ev) == -1)
+		if (ev_mod(w->epfd, c->fd, want, &c->ev) == -1)
 			return -1;
 		c->events = want;
 	}
@@ -347,7 +355,7 @@ conn_update_events(struct worker *w, struct conn *c)
  * what remains after conn_handle's read changed something: events is 0
  * then, and progress says what the read did.
  */
-static __attribute__((noinline)) void
+static __attribute__((noinline)) bool
 conn_handle_slow(struct worker *w, struct conn *c, uint32_t events, enum conn_progress progress)
 {
 	if (progress == CONN_FAILED ||
@@ -357,9 +365,26 @@ conn_handle_slow(struct worker *w, struct conn *c, uint32_t events, enum conn_pr
 	    ((events & EPOLLIN) && conn_read(w, c, c->out.len != 0) == CONN_FAILED) ||
 	    conn_update_events(w, c) == -1) {
 		conn_close(w, c);
-		return;
+		return true;
 	}
 	conn_touch(w, c);
+	return false;
+}
+
+/*
+ * One read and the echo of it. A function of its own, so that the common
+ * path saves three registers, not the five that conn_handle_slow's
+ * inlined paths would make every request save.
+ */
+static __attribute__((noinline)) bool
+conn_echo(struct worker *w, struct conn *c)
+{
+	enum conn_progress r = conn_read(w, c, false);
+
+	if (r != CONN_ECHOED)
+		return conn_handle_slow(w, c, 0, r);
+	conn_touch(w, c);
+	return false;
 }
 
 /*
@@ -368,43 +393,52 @@ conn_handle_slow(struct worker *w, struct conn *c, uint32_t events, enum conn_pr
  * that. Then one read and one write that takes it all leave the state as it
  * was, as in a bare echo server; everything else takes the slow path.
  */
-void
+bool
 conn_handle(struct worker *w, struct conn *c, uint32_t events)
 {
-	if (events == EPOLLIN && c->events == EPOLLIN) {
-		enum conn_progress r = conn_read(w, c, false);
-
-		if (r == CONN_ECHOED) {
-			conn_touch(w, c);
-			return;
-		}
-		conn_handle_slow(w, c, 0, r);
-		return;
-	}
-	conn_handle_slow(w, c, events, CONN_CHANGED);
+	if (events == EPOLLIN && c->events == EPOLLIN)
+		return conn_echo(w, c);
+	return conn_handle_slow(w, c, events, CONN_CHANGED);
 }
 
 void
+conn_publish(struct worker *w)
+{
+	struct conn_set *s = &w->conns;
+
+	w->me->bytes_in += s->echoed + s->bytes_in;
+	w->me->bytes_out += s->echoed + s->bytes_out;
+	s->echoed = s->bytes_in = s->bytes_out = 0;
+}
+
+size_t
 conn_expire_idle(struct worker *w)
 {
 	int64_t limit = (int64_t)w->cfg->idle_timeout * 1000;
+	size_t closed = 0;
 
 	if (limit == 0)
-		return;
+		return 0;
 	limit += IDLE_STAMP_MS;  /* never close early: the stamp may lag */
-	for (struct conn *c = w->idle_head, *next; c != NULL; c = next) {
+	for (struct conn *c = w->conns.idle_head, *next; c != NULL; c = next) {
 		next = c->next;
 		if (w->now_ms - c->last_active < limit)
 			break;  /* the list is oldest first: the rest are newer */
 		conn_close(w, c);
+		closed++;
 	}
+	return closed;
 }
 
-void
+size_t
 conn_close_all(struct worker *w)
 {
-	for (struct conn *c = w->idle_head, *next; c != NULL; c = next) {
+	size_t closed = 0;
+
+	for (struct conn *c = w->conns.idle_head, *next; c != NULL; c = next) {
 		next = c->next;
 		conn_close(w, c);
+		closed++;
 	}
+	return closed;
 }

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
+#include "common/ev.h"
 #include "common/log.h"
 #include "common/sock.h"
 #include "worker/acl.h"
@@ -91,16 +91,6 @@ udp_log_refused(const struct sockaddr_storage *from, const char *why)
 	log_debug("datagram from %s dropped: %s", addr, why);
 }
 
-/* Nanoseconds of CLOCK_MONOTONIC, the token buckets' clock; once per batch. */
-static uint64_t
-udp_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 /*
  * Whether a datagram from FROM may be answered: the listener's access
  * lists, then the source's token bucket, shared by all workers. Counts
@@ -131,7 +121,8 @@ udp_admits(struct worker *w, const struct worker_listener *l,
 static unsigned
 udp_prepare_replies(struct worker *w, const struct worker_listener *l, struct udp_batch *b, int n)
 {
-	uint64_t now_ns = w->cfg->udp_rate != 0 ? udp_now_ns() : 0;
+	/* The token buckets' clock, read once per batch. */
+	uint64_t now_ns = w->cfg->udp_rate != 0 ? ev_now_ns() : 0;
 	int mode = l->conf->mode;
 	unsigned out = 0;
 

@@ -99,14 +99,6 @@ worker_bind_to_master(const struct worker_spec *spec)
 		exit(EXIT_OK);
 }
 
-static int
-worker_watch(struct worker *w, int fd, uint32_t events, void *ptr)
-{
-	struct epoll_event ev = { .events = events, .data.ptr = ptr };
-
-	return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
-}
-
 /*
  * Every worker waits on the same listening sockets, inherited from the
  * master. EPOLLEXCLUSIVE wakes one waiter per new connection instead of all
@@ -120,7 +112,7 @@ listener_watch(struct worker *w, struct worker_listener *l)
 {
 	if (l->registered)
 		return;
-	if (worker_watch(w, l->fd, EPOLLIN | EPOLLEXCLUSIVE, l) == -1)
+	if (ev_add(w->epfd, l->fd, EPOLLIN | EPOLLEXCLUSIVE, &l->ev) == -1)
 		fatal("worker: epoll_ctl add listener");
 	l->registered = true;
 }
@@ -134,7 +126,7 @@ listener_unwatch(struct worker *w, struct worker_listener *l)
 {
 	if (!l->registered)
 		return;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->fd, NULL) == -1)
+	if (ev_del(w->epfd, l->fd) == -1)
 		log_warn("epoll_ctl del listener");
 	l->registered = false;
 }
@@ -162,7 +154,8 @@ worker_sync_accepting(struct worker *w)
 	}
 }
 
-void
+/* Stops accepting TCP connections for a while (descriptor exhaustion). */
+static void
 worker_pause_accept(struct worker *w, int seconds)
 {
 	w->accept_paused_until = w->now + seconds;
@@ -189,16 +182,62 @@ worker_pause_accept(struct worker *w, int seconds)
  * of them while the others wait for a CPU; those connections would then
  * stay unevenly spread for as long as they live. Stepping out leaves them
  * queued, in the kernel, for the worker that is below its share.
+ *
+ * Called after each accepted connection, after connections close while
+ * stepped out, and on every loop turn while stepped out.
  */
-void
+static void
 worker_balance_accept(struct worker *w)
 {
 	uint64_t avg = scoreboard_average_active(w->sb);
-	bool over = w->over_share ? w->nconns > avg : w->nconns > avg + avg / 16 + 2;
+	size_t n = conn_count(&w->conns);
+	bool over = w->over_share ? n > avg : n > avg + avg / 16 + 2;
 
 	if (over != w->over_share) {
 		w->over_share = over;
 		worker_sync_accepting(w);
+	}
+}
+
+/*
+ * conn.c reports closed connections: a worker that stepped out of
+ * accepting comes back as soon as its share allows.
+ */
+static void
+worker_conns_closed(struct worker *w)
+{
+	if (w->over_share)
+		worker_balance_accept(w);
+}
+
+/*
+ * How many connections one wake-up accepts. Small enough that a worker
+ * woken for a burst leaves some of it to the others, large enough that a
+ * churn of short connections does not cost a wake-up each.
+ */
+#define ACCEPT_BATCH 16
+
+static void
+worker_accept(struct worker *w, struct worker_listener *l)
+{
+	for (int i = 0; i < ACCEPT_BATCH && !w->over_share; i++) {
+		switch (conn_accept(w, l)) {
+		case CONN_OPENED:
+			worker_balance_accept(w);  /* a burst stops at our share: the rest is for the others */
+			break;
+		case CONN_TURNED_AWAY:
+			break;
+		case CONN_NONE_QUEUED:
+			return;
+		case CONN_EXHAUSTED:
+			/*
+			 * Level-triggered epoll would wake us for the queued
+			 * connection again at once. Step back for a second and
+			 * let the other workers, or freed descriptors, take it.
+			 */
+			worker_pause_accept(w, 1);
+			return;
+		}
 	}
 }
 
@@ -267,8 +306,8 @@ worker_init(struct worker *w, const struct worker_spec *spec, const int *own_udp
 		fatal("worker: signals");
 	if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		fatal("worker: epoll_create1");
-	if (worker_watch(w, w->sigfd, EPOLLIN, &w->sig_ev) == -1 ||
-	    worker_watch(w, w->chan_fd, EPOLLIN, &w->master_ev) == -1)
+	if (ev_add(w->epfd, w->sigfd, EPOLLIN, &w->sig_ev) == -1 ||
+	    ev_add(w->epfd, w->chan_fd, EPOLLIN, &w->master_ev) == -1)
 		fatal("worker: epoll_ctl");
 	for (size_t i = 0; i < spec->cfg->nlisten; i++) {
 		const struct cfg_listen *conf = &spec->cfg->listen[i];
@@ -287,13 +326,10 @@ worker_init(struct worker *w, const struct worker_spec *spec, const int *own_udp
  * clock costs no system call and is precise enough for both.
  */
 static void
-worker_clock(struct worker *w)
+worker_stamp(struct worker *w)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	w->now = ts.tv_sec;
-	w->now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	w->now_ms = ev_now_coarse_ms();
+	w->now = (time_t)(w->now_ms / 1000);
 	w->me->heartbeat_ms = w->now_ms;
 }
 
@@ -312,7 +348,7 @@ worker_start_drain(struct worker *w)
 	w->nlisteners = 0;
 	/* Only now: a worker titled so takes no new client, TCP or UDP. */
 	proctitle_set("echomaster: worker process is shutting down");
-	log_debug("draining %zu connections", w->nconns);
+	log_debug("draining %zu connections", conn_count(&w->conns));
 }
 
 static void
@@ -338,7 +374,7 @@ worker_dispatch(struct worker *w, struct ev_source *src)
 	case EV_TCP_LISTENER:
 		/* Registration checked: a pause or drain earlier in this batch may have closed it. */
 		if (((struct worker_listener *)src)->registered)
-			conn_accept(w, (struct worker_listener *)src);
+			worker_accept(w, (struct worker_listener *)src);
 		break;
 	case EV_UDP:
 		if (((struct worker_listener *)src)->registered)
@@ -356,7 +392,8 @@ worker_dispatch(struct worker *w, struct ev_source *src)
 static void
 worker_tick(struct worker *w)
 {
-	conn_expire_idle(w);
+	if (conn_expire_idle(w) != 0)
+		worker_conns_closed(w);
 	if (w->accept_paused_until != 0 && w->now >= w->accept_paused_until) {
 		w->accept_paused_until = 0;
 		worker_sync_accepting(w);
@@ -371,9 +408,10 @@ worker_drain_check(struct worker *w)
 {
 	if (w->now_ms < w->drain_deadline_ms)
 		return;
-	if (w->nconns != 0)
-		log_info("shutdown_timeout reached: closing %zu connections", w->nconns);
-	conn_close_all(w);
+	if (conn_count(&w->conns) != 0)
+		log_info("shutdown_timeout reached: closing %zu connections", conn_count(&w->conns));
+	if (conn_close_all(w) != 0)
+		worker_conns_closed(w);
 }
 
 /*
@@ -392,21 +430,22 @@ worker_loop(struct worker *w)
 	struct epoll_event events[WORKER_EVENTS];
 	time_t last_tick = w->now;
 
-	while (!(w->draining && w->nconns == 0)) {
+	while (!(w->draining && conn_count(&w->conns) == 0)) {
 		int n = epoll_wait(w->epfd, events, WORKER_EVENTS,
 		    w->over_share ? WORKER_REBALANCE_MS : WORKER_TICK_MS);
 
 		if (n == -1 && errno != EINTR)
 			fatal("worker: epoll_wait");
-		worker_clock(w);
+		worker_stamp(w);
 		for (int i = 0; i < n; i++) {
 			struct ev_source *src = events[i].data.ptr;
 
-			if (src->kind == EV_CONN)
-				conn_handle(w, (struct conn *)src, events[i].events);
-			else
+			if (src->kind != EV_CONN)
 				worker_dispatch(w, src);
+			else if (conn_handle(w, (struct conn *)src, events[i].events))
+				worker_conns_closed(w);
 		}
+		conn_publish(w);
 		if (w->over_share && !w->draining)
 			worker_balance_accept(w);
 		if (w->now != last_tick) {
@@ -433,7 +472,7 @@ worker_main(const struct worker_spec *spec)
 	worker_bind_to_master(spec);
 	worker_init(&w, spec, own_udp);
 	free(own_udp);
-	worker_clock(&w);
+	worker_stamp(&w);
 #ifdef EM_TEST_HOOKS
 	/* Test builds only: a start-up failure, for as long as the named file exists. */
 	if (getenv("EM_TEST_CRASH_ON_START") != NULL && access(getenv("EM_TEST_CRASH_ON_START"), F_OK) == 0)

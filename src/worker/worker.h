@@ -1,7 +1,17 @@
 /*
  * worker: one worker process. Set-up (descriptors, privileges, parent-death
  * signal), the epoll loop, and the graceful drain. The connection and
- * datagram logic live in conn.c and udp.c; this file only dispatches.
+ * datagram logic live in conn.c and udp.c; this file dispatches to them.
+ *
+ * Whether to accept is decided here alone (a pause when descriptors run
+ * out, the step out of the accept queue while over our share, the drain),
+ * so that one file holds every reason our listeners come and go. conn.c
+ * owns the connections (struct conn_set, embedded below, which this file
+ * only reads) and reports in its return values what changed; worker.c
+ * acts on that. Our scoreboard entry has this process as its only writer:
+ * conn.c the TCP counters (the per-request bytes once per loop turn, when
+ * worker_loop calls conn_publish), udp.c the datagram ones, worker.c the
+ * heartbeat.
  */
 #ifndef EM_WORKER_H
 #define EM_WORKER_H
@@ -14,6 +24,7 @@
 #include "common/cfg.h"
 #include "common/ev.h"
 #include "common/scoreboard.h"
+#include "worker/conn.h"
 
 /* What the master hands a worker it has just forked. */
 struct worker_spec {
@@ -27,7 +38,7 @@ struct worker_spec {
 	struct sb_worker *me;   /* our entry in sb, which only we write */
 };
 
-/* The kinds of the worker's event sources (struct ev_source, common/ev.h). */
+/* The worker's kinds of struct ev_source (common/ev.h), which worker_loop dispatches on. */
 enum ev_kind { EV_SIGNAL, EV_MASTER, EV_TCP_LISTENER, EV_UDP, EV_CONN };
 
 struct worker_listener {
@@ -38,7 +49,6 @@ struct worker_listener {
 	const struct cfg_listen *conf;
 };
 
-struct conn;
 struct udp_batch;
 
 /* The one context of a worker process. */
@@ -52,9 +62,7 @@ struct worker {
 	size_t nlisteners;
 	unsigned char *scratch;          /* one read's worth, shared by all connections */
 	struct udp_batch *udp;
-	struct conn *idle_head;          /* least recently active first */
-	struct conn *idle_tail;
-	size_t nconns;
+	struct conn_set conns;           /* conn.c's; read with conn_count() */
 	time_t now;                      /* monotonic seconds, read once per loop turn */
 	int64_t now_ms;                  /* the same instant in milliseconds */
 	time_t accept_paused_until;      /* out of descriptors: not before then; 0 = no pause */
@@ -70,16 +78,5 @@ struct worker {
 
 /* Runs a worker process to its end; never returns. */
 __attribute__((noreturn)) void worker_main(const struct worker_spec *spec);
-
-/* Stops accepting TCP connections for a while (descriptor exhaustion). */
-void worker_pause_accept(struct worker *w, int seconds);
-
-/*
- * Steps back from accepting while this worker holds clearly more connections
- * than the serving workers' average, and comes back once it is at or below
- * it. Called after each accepted connection, and on every loop turn while
- * stepped out.
- */
-void worker_balance_accept(struct worker *w);
 
 #endif
