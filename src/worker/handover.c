@@ -247,7 +247,8 @@ rx_collect(struct rx *r, struct msghdr *msg)
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
 		size_t n;
 
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+		    c->cmsg_len < CMSG_LEN(0))
 			continue;
 		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		if (n > SCM_FDS_MAX - r->nfds)
@@ -268,6 +269,8 @@ rx_read(int sock, void *buf, size_t len, struct rx *r, char *err, size_t errlen)
 	};
 	ssize_t n;
 
+	r->len = 0;
+	r->flags = 0;
 	r->nfds = 0;
 	if ((n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) == -1)
 		return fail(err, errlen, "recvmsg: %s", strerror(errno));
@@ -593,7 +596,7 @@ ack_load(struct handover_ack *a, const struct handover_wire_ack *w, const struct
 int
 handover_ack_recv(int sock, struct handover_ack *a, char *err, size_t errlen)
 {
-	struct handover_wire_ack w;
+	struct handover_wire_ack w = { 0 };
 	struct rx r;
 
 	if (rx_read(sock, &w, sizeof(w), &r, err, errlen) == -1)

@@ -10,7 +10,7 @@
  * -1 with that errno, never retried here. A SEQPACKET message is atomic: a
  * send that fails has sent nothing, not even descriptors. Nothing is
  * allocated per connection: a batch and an inbox are fixed-size structs the
- * caller owns (about 23 KiB each; keep them off small stacks).
+ * caller owns (about 23 and 32 KiB; keep them off small stacks).
  *
  * Wire format (version 1; native byte order and layout, since both ends run
  * on one host; the structs below, whose sizes are asserted in handover.c):
@@ -135,9 +135,10 @@ struct handover_wire_ack {
 };
 
 /*
- * A connection's state as handed over. The receiver rebuilds its idle stamp
- * from its own clock: last_active = now - idle_age_ms. mode is not checked
- * here: the receiver validates it against its enum.
+ * A connection's state as handed over. The sender sends the idle stamp's
+ * age (now - last_active, clamped to UINT32_MAX), the receiver rebuilds the
+ * stamp from its own clock: last_active = now - idle_age_ms. mode is not
+ * checked here: the receiver validates it against its enum.
  */
 struct handover_rec {
 	uint64_t received;

@@ -538,7 +538,7 @@ struct raw {
 	union {
 		struct handover_wire_batch h;
 		uint64_t align;
-		unsigned char b[1024];
+		unsigned char b[sizeof(inbox.buf) + 8];
 	} u;
 	size_t len;
 };
@@ -625,6 +625,8 @@ rejects_short_messages(void **state)
 	raw_batch(&m, 2);
 	m.len -= 1;  /* the last record cut */
 	expect_rejected(&m, &t[0].conn, 1, true, "payload of");
+	m.len = sizeof(m.u.b);  /* more than any batch can be */
+	expect_rejected(&m, &t[0].conn, 1, true, "batch 31: longer than 22456 bytes");
 	tcp_close(t, 1);
 }
 
@@ -1019,13 +1021,16 @@ an_ack_of_an_unknown_version_refuses_all(void **state)
 	close(sv[1]);
 }
 
+/* Reading says ECONNRESET; writing says EPIPE, without a SIGPIPE (it would end this test). */
 static void
-a_closed_channel_is_econnreset(void **state)
+a_closed_channel(void **state)
 {
-	struct handover_ack ack;
+	struct handover_ack ack = { .seq = 1 };
+	struct tcp t[1];
 	int sv[2];
 
 	(void)state;
+	tcp_open(t, 1);
 	seqpair(sv);
 	close(sv[1]);
 	assert_int_equal(handover_ack_recv(sv[0], &ack, err, sizeof(err)), -1);
@@ -1033,7 +1038,14 @@ a_closed_channel_is_econnreset(void **state)
 	assert_int_equal(handover_batch_recv(sv[0], &inbox, err, sizeof(err)), -1);
 	assert_int_equal(errno, ECONNRESET);
 	assert_false(inbox.has_seq);
+	batch_fill(t, 1, len_trunc, 4);
+	assert_int_equal(handover_batch_send(sv[0], &batch), -1);
+	assert_int_equal(errno, EPIPE);
+	assert_int_equal(handover_ack_send(sv[0], &ack), -1);
+	assert_int_equal(errno, EPIPE);
+	handover_batch_reset(&batch, 0);
 	close(sv[0]);
+	tcp_close(t, 1);
 }
 
 int
@@ -1062,7 +1074,7 @@ main(void)
 		cmocka_unit_test(ack_round_trip_with_refusals),
 		cmocka_unit_test(rejects_malformed_acks),
 		cmocka_unit_test(an_ack_of_an_unknown_version_refuses_all),
-		cmocka_unit_test(a_closed_channel_is_econnreset),
+		cmocka_unit_test(a_closed_channel),
 	};
 	return cmocka_run_group_tests_name("handover", tests, NULL, NULL);
 }
