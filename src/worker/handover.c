@@ -43,9 +43,11 @@ struct rx {
 static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Fills the caller's error buffer and returns -1; errno is kept. */
 static int
 fail(char *err, size_t errlen, const char *fmt, ...)
 {
+	int saved = errno;
 	va_list ap;
 
 	if (errlen > 0) {
@@ -53,6 +55,7 @@ fail(char *err, size_t errlen, const char *fmt, ...)
 		vsnprintf(err, errlen, fmt, ap);
 		va_end(ap);
 	}
+	errno = saved;
 	return -1;
 }
 
