@@ -47,6 +47,10 @@ struct sb_worker {
 	uint64_t refused_per_address;/* TCP clients over max_connections_per_address */
 	uint64_t dgrams_denied;      /* datagrams the allow/deny lists refused */
 	uint64_t dgrams_ratelimited; /* datagrams over udp_rate/udp_burst */
+	/* Reload handover and TTOU: connections moved between workers. */
+	uint64_t moved_out;          /* handed to another worker, which took them */
+	uint64_t moved_in;           /* taken over from another worker */
+	uint64_t moves_failed;       /* could not be moved: kept here, and drained */
 	int32_t addr_counted;        /* set once it counts connections in sb->addr */
 } __attribute__((aligned(64)));
 

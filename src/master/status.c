@@ -43,6 +43,15 @@ static const struct counter {
 	{ "dgrams_ratelimited", "echomaster_datagrams_rate_limited_total",
 	  "UDP datagrams dropped by the per-source rate limit (udp_rate).", 0,
 	  offsetof(struct sb_worker, dgrams_ratelimited) },
+	{ "moved_out", "echomaster_connections_moved_out_total",
+	  "TCP connections handed over to another worker (reload_handover, TTOU).", 0,
+	  offsetof(struct sb_worker, moved_out) },
+	{ "moved_in", "echomaster_connections_moved_in_total",
+	  "TCP connections taken over from another worker.", 0,
+	  offsetof(struct sb_worker, moved_in) },
+	{ "moves_failed", "echomaster_connections_move_failed_total",
+	  "TCP connections a handover could not move: kept, and drained instead.", 0,
+	  offsetof(struct sb_worker, moves_failed) },
 };
 #define NCOUNTERS (sizeof(counters) / sizeof(counters[0]))
 

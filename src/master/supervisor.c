@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/chan.h"
 #include "common/log.h"
 
 /* The real fork: a socketpair for the channel, then worker_main in the child. */
@@ -21,7 +22,7 @@ sup_fork_worker(void *arg, struct worker_spec *spec, int *chan_fd)
 	pid_t pid;
 
 	(void)arg;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
 		log_warn("socketpair");
 		return -1;
 	}
@@ -351,10 +352,12 @@ slot_of(struct sup_gen *g, const struct sup_proc *p)
 void
 sup_channel_event(struct sup *s, struct sup_proc *p)
 {
-	char buf[16];
-	ssize_t n = read(p->chan_fd, buf, sizeof(buf));
+	struct chan_msg msg;
+	int n = chan_recv(p->chan_fd, &msg);
 
-	if (n > 0 && p->state == SUP_STARTING) {
+	if (n > 0)
+		chan_close_fds(&msg);  /* a worker sends none; never keep what arrives */
+	if (n > 0 && msg.kind == CHAN_READY && p->state == SUP_STARTING) {
 		struct sup_slot *slot = slot_of(&s->cur, p);
 		p->state = SUP_READY;
 		if (slot != NULL && !s->stopping) {
@@ -362,7 +365,7 @@ sup_channel_event(struct sup *s, struct sup_proc *p)
 			s->sb->w[p->sb_entry].serving = 1;
 		}
 		log_debug("worker %ld ready", (long)p->pid);
-	} else if (n == 0 || (n < 0 && errno != EAGAIN)) {
+	} else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EPROTO)) {
 		ev_del(s->epfd, p->chan_fd);
 	}
 }

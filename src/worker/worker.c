@@ -10,6 +10,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "common/chan.h"
 #include "common/exitcode.h"
 #include "common/log.h"
 #include "common/proctitle.h"
@@ -461,7 +462,7 @@ void
 worker_main(const struct worker_spec *spec)
 {
 	struct worker w;
-	char ready = 'R';
+	struct chan_msg ready = { .kind = CHAN_READY };
 	int *own_udp;
 
 	proctitle_set("echomaster: worker process");
@@ -478,7 +479,7 @@ worker_main(const struct worker_spec *spec)
 	if (getenv("EM_TEST_CRASH_ON_START") != NULL && access(getenv("EM_TEST_CRASH_ON_START"), F_OK) == 0)
 		exit(3);
 #endif
-	if (write(w.chan_fd, &ready, 1) != 1)
+	if (chan_send(w.chan_fd, &ready) == -1)
 		exit(EXIT_OK);  /* the master is gone already */
 	worker_loop(&w);
 	exit(EXIT_OK);

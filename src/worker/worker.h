@@ -30,7 +30,7 @@
 struct worker_spec {
 	const struct cfg *cfg;
 	const int *listen_fds;  /* listen_fds[i] serves cfg->listen[i] */
-	int chan_fd;            /* socketpair to the master: "ready" out, EOF in */
+	int chan_fd;            /* the channel to the master (common/chan.h): "ready" out, EOF in */
 	pid_t master_pid;
 	int slot;
 	unsigned generation;

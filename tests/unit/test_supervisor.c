@@ -2,7 +2,7 @@
  * The supervisor with fake children: its fork and kill are struct sup_ops
  * that record what was asked, and the clock is whatever the test passes.
  * Each fake child has a real socketpair for a channel, so "ready" is the
- * byte a worker would write.
+ * message a worker would send.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/chan.h"
 #include "common/log.h"
 #include "master/supervisor.h"
 
@@ -52,7 +53,7 @@ fake_spawn(void *arg, struct worker_spec *spec, int *chan_fd)
 
 	if (f->fail_spawns || f->nspawned == MAX_CHILDREN)
 		return -1;
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	f->child_end[f->nspawned] = sv[1];
 	f->generation[f->nspawned] = spec->generation;
 	f->slot[f->nspawned] = spec->slot;
@@ -153,11 +154,13 @@ proc_of(struct fake *f, int spawn_index)
 	return NULL;
 }
 
-/* The fake child writes its "ready" byte, and the master reads it. */
+/* The fake child sends "ready", as worker_main does, and the master reads it. */
 static void
 child_ready(struct fake *f, int spawn_index)
 {
-	assert_int_equal(write(f->child_end[spawn_index], "R", 1), 1);
+	struct chan_msg ready = { .kind = CHAN_READY };
+
+	assert_int_equal(chan_send(f->child_end[spawn_index], &ready), 0);
 	sup_channel_event(&f->sup, proc_of(f, spawn_index));
 }
 
