@@ -327,6 +327,8 @@ conf_render(const struct env *e, const struct em_conf *c, FILE *f)
 	if (c->idle_timeout >= 0)
 		fprintf(f, "limits = { idle_timeout = %d; };\n",
 		    c->idle_timeout);
+	if (c->extra != NULL)
+		fprintf(f, "%s\n", c->extra);
 	fprintf(f, "listen = (\n");
 	for (i = 0; i < c->nlisten; i++) {
 		const struct em_listener *l = &c->listen[i];

@@ -61,6 +61,7 @@ struct em_conf {
 	const char		*level;		/* log.level; NULL: "info" */
 	const char		*user;		/* NULL: not written */
 	const char		*group;		/* NULL: not written */
+	const char		*extra;		/* settings put before listen, NULL: none */
 	size_t			 nlisten;
 	struct em_listener	 listen[EM_MAX_LISTENERS];
 };
@@ -132,8 +133,8 @@ void	 conf_listen(struct em_conf *c, const char *proto, int port,
 void	 conf_listen_pair(struct em_conf *c, int port, const char *mode);
 /* The rendered config text (malloc'd), one setting per line: line 1 a
  * comment, 2 workers, 3 daemon, 4 pid_file, 5 shutdown_timeout, 6 log,
- * then user, group and limits when set, then "listen = (" and one listener
- * per line. Workers <= 0 renders "auto". */
+ * then user, group and limits when set, then extra as given, then
+ * "listen = (" and one listener per line. Workers <= 0 renders "auto". */
 char	*env_conf_text(const struct env *e, const struct em_conf *c);
 /* Writes env->conf_path atomically (temp file + rename), so a reload never
  * reads half a file. */
@@ -204,6 +205,42 @@ int	 env_control(struct env *e, const char *cmd, char **body,
  * exits, printing the log and the last status. */
 void	 env_wait_serving(struct env *e, unsigned generation, int workers,
 	    int timeout_ms);
+
+/* One status-json answer, parsed: the master's figures and each worker's
+ * (serving, starting and draining ones alike; a worker leaves the list once
+ * the master has reaped it). */
+struct em_status_worker {
+	pid_t		 pid;
+	unsigned	 generation;
+	int		 slot;
+	char		 state[16];	/* "serving", "draining", ... */
+	uint64_t	 active;
+	uint64_t	 accepted;
+	uint64_t	 refused;
+	uint64_t	 refused_acl;
+	uint64_t	 moved_out;
+	uint64_t	 moved_in;
+	uint64_t	 moves_failed;
+};
+
+struct em_status {
+	unsigned		 generation;	/* the serving generation */
+	int			 workers;	/* its slots */
+	int			 draining_generations;
+	size_t			 n;
+	struct em_status_worker	 w[EM_MAX_WORKERS * 2];
+};
+
+/* Asks status-json and parses it into *st: 0, or -1 when the master cannot
+ * be reached or the answer lacks a field (a missing per-worker counter is
+ * an error too, so a test cannot pass on a daemon that does not count). */
+int	 env_status(struct env *e, struct em_status *st, int timeout_ms);
+/* The worker with that pid in *st, NULL if absent. */
+const struct em_status_worker *status_worker(const struct em_status *st,
+	    pid_t pid);
+/* Workers of generation gen in *st (gen 0: of any generation older than
+ * the serving one). */
+size_t	 status_count_gen(const struct em_status *st, unsigned gen);
 
 /* /proc/PID/stat: the fields tests look at. */
 struct proc_info {

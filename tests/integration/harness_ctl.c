@@ -206,3 +206,119 @@ env_wait_serving(struct env *e, unsigned generation, int workers, int timeout_ms
 	fail_msg("%s while waiting for generation %u with %d workers serving",
 	    env_exited(e) ? "master exited" : "timed out", generation, workers);
 }
+
+/* The unsigned number after "key": in [obj, end); -1 if absent. */
+static int
+json_u64(const char *obj, const char *end, const char *key, uint64_t *out)
+{
+	const char *v = json_member(obj, end, key);
+	char *after;
+
+	if (v == NULL)
+		return -1;
+	*out = strtoull(v, &after, 10);
+	return after > v && after <= end ? 0 : -1;
+}
+
+static int
+json_int(const char *obj, const char *end, const char *key, int *out)
+{
+	uint64_t v;
+
+	if (json_u64(obj, end, key, &v) == -1)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+static int
+status_parse_worker(const char *p, const char *end, struct em_status_worker *w)
+{
+	const char *state = json_member(p, end, "state");
+	uint64_t pid, gen;
+	size_t len;
+
+	memset(w, 0, sizeof(*w));
+	if (state == NULL || *state != '"' || json_u64(p, end, "pid", &pid) == -1 ||
+	    json_u64(p, end, "generation", &gen) == -1 ||
+	    json_int(p, end, "slot", &w->slot) == -1 ||
+	    json_u64(p, end, "active", &w->active) == -1 ||
+	    json_u64(p, end, "accepted", &w->accepted) == -1 ||
+	    json_u64(p, end, "refused", &w->refused) == -1 ||
+	    json_u64(p, end, "refused_acl", &w->refused_acl) == -1 ||
+	    json_u64(p, end, "moved_out", &w->moved_out) == -1 ||
+	    json_u64(p, end, "moved_in", &w->moved_in) == -1 ||
+	    json_u64(p, end, "moves_failed", &w->moves_failed) == -1)
+		return -1;
+	w->pid = (pid_t)pid;
+	w->generation = (unsigned)gen;
+	len = strcspn(state + 1, "\"");
+	if (len >= sizeof(w->state))
+		len = sizeof(w->state) - 1;
+	memcpy(w->state, state + 1, len);
+	w->state[len] = '\0';
+	return 0;
+}
+
+static int
+status_parse(const char *json, struct em_status *st)
+{
+	const char *m = strstr(json, "\"master\":{"), *p = strstr(json, "\"workers\":[");
+	const char *end;
+	uint64_t gen;
+
+	memset(st, 0, sizeof(*st));
+	if (m == NULL || p == NULL || (end = strchr(m, '}')) == NULL ||
+	    json_u64(m, end, "generation", &gen) == -1 ||
+	    json_int(m, end, "workers", &st->workers) == -1 ||
+	    json_int(m, end, "draining_generations", &st->draining_generations) == -1)
+		return -1;
+	st->generation = (unsigned)gen;
+	for (p += strlen("\"workers\":["); *p == '{'; p = *end == ',' ? end + 1 : end) {
+		if ((end = strchr(p, '}')) == NULL)
+			return -1;
+		if (st->n < sizeof(st->w) / sizeof(st->w[0]) &&
+		    status_parse_worker(p, end, &st->w[st->n++]) == -1)
+			return -1;
+		end++;
+	}
+	return 0;
+}
+
+int
+env_status(struct env *e, struct em_status *st, int timeout_ms)
+{
+	char *body = NULL;
+	int rc;
+
+	if (env_control(e, "status-json", &body, timeout_ms) != 0) {
+		free(body);
+		return -1;
+	}
+	rc = status_parse(body, st);
+	if (rc == -1)
+		print_error("status-json not understood: %s\n", body);
+	free(body);
+	return rc;
+}
+
+const struct em_status_worker *
+status_worker(const struct em_status *st, pid_t pid)
+{
+	for (size_t i = 0; i < st->n; i++)
+		if (st->w[i].pid == pid)
+			return &st->w[i];
+	return NULL;
+}
+
+size_t
+status_count_gen(const struct em_status *st, unsigned gen)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < st->n; i++)
+		if (gen == 0 ? st->w[i].generation < st->generation :
+		    st->w[i].generation == gen)
+			n++;
+	return n;
+}
