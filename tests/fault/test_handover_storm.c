@@ -1,0 +1,337 @@
+/*
+ * test_handover_storm.c: reload_handover under load, and broken mid-way.
+ *
+ * The storm: 1,000 long-lived streams, each sending and verifying every
+ * byte of the upper-cased echo, through 10 reloads one second apart that
+ * alternate between 2 and 3 workers. No stream may break, stall or see a
+ * wrong or missing byte; after each reload the old generation is gone
+ * within 1.5 s of its HUP; never more than one generation drains; every
+ * new generation counts all 1,000 connections moved in, and no move fails.
+ *
+ * The kills: a worker of the new generation (receiving), or of the old one
+ * (sending), is stopped as soon as the first connections have moved, its
+ * client ports are read from its descriptor table, and it is killed. Only
+ * those connections may break; every other stream goes on to its last
+ * byte. Stopping first makes the set exact: a stopped worker takes no
+ * more connections and gives none away.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "fault.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STORM_STREAMS	1000
+#define STORM_RELOADS	10
+#define STORM_EVERY_MS	1000
+#define EXIT_BOUND_MS	1500
+#define STATUS_EVERY_MS	50
+#define KILL_STREAMS	600
+#define MAX_GEN		(STORM_RELOADS + 2)
+
+static void
+conf_handover(struct env *e, struct em_conf *c, char *extra, size_t len,
+    int workers, int port)
+{
+	int n = snprintf(extra, len, "control_socket = \"%s\";\n"
+	    "reload_handover = true;", env_control_socket(e));
+
+	assert_true(n > 0 && (size_t)n < len);
+	conf_init(c, workers);
+	conf_listen_pair(c, port, "upper");
+	c->extra = extra;
+}
+
+static uint64_t
+gen_moved_in(const struct em_status *st, unsigned gen)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < st->n; i++)
+		if (st->w[i].generation == gen)
+			sum += st->w[i].moved_in;
+	return sum;
+}
+
+static uint64_t
+gen_active(const struct em_status *st, unsigned gen)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < st->n; i++)
+		if (st->w[i].generation == gen)
+			sum += st->w[i].active;
+	return sum;
+}
+
+static uint64_t
+all_moves_failed(const struct em_status *st)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < st->n; i++)
+		sum += st->w[i].moves_failed;
+	return sum;
+}
+
+/* Oldest generation any listed worker belongs to. */
+static unsigned
+oldest_gen(const struct em_status *st)
+{
+	unsigned g = st->generation;
+
+	for (size_t i = 0; i < st->n; i++)
+		if (st->w[i].generation < g)
+			g = st->w[i].generation;
+	return g;
+}
+
+static void
+status_or_fail(struct env *e, struct em_status *st)
+{
+	if (env_status(e, st, EM_DEADLINE_MS) == -1) {
+		env_dump_log(e);
+		fail_msg("status-json: %s", strerror(errno));
+	}
+}
+
+/* Keeps the load going until generation 1 counts `want` connections. */
+static void
+load_until_active(struct env *e, struct load *l, uint64_t want)
+{
+	int64_t deadline = now_ms() + EM_DEADLINE_MS * 2;
+	struct em_status st;
+
+	for (;;) {
+		load_run_for(l, 100);
+		status_or_fail(e, &st);
+		if (gen_active(&st, 1) == want)
+			return;
+		if (now_ms() >= deadline) {
+			load_print(l, "opening");
+			fail_msg("generation 1 holds %llu connections, want %llu",
+			    (unsigned long long)gen_active(&st, 1),
+			    (unsigned long long)want);
+		}
+	}
+}
+
+/* What the storm saw, per generation: its HUP, when the generation before
+ * it was gone, the most connections it counted moved in. */
+struct storm {
+	int64_t		 hup[MAX_GEN];
+	int64_t		 gone[MAX_GEN];
+	uint64_t	 moved_in[MAX_GEN];
+	uint64_t	 moves_failed;
+	int		 max_draining;
+	unsigned	 polls;
+};
+
+static void
+storm_observe(struct env *e, struct storm *s)
+{
+	struct em_status st;
+	unsigned oldest, g;
+
+	status_or_fail(e, &st);
+	s->polls++;
+	if (st.draining_generations > s->max_draining)
+		s->max_draining = st.draining_generations;
+	if (all_moves_failed(&st) > s->moves_failed)
+		s->moves_failed = all_moves_failed(&st);
+	oldest = oldest_gen(&st);
+	for (g = 2; g <= st.generation && g < MAX_GEN; g++) {
+		if (gen_moved_in(&st, g) > s->moved_in[g])
+			s->moved_in[g] = gen_moved_in(&st, g);
+		/* Generation g-1 is gone once nothing older than g is left. */
+		if (s->gone[g] == 0 && s->hup[g] != 0 && oldest >= g)
+			s->gone[g] = now_ms();
+	}
+}
+
+static void
+test_handover_storm_1000_streams(void **state)
+{
+	struct env *e = *state;
+	struct em_conf two, three;
+	char x2[512], x3[512];
+	struct storm *s = calloc(1, sizeof(*s));
+	struct load l;
+	int64_t t0, next_status, worst = 0;
+	int port = port_pick(), failures = 0;
+	unsigned g;
+
+	assert_non_null(s);
+	conf_handover(e, &two, x2, sizeof(x2), 2, port);
+	conf_handover(e, &three, x3, sizeof(x3), 3, port);
+	env_write_conf(e, &two);
+	env_start_ready(e, 2, port);
+	load_start(&l, port, 0, STORM_STREAMS, 0, 0x1000);
+	load_until_active(e, &l, STORM_STREAMS);
+	load_run_for(&l, 500);
+	t0 = now_ms();
+	next_status = t0;
+	for (int k = 1; k <= STORM_RELOADS; k++) {
+		/* Generation k+1: odd reloads ask for 3 workers, even for 2. */
+		while (now_ms() < t0 + (int64_t)(k - 1) * STORM_EVERY_MS) {
+			load_step(&l, 5);
+			if (now_ms() >= next_status) {
+				storm_observe(e, s);
+				next_status = now_ms() + STATUS_EVERY_MS;
+			}
+		}
+		env_write_conf(e, k % 2 == 1 ? &three : &two);
+		s->hup[k + 1] = now_ms();
+		env_signal(e, SIGHUP);
+	}
+	/* The last reload's handover, then a second of load on the result. */
+	for (int64_t end = now_ms() + STORM_EVERY_MS + EXIT_BOUND_MS;
+	    now_ms() < end || s->gone[STORM_RELOADS + 1] == 0;) {
+		load_step(&l, 5);
+		if (now_ms() >= next_status) {
+			storm_observe(e, s);
+			next_status = now_ms() + STATUS_EVERY_MS;
+		}
+		if (now_ms() > end + EM_DEADLINE_MS)
+			break;
+	}
+	load_finish(&l, EM_DEADLINE_MS);
+	load_print(&l, "handover storm");
+	for (g = 2; g <= STORM_RELOADS + 1; g++) {
+		int64_t took = s->gone[g] != 0 ? s->gone[g] - s->hup[g] : -1;
+
+		print_message("reload to generation %u: old generation gone "
+		    "after %lld ms, %llu connections moved in\n", g,
+		    (long long)took, (unsigned long long)s->moved_in[g]);
+		if (took < 0 || took > EXIT_BOUND_MS ||
+		    s->moved_in[g] != STORM_STREAMS)
+			failures++;
+		if (took > worst)
+			worst = took;
+	}
+	print_message("%u status polls; most generations draining at once %d; "
+	    "moves failed %llu; slowest handover %lld ms; reloads ok %zu, "
+	    "failed %zu\n", s->polls, s->max_draining,
+	    (unsigned long long)s->moves_failed, (long long)worst,
+	    fault_log_count(e, "reload ok"), fault_log_count(e, "reload failed"));
+	load_expect_clean(&l);
+	assert_int_equal(l.st.streams_done, STORM_STREAMS);
+	assert_int_equal(failures, 0);
+	assert_true(s->max_draining <= 1);
+	assert_int_equal(s->moves_failed, 0);
+	assert_int_equal(fault_log_count(e, "reload ok"), STORM_RELOADS);
+	assert_int_equal(fault_log_count(e, "reload failed"), 0);
+	assert_false(env_log_has(e, "did not stop in time"));
+	assert_false(env_log_has(e, "shutdown_timeout reached"));
+	free(s);
+}
+
+/*
+ * Reloads with KILL_STREAMS streams on 2 workers and, once the first
+ * connections have moved, stops and kills one worker: of the new
+ * generation (receiver) or of the old (sender). Only the connections the
+ * victim held may break.
+ */
+static void
+kill_mid_move(struct env *e, bool receiver)
+{
+	static int ports[KILL_STREAMS * 2];
+	struct em_conf c;
+	char extra[512];
+	struct em_status st;
+	struct load l;
+	pid_t victim = 0;
+	size_t held = 0, doomed;
+	uint64_t old_active = 0, moved = 0;
+	int64_t deadline;
+	int port = port_pick();
+
+	conf_handover(e, &c, extra, sizeof(extra), 2, port);
+	env_write_conf(e, &c);
+	env_start_ready(e, 2, port);
+	load_start(&l, port, 0, KILL_STREAMS, 0, receiver ? 0xdead : 0xbeef);
+	load_until_active(e, &l, KILL_STREAMS);
+	load_run_for(&l, 300);
+	env_signal(e, SIGHUP);
+	deadline = now_ms() + EM_DEADLINE_MS;
+	/* As fast as status answers, the load still moving. */
+	while (victim == 0) {
+		load_step(&l, 0);
+		status_or_fail(e, &st);
+		if (now_ms() >= deadline)
+			fail_msg("no connection moved within %d ms", EM_DEADLINE_MS);
+		if (st.generation < 2 || (moved = gen_moved_in(&st, 2)) == 0)
+			continue;
+		old_active = gen_active(&st, 1);
+		for (size_t i = 0; i < st.n && victim == 0; i++) {
+			const struct em_status_worker *w = &st.w[i];
+
+			if (receiver ? w->generation == 2 && w->moved_in > 0 :
+			    w->generation == 1 && w->active > 0)
+				victim = w->pid;
+		}
+		if (victim == 0 && !receiver)
+			break;  /* the old generation has given away all */
+	}
+	if (victim == 0) {
+		print_message("the move was over before a sender could be "
+		    "caught; killing nothing\n");
+	} else {
+		assert_int_equal(kill(victim, SIGSTOP), 0);
+		held = fault_held_client_ports(victim, port, ports,
+		    sizeof(ports) / sizeof(*ports));
+		doomed = load_doom_ports(&l, ports, held);
+		assert_int_equal(kill(victim, SIGKILL), 0);
+		print_message("%s %d killed with %zu connections (%zu doomed "
+		    "streams); %llu moved in so far, old generation held %llu\n",
+		    receiver ? "receiver" : "sender", (int)victim, held, doomed,
+		    (unsigned long long)moved, (unsigned long long)old_active);
+		assert_true(doomed <= held);
+		assert_true(held < KILL_STREAMS);
+	}
+	/* The others go on, then end to their last byte (before any drain
+	 * could reach shutdown_timeout). */
+	load_run_for(&l, 2000);
+	env_wait_serving(e, 2, 2, EM_DEADLINE_MS);
+	load_run_for(&l, 1000);
+	load_finish(&l, EM_DEADLINE_MS);
+	load_print(&l, receiver ? "receiver killed" : "sender killed");
+	load_expect_clean(&l);
+	assert_true(l.st.doomed_lost <= held);
+	/* A stream that broke is replaced by a new one, which ends too. */
+	assert_true(l.st.streams_done + l.st.doomed_lost >= KILL_STREAMS);
+	assert_true(l.st.streams_done >= KILL_STREAMS - held);
+	tcp_roundtrip(port, "after\n", 6, "AFTER\n");
+}
+
+static void
+test_kill_receiver_mid_move(void **state)
+{
+	kill_mid_move(*state, true);
+}
+
+static void
+test_kill_sender_mid_move(void **state)
+{
+	kill_mid_move(*state, false);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_handover_storm_1000_streams,
+		    env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_kill_receiver_mid_move,
+		    env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_kill_sender_mid_move,
+		    env_setup, env_teardown),
+	};
+
+	return cmocka_run_group_tests_name("handover storm", tests, NULL, NULL);
+}
