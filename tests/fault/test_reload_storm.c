@@ -85,7 +85,10 @@ drains_longest(const struct drains *d)
 	return longest;
 }
 
-static const char EXTRA[] = "max_draining_generations = 16;\n";
+/* Drains are this test's subject: reload_handover = false keeps them (the
+ * handover under a storm is test_handover_storm.c's). */
+static const char EXTRA[] = "max_draining_generations = 16;\n"
+    "reload_handover = false;\n";
 
 static void
 settle(struct env *e, struct drains *d, size_t workers)

@@ -19,6 +19,10 @@
 #define STREAM_BYTES	(4u * 1024 * 1024)
 #define RELOADS		3
 
+/* The setting of the tests whose premise is today's drain: the old workers
+ * keep their connections until the client leaves or shutdown_timeout. */
+static const char DRAIN[] = "reload_handover = false;";
+
 static const char MSG[] = "reload me, gently\n";
 static const char MSG_UP[] = "RELOAD ME, GENTLY\n";
 
@@ -222,7 +226,9 @@ pump_during_reload(struct env *e, struct em_stream *s, size_t n,
 }
 
 /* Connections opened before the HUP are served to the last byte by the
- * draining old workers; connections opened after it by the new ones. */
+ * draining old workers (reload_handover = false: drains are the premise
+ * here; test_handover.c has the handover); connections opened after it by
+ * the new ones. */
 static void
 test_reload_while_streaming_loses_nothing(void **state)
 {
@@ -232,13 +238,18 @@ test_reload_while_streaming_loses_nothing(void **state)
 	size_t i, off;
 	int port = port_pick();
 
-	start_upper(e, 2, port);
+	conf_init(&c, 2);
+	c.extra = DRAIN;
+	conf_listen_pair(&c, port, "upper");
+	env_write_conf(e, &c);
+	env_start_ready(e, 2, port);
 	for (i = 0; i < STREAMS; i++)
 		stream_open(&old[i], port, STREAM_BYTES, (uint32_t)i + 10);
 	if (streams_pump(old, STREAMS, STREAM_BYTES / 3, false,
 	    EM_DEADLINE_MS * 2) == -1)
 		fail_msg("first third: %s", strerror(errno));
 	conf_init(&c, 3);
+	c.extra = DRAIN;
 	conf_listen_pair(&c, port, "upper");
 	env_write_conf(e, &c);
 	off = env_log_size(e);
@@ -360,7 +371,8 @@ test_reload_storm_settles(void **state)
 
 /* An old worker holding a connection that never ends stops waiting after
  * shutdown_timeout, not before: the client sees EOF and the worker is
- * gone. t0 is taken before the HUP, so load only lengthens the measure. */
+ * gone. t0 is taken before the HUP, so load only lengthens the measure.
+ * A drain, so reload_handover = false. */
 #define DRAIN_S 2
 
 static void
@@ -373,6 +385,7 @@ test_reload_drain_bounded_by_shutdown_timeout(void **state)
 
 	conf_init(&c, 2);
 	c.shutdown_timeout = DRAIN_S;
+	c.extra = DRAIN;
 	conf_listen_pair(&c, port, "upper");
 	env_write_conf(e, &c);
 	env_start_ready(e, 2, port);
