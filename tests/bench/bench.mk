@@ -6,6 +6,11 @@
 #   make bench-callgrind  instructions per echoed request under callgrind
 #   make bench-syscalls   system calls per echoed request under strace -c -f
 #   make bench-fairness   connections per worker, 4 workers, 1000 arrivals
+#   make bench-reload     what a reload costs: HUP to the last old worker's
+#                         exit with 10,000 idle and 1,000 streaming
+#                         connections, handover against drain; pingpong
+#                         under a HUP a second against a calm run
+#                         (tests/bench/reload-bench.sh, BENCH_RELOAD_* knobs)
 #
 # Knobs (environment or make variables): BENCH_PASSES (5), BENCH_DURATION
 # (seconds per measurement, 2), BENCH_PIN (auto = pin pingpong-1 only, 1 =
@@ -19,7 +24,7 @@ BENCH_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 ECHOBENCH_SRCS := tests/bench/echobench.c tests/bench/eb_tcp.c \
 	tests/bench/eb_udp.c tests/bench/eb_util.c
 
-.PHONY: bench bench-tools bench-callgrind bench-syscalls bench-fairness
+.PHONY: bench bench-tools bench-callgrind bench-syscalls bench-fairness bench-reload
 
 bench-tools: $(BENCH_DIR)/echobench $(BENCH_DIR)/refserver
 
@@ -44,3 +49,9 @@ bench-syscalls: bench-tools $(BUILD)/echomaster
 
 bench-fairness: bench-tools $(BUILD)/echomaster
 	$(Q)BUILD=$(BUILD) tests/bench/fairness.sh
+
+# deps: the compiler and libraries (packaging/build-deps.sh build); the
+# script needs nothing else but coreutils, sed and awk.
+bench-reload: deps
+	$(Q)$(MAKE) --no-print-directory $(if $(Q),-s) bench-tools $(BUILD)/echomaster
+	$(Q)BUILD=$(BUILD) tests/bench/reload-bench.sh
