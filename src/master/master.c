@@ -1,6 +1,7 @@
 #include "master/master.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -287,14 +288,27 @@ stopping(const struct master *m)
 }
 
 static void
+log_handed_over(const struct sup_move *mv)
+{
+	log_notice("generation %u handed over %" PRIu64 " connections in %" PRId64 " ms "
+	    "(%d workers; %" PRIu64 " could not move and were drained)", mv->generation, mv->moved,
+	    ev_now_ms() - mv->started_ms, mv->workers, mv->kept);
+}
+
+static void
 reap_children(struct master *m)
 {
+	unsigned what;
 	int status;
 	pid_t pid;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-		if (sup_exited(&m->sup, pid, status, ev_now_ms()) & SUP_NEXT_DIED)
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		what = sup_exited(&m->sup, pid, status, ev_now_ms());
+		if (what & SUP_NEXT_DIED)
 			life_fire(m, LE_NEXT_FAILED, "a new worker died before it was ready");
+		if (what & SUP_HANDED_OVER)
+			log_handed_over(&m->sup.done);
+	}
 	if (pid == -1 && errno != ECHILD)
 		log_warn("waitpid");
 }
