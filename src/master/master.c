@@ -18,7 +18,6 @@
 #include "common/proctitle.h"
 #include "common/scoreboard.h"
 #include "master/admin.h"
-#include "master/daemon.h"
 #include "master/events.h"
 #include "master/listeners.h"
 #include "master/notify.h"
@@ -499,42 +498,16 @@ master_loop(struct master *m)
 	}
 }
 
-/* The pid file is taken before anything is bound: a second instance fails first. */
 static void
-master_take_pid_file(struct master *m, const struct cfg *cfg)
+master_start(struct master *m, const struct master_boot *boot)
 {
+	struct cfg *cfg = boot->cfg;
 	char err[CFG_ERR_LEN];
-
-	if (cfg->pid_file[0] == '\0')
-		return;
-	if ((m->pid_path = strdup(cfg->pid_file)) == NULL)
-		fatal("strdup");
-	if ((m->pid_fd = pidfile_acquire(m->pid_path, err, sizeof(err))) == -1)
-		fatalx("%s", err);
-}
-
-static void
-master_start(struct master *m, struct cfg *cfg, bool foreground)
-{
-	char err[CFG_ERR_LEN];
-	bool detach = cfg->daemon && !foreground;
-	struct listeners *ls;
 
 	memset(m, 0, sizeof(*m));
-	m->pid_fd = -1;
 	m->count.started_ms = ev_now_ms();
-	if (detach)
-		daemon_absolute_path(cfg);
-	log_configure(cfg->log_facility, cfg->log_level, cfg->log_stderr);
-	master_take_pid_file(m, cfg);
-	if ((ls = listeners_open(cfg, NULL, NULL, err, sizeof(err))) == NULL) {
-		pidfile_release(m->pid_fd, m->pid_path);  /* we never ran: leave no pid file */
-		fatalx("%s", err);
-	}
-	if (detach)
-		daemon_detach();
-	if (m->pid_fd != -1 && pidfile_write(m->pid_fd) == -1)
-		fatal("cannot write pid file %s", m->pid_path);
+	m->pid_fd = boot->pid_fd;
+	m->pid_path = boot->pid_path;
 	proctitle_set("echomaster: master process %s", proctitle_cmdline());
 	master_setup_signals(m);
 	notify_init();
@@ -545,16 +518,16 @@ master_start(struct master *m, struct cfg *cfg, bool foreground)
 	log_notice("echomaster %s starting: config %s, %d workers%s", EM_VERSION, cfg->path,
 	    cfg->workers, cfg->workers_auto ? " (auto)" : "");
 	sup_init(&m->sup, m->epfd, m->sb, MEV_WORKER, &sup_real_ops);
-	if (sup_start(&m->sup, cfg, ls, ev_now_ms()) == -1)
+	if (sup_start(&m->sup, cfg, boot->ls, ev_now_ms()) == -1)
 		fatal("starting workers");
 }
 
 int
-master_run(struct cfg *cfg, bool foreground)
+master_run(const struct master_boot *boot)
 {
 	struct master m;
 
-	master_start(&m, cfg, foreground);
+	master_start(&m, boot);
 	master_loop(&m);
 	admin_close(&m.admin);
 	sup_free(&m.sup);
