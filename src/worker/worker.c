@@ -365,6 +365,25 @@ worker_read_signals(struct worker *w)
 	}
 }
 
+/*
+ * The master's channel. EOF: the master is gone; never serve an orphaned
+ * config. Until connections can move, a hand-over is served as a drain.
+ */
+static void
+worker_read_master(struct worker *w)
+{
+	struct chan_msg m;
+	int n = chan_recv(w->chan_fd, &m);
+
+	if (n == 0 || (n == -1 && errno != EAGAIN && errno != EPROTO))
+		exit(EXIT_OK);
+	if (n != 1)
+		return;
+	chan_close_fds(&m);
+	if (m.kind == CHAN_HAND_OVER && !m.more)
+		worker_start_drain(w);
+}
+
 /* Everything but a connection's events, which worker_loop handles itself. */
 static void
 worker_dispatch(struct worker *w, struct ev_source *src)
@@ -385,7 +404,8 @@ worker_dispatch(struct worker *w, struct ev_source *src)
 		worker_read_signals(w);
 		break;
 	case EV_MASTER:
-		exit(EXIT_OK);  /* EOF: the master is gone; never serve an orphaned config */
+		worker_read_master(w);
+		break;
 	}
 }
 
