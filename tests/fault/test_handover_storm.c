@@ -154,6 +154,37 @@ storm_observe(struct env *e, struct storm *s)
 	}
 }
 
+/*
+ * The master's "generation G handed over N connections in T ms (W
+ * workers; K could not move and were drained)" for each generation that
+ * was replaced: counts the ones that moved all STORM_STREAMS and kept
+ * none, and prints each duration.
+ */
+static int
+handed_over_clean(struct env *e, unsigned generations)
+{
+	char needle[64], *line;
+	unsigned long moved, kept;
+	long ms;
+	int workers, clean = 0;
+
+	for (unsigned g = 1; g <= generations; g++) {
+		snprintf(needle, sizeof(needle), "generation %u handed over ", g);
+		if ((line = env_log_line(e, needle)) == NULL) {
+			print_message("generation %u: no handover line\n", g);
+			continue;
+		}
+		if (sscanf(strstr(line, needle) + strlen(needle),
+		    "%lu connections in %ld ms (%d workers; %lu could not",
+		    &moved, &ms, &workers, &kept) == 4 &&
+		    moved == STORM_STREAMS && kept == 0)
+			clean++;
+		print_message("%s\n", strstr(line, needle));
+		free(line);
+	}
+	return clean;
+}
+
 static void
 test_handover_storm_1000_streams(void **state)
 {
@@ -228,6 +259,7 @@ test_handover_storm_1000_streams(void **state)
 	assert_int_equal(fault_log_count(e, "reload failed"), 0);
 	assert_false(env_log_has(e, "did not stop in time"));
 	assert_false(env_log_has(e, "shutdown_timeout reached"));
+	assert_int_equal(handed_over_clean(e, STORM_RELOADS), STORM_RELOADS);
 	free(s);
 }
 

@@ -54,6 +54,9 @@ ho_conf(struct env *e, struct ho_conf *h, int workers, int port,
 	int n;
 
 	conf_init(&h->c, workers);
+	/* Far past every wait here: a drain cut short by shutdown_timeout
+	 * must never look like a connection the handover closed. */
+	h->c.shutdown_timeout = 60;
 	conf_listen_pair(&h->c, port, "upper");
 	n = snprintf(h->extra, sizeof(h->extra),
 	    "control_socket = \"%s\";\n%s%s%s%s", env_control_socket(e),
@@ -158,6 +161,31 @@ wait_old_gone(struct env *e, int64_t t0, int timeout_ms)
 		}
 		nap_ms(EM_POLL_NAP_MS);
 	}
+}
+
+/*
+ * The master's line for generation gen's handover (src/master/master.c):
+ * "generation G handed over N connections in T ms (W workers; K could not
+ * move and were drained)". Waits for it; returns N and K. Fails the test.
+ */
+static void
+wait_handed_over(struct env *e, unsigned gen, unsigned long *moved,
+    unsigned long *kept)
+{
+	char needle[64], *line, *at;
+	long ms;
+	int workers;
+
+	snprintf(needle, sizeof(needle), "generation %u handed over ", gen);
+	env_wait_log(e, needle, EM_DEADLINE_MS);
+	line = env_log_line(e, needle);
+	assert_non_null(line);
+	at = strstr(line, needle) + strlen(needle);
+	if (sscanf(at, "%lu connections in %ld ms (%d workers; %lu could not",
+	    moved, &ms, &workers, kept) != 4)
+		fail_msg("handover line not understood: %s", line);
+	print_message("master: %s\n", at - strlen(needle));
+	free(line);
 }
 
 /* ---- clients ------------------------------------------------------------- */
@@ -449,6 +477,7 @@ test_many_connections_move(void **state)
 	struct env *e = *state;
 	int *fds = calloc(MANY_CONNS, sizeof(*fds)), port = port_pick();
 	uint64_t seen_out = 0;
+	unsigned long moved, kept;
 	struct em_status st;
 	struct ho_conf h;
 	int64_t t0, gone;
@@ -482,6 +511,9 @@ test_many_connections_move(void **state)
 	    (long long)gone, (unsigned long long)seen_out);
 	assert_true(seen_out <= MANY_CONNS);
 	assert_true(gone <= HANDOVER_EXIT_MS);
+	wait_handed_over(e, 1, &moved, &kept);
+	assert_int_equal(moved, MANY_CONNS);
+	assert_int_equal(kept, 0);
 	conns_expect_echo(fds, MANY_CONNS, 1);
 	conns_close(fds, MANY_CONNS);
 	free(fds);
@@ -500,6 +532,7 @@ test_receiver_out_of_descriptors(void **state)
 	struct env *e = *state;
 	int fds[FD_CONNS], port = port_pick();
 	uint64_t out, failed, in, kept;
+	unsigned long lmoved, lkept;
 	struct em_status st;
 	struct ho_conf h;
 
@@ -543,6 +576,9 @@ test_receiver_out_of_descriptors(void **state)
 	/* Once the clients leave, the old generation has nothing to drain. */
 	conns_close(fds, FD_CONNS);
 	wait_old_gone(e, now_ms(), EM_DEADLINE_MS);
+	wait_handed_over(e, 1, &lmoved, &lkept);
+	assert_int_equal(lmoved, out);
+	assert_int_equal(lkept, failed);
 }
 
 static int
@@ -712,6 +748,7 @@ test_handover_off_keeps_connection_on_old_worker(void **state)
 	expect_echo(fd, "and now\n", "AND NOW\n");
 	close(fd);
 	wait_old_gone(e, now_ms(), EM_DEADLINE_MS);
+	assert_false(env_log_has(e, "handed over"));
 }
 
 /* The same with reload_handover = true (the default, said here): the
@@ -720,6 +757,7 @@ static void
 test_handover_on_moves_single_connection(void **state)
 {
 	struct env *e = *state;
+	unsigned long moved, kept;
 	struct em_status st;
 	struct ho_conf h;
 	pid_t old, new;
@@ -743,6 +781,9 @@ test_handover_on_moves_single_connection(void **state)
 	assert_int_equal(status_worker(&st, new)->active, 1);
 	print_message("old worker gone %lld ms after the HUP\n", (long long)gone);
 	assert_true(gone <= HANDOVER_EXIT_MS);
+	wait_handed_over(e, 1, &moved, &kept);
+	assert_int_equal(moved, 1);
+	assert_int_equal(kept, 0);
 	close(fd);
 }
 
