@@ -751,20 +751,48 @@ test_handover_off_keeps_connection_on_old_worker(void **state)
 	assert_false(env_log_has(e, "handed over"));
 }
 
-/* The same with reload_handover = true (the default, said here): the
- * connection is served by the new worker and the old one is gone. */
+/* GET /metrics on port: the whole answer, malloc'd. */
+static char *
+metrics_get(int port)
+{
+	static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	size_t len = 0, cap = 1 << 20;
+	char *buf = malloc(cap);
+	ssize_t got;
+	int fd = tcp_connect(port, EM_DEADLINE_MS);
+
+	assert_non_null(buf);
+	assert_true(fd >= 0);
+	assert_int_equal(tcp_send_all(fd, req, strlen(req), EM_DEADLINE_MS), 0);
+	while (len < cap - 1 &&
+	    (got = tcp_read_exact(fd, buf + len, cap - 1 - len, 2000)) > 0)
+		len += (size_t)got;
+	close(fd);
+	buf[len] = '\0';
+	return buf;
+}
+
+/* The same with reload_handover unset (the default, true): the connection
+ * is served by the new worker and the old one is gone; status (table and
+ * JSON) and /metrics count it. */
 static void
 test_handover_on_moves_single_connection(void **state)
 {
 	struct env *e = *state;
+	const char *args[] = { "-c", NULL, "-s", "status", NULL };
+	char more[128], metric[160], *text = NULL;
 	unsigned long moved, kept;
 	struct em_status st;
 	struct ho_conf h;
 	pid_t old, new;
 	int64_t t0, gone;
-	int fd, port = port_pick();
+	int fd, port, ports[2];
 
-	ho_conf(e, &h, 1, port, NULL, NULL);
+	ports_pick(ports, 2);
+	port = ports[0];
+	snprintf(more, sizeof(more), "metrics = { address = \"127.0.0.1\"; "
+	    "port = %d; };\n", ports[1]);
+	ho_conf(e, &h, 1, port, NULL, more);
 	env_write_conf(e, &h.c);
 	env_start_ready(e, 1, port);
 	env_wait_workers(e, 1, &old, EM_DEADLINE_MS);
@@ -784,6 +812,22 @@ test_handover_on_moves_single_connection(void **state)
 	wait_handed_over(e, 1, &moved, &kept);
 	assert_int_equal(moved, 1);
 	assert_int_equal(kept, 0);
+	args[1] = e->conf_path;
+	assert_int_equal(run_daemon_cmd(e, args, EM_DEADLINE_MS, &text, NULL), 0);
+	assert_non_null(text);
+	if (strstr(text, " moved_out ") == NULL || strstr(text, " moved_in ") ==
+	    NULL || strstr(text, " moves_failed") == NULL)
+		fail_msg("status table without the move counts:\n%s", text);
+	free(text);
+	text = metrics_get(ports[1]);
+	snprintf(metric, sizeof(metric), "echomaster_connections_moved_in_total"
+	    "{worker=\"0\",generation=\"2\",pid=\"%d\"} 1\n", (int)new);
+	if (strstr(text, metric) == NULL ||
+	    strstr(text, "# TYPE echomaster_connections_moved_out_total counter") == NULL ||
+	    strstr(text, "# TYPE echomaster_connections_move_failed_total counter") == NULL)
+		fail_msg("/metrics lacks %s or the moved_out/move_failed "
+		    "counters:\n%s", metric, text);
+	free(text);
 	close(fd);
 }
 
