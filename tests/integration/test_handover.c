@@ -36,6 +36,8 @@
 /* A small receive buffer makes the client a slow reader (the kernel
  * doubles it and keeps a floor of a few KiB). */
 #define SMALL_RCVBUF		4096
+/* The reply bytes a connection may hold unsent, and move with it. */
+#define PENDING_MAX		(64 * 1024)
 #define MANY_CONNS		700
 #define FD_NOFILE		200
 #define FD_CONNS		300
@@ -65,6 +67,20 @@ ho_conf(struct env *e, struct ho_conf *h, int workers, int port,
 	    more != NULL ? more : "");
 	assert_true(n > 0 && (size_t)n < sizeof(h->extra));
 	h->c.extra = h->extra;
+}
+
+static size_t
+log_count(struct env *e, const char *needle)
+{
+	char *log = env_log(e), *p = log;
+	size_t n = 0;
+
+	while ((p = strstr(p, needle)) != NULL) {
+		n++;
+		p += strlen(needle);
+	}
+	free(log);
+	return n;
 }
 
 static void
@@ -303,42 +319,51 @@ server_queues(int port, int cport, unsigned long *txq, unsigned long *rxq)
 	return rc;
 }
 
+/* What the kernel says of one client connection, both ends. */
+struct queues {
+	unsigned long	 srv_txq;	/* server: sent, not acknowledged */
+	unsigned long	 srv_rxq;	/* server: received, not read; +1 for
+					 * a FIN the server has not read */
+	int		 cli_inq;
+	int		 cli_outq;
+	long		 held;		/* in the server's own memory */
+};
+
 /*
  * Bytes the server holds in its own memory: sent by the client, not in
  * any kernel queue on either side, not yet read by the client. In-flight
- * bytes counted twice only make the figure smaller.
+ * bytes counted twice, and an unread FIN, only make the figure smaller.
  */
-static long
-server_held(const struct em_stream *s, int port)
+static int
+queues_read(const struct em_stream *s, int port, struct queues *q)
 {
-	unsigned long txq, rxq;
-	int inq = 0, outq = 0;
-
-	if (server_queues(port, local_port(s->fd), &txq, &rxq) == -1)
+	if (server_queues(port, local_port(s->fd), &q->srv_txq, &q->srv_rxq) == -1)
 		return -1;
-	assert_int_equal(ioctl(s->fd, SIOCINQ, &inq), 0);
-	assert_int_equal(ioctl(s->fd, SIOCOUTQ, &outq), 0);
-	return (long)s->sent - (long)s->rcvd - inq - outq - (long)txq -
-	    (long)rxq;
+	assert_int_equal(ioctl(s->fd, SIOCINQ, &q->cli_inq), 0);
+	assert_int_equal(ioctl(s->fd, SIOCOUTQ, &q->cli_outq), 0);
+	q->held = (long)s->sent - (long)s->rcvd - q->cli_inq - q->cli_outq -
+	    (long)q->srv_txq - (long)q->srv_rxq;
+	return 0;
 }
 
-/* Waits until the server holds at least min bytes and the figure has not
- * changed over 100 ms (the worker is blocked on the client). Returns it. */
-static long
-wait_server_holds(const struct em_stream *s, int port, long min)
+/* Waits until nothing moves between the two ends (the same figures over
+ * 50 ms: the worker is blocked on the client, or idle). */
+static void
+queues_settle(const struct em_stream *s, int port, struct queues *q)
 {
 	int64_t deadline = now_ms() + EM_DEADLINE_MS;
-	long held, before = -2;
+	struct queues before;
 
+	memset(&before, 0xff, sizeof(before));
 	for (;;) {
-		held = server_held(s, port);
-		if (held >= min && held == before)
-			return held;
+		if (queues_read(s, port, q) == -1)
+			fail_msg("no server socket for the client in /proc/net/tcp");
+		if (memcmp(q, &before, sizeof(*q)) == 0)
+			return;
 		if (now_ms() >= deadline)
-			fail_msg("the server holds %ld reply bytes, want %ld "
-			    "(setup did not reach the case)", held, min);
-		before = held;
-		nap_ms(100);
+			fail_msg("the connection's queues never settled");
+		before = *q;
+		nap_ms(50);
 	}
 }
 
@@ -389,31 +414,61 @@ conns_close(int *fds, size_t n)
 /*
  * A client that sent everything and shut down its write side, while the
  * server still holds part of the reply because the client reads slowly:
- * moved by a reload, it gets every byte of the reply, then EOF. Run with a
- * reply that the server read in full, EOF included (48 KiB), and with one
- * it could not read yet (1 MiB).
+ * moved by a reload, it gets every byte of the reply, then EOF.
+ *
+ * Two cases. HALF_EOF_READ: the client sends 32 KiB at a time until the
+ * server's kernel send buffer is full and the server starts holding reply
+ * bytes itself; less than its 64 KiB, so it has read everything, and then
+ * the EOF: the connection moves half-closed, with pending output.
+ * HALF_EOF_QUEUED: 4 MiB, so the server stops reading with input and the
+ * FIN still queued in the kernel.
  */
+enum half { HALF_EOF_READ, HALF_EOF_QUEUED };
+
+#define HALF_CHUNK	(32 * 1024)
+#define HALF_MAX	(16u * 1024 * 1024)
+
 static void
 test_half_closed_slow_reader_is_moved(void **state)
 {
 	struct env *e = *state;
-	size_t len = *(const size_t *)e->arg;
+	enum half how = *(const enum half *)e->arg;
 	struct em_stream s;
+	struct queues q;
 	struct ho_conf h;
 	int64_t t0, gone;
-	long held;
+	size_t len;
 	int port = port_pick();
 
 	ho_conf(e, &h, 1, port, "true", NULL);
 	env_write_conf(e, &h.c);
 	env_start_ready(e, 1, port);
-	stream_small(&s, port, len, 7);
-	send_slowly(&s, true);
+	stream_small(&s, port, how == HALF_EOF_READ ? HALF_MAX : 4u << 20, 7);
+	if (how == HALF_EOF_QUEUED) {
+		send_slowly(&s, true);
+	} else {
+		/* Grow by a chunk until the server holds reply bytes. */
+		do {
+			size_t full = s.len;
+			s.len = s.sent + HALF_CHUNK;
+			send_slowly(&s, true);
+			s.len = full;
+			queues_settle(&s, port, &q);
+		} while (q.held <= 0 && s.sent + HALF_CHUNK <= s.len);
+	}
+	len = s.len = s.sent;
 	assert_int_equal(shutdown(s.fd, SHUT_WR), 0);
 	s.shut_wr = true;
-	held = wait_server_holds(&s, port, 1);
-	print_message("%zu bytes sent, half-closed; %zu read, the server holds "
-	    "%ld\n", len, s.rcvd, held);
+	queues_settle(&s, port, &q);
+	print_message("%zu bytes sent, half-closed; %zu read; the server holds "
+	    "%ld reply bytes, has %lu unread (FIN included), %lu unacknowledged\n",
+	    len, s.rcvd, q.held, q.srv_rxq, q.srv_txq);
+	if (q.held <= 0)
+		fail_msg("the server holds no reply bytes: the case is not reached");
+	if (how == HALF_EOF_READ && q.srv_rxq != 0)
+		fail_msg("the server has not read the EOF (%lu unread)", q.srv_rxq);
+	if (how == HALF_EOF_QUEUED && q.srv_rxq <= 1)
+		fail_msg("the server has read all input (%lu unread)", q.srv_rxq);
 	ho_conf(e, &h, 2, port, "true", NULL);
 	t0 = reload_to(e, &h, 2);
 	gone = wait_old_gone(e, t0, EM_DEADLINE_MS);
@@ -439,9 +494,9 @@ test_never_reading_client_keeps_pending_output(void **state)
 	struct env *e = *state;
 	const size_t len = 4u * 1024 * 1024;
 	struct em_stream s;
+	struct queues q;
 	struct ho_conf h;
 	int64_t t0;
-	long held;
 	int port = port_pick();
 
 	ho_conf(e, &h, 2, port, "true", NULL);
@@ -450,9 +505,13 @@ test_never_reading_client_keeps_pending_output(void **state)
 	stream_small(&s, port, len, 11);
 	send_slowly(&s, false);
 	assert_int_equal(s.rcvd, 0);
-	held = wait_server_holds(&s, port, 1);
+	queues_settle(&s, port, &q);
 	print_message("sent %zu of %zu without reading; the server holds %ld "
-	    "reply bytes\n", s.sent, len, held);
+	    "reply bytes\n", s.sent, len, q.held);
+	/* Full: as much as a connection may hold pending (64 KiB). */
+	if (q.held < PENDING_MAX)
+		fail_msg("the server holds %ld reply bytes, not a full %d",
+		    q.held, PENDING_MAX);
 	ho_conf(e, &h, 3, port, "true", NULL);
 	t0 = reload_to(e, &h, 2);
 	print_message("old generation gone %lld ms after the HUP\n",
@@ -523,15 +582,17 @@ test_many_connections_move(void **state)
  * The receiving side out of descriptors: two old workers hold more
  * connections than one new worker (same RLIMIT_NOFILE) can open. Nothing
  * is closed: what did not fit stays with the old generation, draining;
- * every client still echoes; the old workers count moves_failed, and what
- * they count moved out is what the new one counts moved in.
+ * every client still echoes; the old workers that kept some count them as
+ * moves_failed, and what was moved the new one counts moved in. An old
+ * worker that moved all of its connections has exited, its counts with it:
+ * the sums are over what is there, and the master's line adds up all.
  */
 static void
 test_receiver_out_of_descriptors(void **state)
 {
 	struct env *e = *state;
 	int fds[FD_CONNS], port = port_pick();
-	uint64_t out, failed, in, kept;
+	uint64_t failed, in, kept;
 	unsigned long lmoved, lkept;
 	struct em_status st;
 	struct ho_conf h;
@@ -544,40 +605,40 @@ test_receiver_out_of_descriptors(void **state)
 	wait_gen_sum(e, 1, "active", FD_CONNS);
 	ho_conf(e, &h, 1, port, "true", NULL);
 	reload_to(e, &h, 2);
-	/* The handover is over once every connection is counted somewhere. */
+	/* Over once every connection is either moved in or kept as failed. */
 	for (int64_t deadline = now_ms() + EM_DEADLINE_MS;; nap_ms(50)) {
 		status_get(e, &st);
-		out = gen_sum(&st, 1, "moved_out");
 		failed = gen_sum(&st, 1, "moves_failed");
+		kept = gen_sum(&st, 1, "active");
 		in = gen_sum(&st, 2, "moved_in");
-		if (out + failed == FD_CONNS && in == out)
+		if (in + kept == FD_CONNS && kept == failed && failed > 0)
 			break;
 		if (now_ms() >= deadline) {
 			env_dump_log(e);
-			fail_msg("moved_out %llu + moves_failed %llu, moved_in "
-			    "%llu, of %d connections", (unsigned long long)out,
-			    (unsigned long long)failed, (unsigned long long)in,
+			fail_msg("moved_in %llu, kept %llu, moves_failed %llu, of "
+			    "%d connections", (unsigned long long)in,
+			    (unsigned long long)kept, (unsigned long long)failed,
 			    FD_CONNS);
 		}
 	}
-	kept = gen_sum(&st, 1, "active");
-	print_message("RLIMIT_NOFILE %d, %d connections: %llu moved, %llu "
-	    "kept by the old generation (moves_failed %llu)\n", FD_NOFILE,
-	    FD_CONNS, (unsigned long long)out, (unsigned long long)kept,
-	    (unsigned long long)failed);
-	assert_true(failed > 0);
-	assert_true(out > 0);
+	print_message("RLIMIT_NOFILE %d, %d connections: %llu moved in, %llu "
+	    "kept by the old generation as moves_failed\n", FD_NOFILE,
+	    FD_CONNS, (unsigned long long)in, (unsigned long long)kept);
+	assert_true(in > 0);
 	assert_true(status_count_gen(&st, 1) > 0);
+	assert_int_equal(gen_sum(&st, 2, "active"), in);
 	conns_expect_echo(fds, FD_CONNS, 1);
 	status_get(e, &st);
-	assert_int_equal(gen_sum(&st, 1, "active") + gen_sum(&st, 2, "active"),
-	    FD_CONNS);
-	assert_int_equal(gen_sum(&st, 1, "active"), failed);
+	assert_int_equal(gen_sum(&st, 1, "active"), kept);
+	assert_int_equal(gen_sum(&st, 2, "active"), in);
+	/* Logged once, with counts, by each worker that kept some. */
+	assert_int_equal(log_count(e, "draining those here"),
+	    status_count_gen(&st, 1));
 	/* Once the clients leave, the old generation has nothing to drain. */
 	conns_close(fds, FD_CONNS);
 	wait_old_gone(e, now_ms(), EM_DEADLINE_MS);
 	wait_handed_over(e, 1, &lmoved, &lkept);
-	assert_int_equal(lmoved, out);
+	assert_int_equal(lmoved, in);
 	assert_int_equal(lkept, failed);
 }
 
@@ -831,7 +892,7 @@ test_handover_on_moves_single_connection(void **state)
 	close(fd);
 }
 
-static const size_t HALF_SMALL = 48 * 1024, HALF_BIG = 1024 * 1024;
+static const enum half HALF_READ = HALF_EOF_READ, HALF_QUEUED = HALF_EOF_QUEUED;
 
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
 #define TP(f, p) cmocka_unit_test_prestate_setup_teardown(f, env_setup, \
@@ -843,8 +904,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_handover_on_moves_single_connection),
 		T(test_handover_off_keeps_connection_on_old_worker),
-		TP(test_half_closed_slow_reader_is_moved, &HALF_SMALL),
-		TP(test_half_closed_slow_reader_is_moved, &HALF_BIG),
+		TP(test_half_closed_slow_reader_is_moved, &HALF_READ),
+		TP(test_half_closed_slow_reader_is_moved, &HALF_QUEUED),
 		T(test_never_reading_client_keeps_pending_output),
 		T(test_many_connections_move),
 		T(test_receiver_out_of_descriptors),
