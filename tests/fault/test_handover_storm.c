@@ -9,11 +9,10 @@
  * new generation counts all 1,000 connections moved in, and no move fails.
  *
  * The kills: a worker of the new generation (receiving), or of the old one
- * (sending), is stopped as soon as the first connections have moved, its
- * client ports are read from its descriptor table, and it is killed. Only
- * those connections may break; every other stream goes on to its last
- * byte. Stopping first makes the set exact: a stopped worker takes no
- * more connections and gives none away.
+ * (sending), is killed in the middle of a handover (held there with
+ * SIGSTOP, see kill_mid_move); its client ports are read from its
+ * descriptor table while it is stopped. Only those connections may break;
+ * every other stream goes on to its last byte.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -264,23 +263,58 @@ test_handover_storm_1000_streams(void **state)
 }
 
 /*
- * Reloads with KILL_STREAMS streams on 2 workers and, once the first
- * connections have moved, stops and kills one worker: of the new
- * generation (receiver) or of the old (sender). Only the connections the
- * victim held may break.
+ * A handover caught in the middle, by construction rather than by luck (a
+ * move of 600 connections takes a few milliseconds). Before the HUP one
+ * old worker, the late sender, is stopped; the other moves all it has.
+ * Then one receiver (kill_receiver) or both (kill_sender) are stopped, and
+ * the late sender is let go: its batches to a stopped receiver stay
+ * unacknowledged. Receiver case: the stopped receiver, holding the
+ * connections it took and acknowledged, is killed. Sender case: the late
+ * sender, its batches sent and unacknowledged, is stopped and killed, and
+ * the receivers are let go. The victim's descriptor table, read while it
+ * is stopped, is the exact set of connections that may break.
  */
+#define LATE_SEND_MS	100
+
+static void
+sig_or_fail(pid_t pid, int sig)
+{
+	if (kill(pid, sig) == -1)
+		fail_msg("kill(%d, %d): %s", (int)pid, sig, strerror(errno));
+}
+
+/* Steps the load until generation 2 counts `want` moved in. */
+static void
+load_until_moved_in(struct env *e, struct load *l, uint64_t want,
+    struct em_status *st)
+{
+	int64_t deadline = now_ms() + EM_DEADLINE_MS;
+
+	for (;;) {
+		load_step(l, 5);
+		status_or_fail(e, st);
+		if (st->generation == 2 && gen_moved_in(st, 2) >= want)
+			return;
+		if (now_ms() >= deadline) {
+			env_dump_log(e);
+			fail_msg("generation 2 moved in %llu, want %llu",
+			    (unsigned long long)gen_moved_in(st, 2),
+			    (unsigned long long)want);
+		}
+	}
+}
+
 static void
 kill_mid_move(struct env *e, bool receiver)
 {
 	static int ports[KILL_STREAMS * 2];
+	pid_t late = 0, recv[2] = { 0, 0 }, victim;
+	uint64_t early_held = 0, late_held = 0;
 	struct em_conf c;
 	char extra[512];
 	struct em_status st;
 	struct load l;
-	pid_t victim = 0;
-	size_t held = 0, doomed;
-	uint64_t old_active = 0, moved = 0;
-	int64_t deadline;
+	size_t held, doomed, nrecv = 0;
 	int port = port_pick();
 
 	conf_handover(e, &c, extra, sizeof(extra), 2, port);
@@ -289,50 +323,64 @@ kill_mid_move(struct env *e, bool receiver)
 	load_start(&l, port, 0, KILL_STREAMS, 0, receiver ? 0xdead : 0xbeef);
 	load_until_active(e, &l, KILL_STREAMS);
 	load_run_for(&l, 300);
+	status_or_fail(e, &st);
+	assert_int_equal(st.n, 2);
+	late = st.w[0].pid;
+	late_held = st.w[0].active;
+	early_held = st.w[1].active;
+	assert_true(late_held > 0 && early_held > 0);
+	sig_or_fail(late, SIGSTOP);
 	env_signal(e, SIGHUP);
-	deadline = now_ms() + EM_DEADLINE_MS;
-	/* As fast as status answers, the load still moving. */
-	while (victim == 0) {
-		load_step(&l, 0);
-		status_or_fail(e, &st);
-		if (now_ms() >= deadline)
-			fail_msg("no connection moved within %d ms", EM_DEADLINE_MS);
-		if (st.generation < 2 || (moved = gen_moved_in(&st, 2)) == 0)
-			continue;
-		old_active = gen_active(&st, 1);
-		for (size_t i = 0; i < st.n && victim == 0; i++) {
-			const struct em_status_worker *w = &st.w[i];
-
-			if (receiver ? w->generation == 2 && w->moved_in > 0 :
-			    w->generation == 1 && w->active > 0)
-				victim = w->pid;
-		}
-		if (victim == 0 && !receiver)
-			break;  /* the old generation has given away all */
-	}
-	if (victim == 0) {
-		print_message("the move was over before a sender could be "
-		    "caught; killing nothing\n");
+	/* The early sender's connections are all moved and acknowledged. */
+	load_until_moved_in(e, &l, early_held, &st);
+	for (size_t i = 0; i < st.n; i++)
+		if (st.w[i].generation == 2 && nrecv < 2 &&
+		    (receiver ? st.w[i].moved_in > 0 : true))
+			recv[nrecv++] = st.w[i].pid;
+	assert_true(nrecv > 0);
+	victim = receiver ? recv[0] : late;
+	if (receiver) {
+		sig_or_fail(recv[0], SIGSTOP);
 	} else {
-		assert_int_equal(kill(victim, SIGSTOP), 0);
-		held = fault_held_client_ports(victim, port, ports,
-		    sizeof(ports) / sizeof(*ports));
-		doomed = load_doom_ports(&l, ports, held);
-		assert_int_equal(kill(victim, SIGKILL), 0);
-		print_message("%s %d killed with %zu connections (%zu doomed "
-		    "streams); %llu moved in so far, old generation held %llu\n",
-		    receiver ? "receiver" : "sender", (int)victim, held, doomed,
-		    (unsigned long long)moved, (unsigned long long)old_active);
-		assert_true(doomed <= held);
-		assert_true(held < KILL_STREAMS);
+		for (size_t i = 0; i < nrecv; i++)
+			sig_or_fail(recv[i], SIGSTOP);
 	}
-	/* The others go on, then end to their last byte (before any drain
-	 * could reach shutdown_timeout). */
+	sig_or_fail(late, SIGCONT);
+	/* The late sender sends its batches; the stopped cannot answer. */
+	load_run_for(&l, LATE_SEND_MS);
+	if (!receiver)
+		sig_or_fail(late, SIGSTOP);
+	/* A stopped victim's table is final: read it, then kill. */
+	held = fault_held_client_ports(victim, port, ports,
+	    sizeof(ports) / sizeof(*ports));
+	doomed = load_doom_ports(&l, ports, held);
+	sig_or_fail(victim, SIGKILL);
+	if (!receiver)
+		for (size_t i = 0; i < nrecv; i++)
+			sig_or_fail(recv[i], SIGCONT);
+	print_message("%s %d killed mid-move holding %zu connections (%zu "
+	    "doomed streams); the early sender had moved %llu, the late one "
+	    "held %llu\n", receiver ? "receiver" : "late sender", (int)victim,
+	    held, doomed, (unsigned long long)early_held,
+	    (unsigned long long)late_held);
+	/* Mid-move: the victim held some, and not all. */
+	assert_true(held > 0);
+	assert_true(held < KILL_STREAMS);
+	assert_true(doomed <= held);
+	/* The others go on, then end to their last byte (long before a
+	 * drain of what was taken back could reach shutdown_timeout). */
 	load_run_for(&l, 2000);
 	env_wait_serving(e, 2, 2, EM_DEADLINE_MS);
 	load_run_for(&l, 1000);
 	load_finish(&l, EM_DEADLINE_MS);
 	load_print(&l, receiver ? "receiver killed" : "sender killed");
+	{
+		char *line = env_log_line(e, "handover to worker");
+
+		if (line != NULL)
+			print_message("%s\n", line);
+		free(line);
+	}
 	load_expect_clean(&l);
 	assert_true(l.st.doomed_lost <= held);
 	/* A stream that broke is replaced by a new one, which ends too. */
