@@ -64,14 +64,15 @@ rb_conf() {
 	workers = $WORKERS;
 	daemon = false;
 	pid_file = "";
-	control_socket = "$OUT/control.sock";
+	control_socket = "$PWD/$OUT/control.sock";
 	shutdown_timeout = $DRAIN_S;
 	reload_handover = $1;
 	max_draining_generations = 16;
 	log = { level = "notice"; stderr = true; };
 	limits = { max_connections = $((IDLE + 1000)); idle_timeout = 300; udp_rate = 0; };
 	listen = (
-	  { proto = "tcp"; address = "127.0.0.1"; port = $PORT; mode = "upper"; }
+	  { proto = "tcp"; address = "127.0.0.1"; port = $PORT; mode = "upper"; },
+	  { proto = "udp"; address = "127.0.0.1"; port = $PORT; mode = "upper"; }
 	);
 	EOF
 }
@@ -201,8 +202,10 @@ rb_hold() {
 	rc=$?
 	rb_stop
 	out=$(sed -n 's/^RESULT //p' "$OUT/eb.out")
+	# Connections moved per second of the handover itself, as the master
+	# timed it (from its order to the old workers to the last one's exit).
 	rate=-
-	[ "$moved" -gt 0 ] && [ "$ms" -gt 0 ] && rate=$((moved * 1000 / ms))
+	[ "$moved" -gt 0 ] && rate=$((moved * 1000 / (tmax > 0 ? tmax : 1)))
 	if [ "$kind" = idle ]; then
 		line="echoed after the reload $(result_field " $out" ops)/$n"
 	else
@@ -255,9 +258,13 @@ table() {
 		if (f["mode"] == "handover" && f["row"] == "idle-" idle)
 			target = sprintf("< 1000 ms %s", f["exit_ms"] >= 0 && f["exit_ms"] < 1000 ? "met" : "SHORT")
 		if (f["mode"] == "drain")
-			target = sprintf("= shutdown_timeout %d s", drain)
-		printf "%-12s %-8s %10s %8s %10s %12s  %-4s %s\n", f["row"], f["mode"], f["exit_ms"],
-		    f["moved"], f["master_ms"], f["moved_per_s"], f["ok"] == 1 ? "ok" : "LOST", target
+			target = sprintf("~ shutdown_timeout %d s %s", drain,
+			    (f["exit_ms"] >= drain * 1000 && f["exit_ms"] < drain * 1000 + 1000 ? "yes" : "NO"))
+		cli = f["ok"] == 1 ? "ok" : "LOST"
+		if (f["mode"] == "drain")
+			cli = f["client_rc"] == 0 ? "kept" : "cut"
+		printf("%-12s %-8s %10s %8s %10s %12s  %-4s %s\n", f["row"], f["mode"], f["exit_ms"],
+		    f["moved"], f["master_ms"], f["moved_per_s"], cli, target)
 	}
 	BEGIN {
 		printf "%-12s %-8s %10s %8s %10s %12s  %-4s %s\n", "workload", "reload",
@@ -269,9 +276,9 @@ table() {
 		for (i = 1; i <= ns; i++) storm += r["storm", i]
 		if (nc > 0 && ns > 0 && calm > 0) {
 			ratio = (storm / ns) / (calm / nc)
-			printf "\npingpong-100 req/s: calm %.0f, HUP every second %.0f: ratio %.3f  >= 0.90 %s%s\n",
-			    calm / nc, storm / ns, ratio, ratio >= 0.90 ? "met" : "SHORT",
-			    badpp ? " (a run FAILED, see rows.txt)" : ""
+			printf("\npingpong-100 req/s: calm %.0f, HUP every second %.0f: ratio %.3f  >= 0.90 %s%s\n",
+			    calm / nc, storm / ns, ratio, (ratio >= 0.90 ? "met" : "SHORT"),
+			    (badpp ? " (a run FAILED, see rows.txt)" : ""))
 		}
 	}' "$ROWS"
 }
@@ -302,7 +309,8 @@ fi
 	echo "settings: workers=$WORKERS idle=$IDLE streams=$STREAMS shutdown_timeout=${DRAIN_S}s" \
 	    "storm=${STORM_S}s passes=$PASSES"
 	echo "exit_ms: HUP to the exit of the last old worker; master_ms: the master's"
-	echo "\"handed over ... in T ms\"; cli: every client connection intact (handover rows)"
+	echo "\"handed over ... in T ms\"; moved/s: moved / master_ms; cli: every client"
+	echo "connection intact (handover: ok or LOST), or cut at shutdown_timeout (drain)"
 	echo
 	table
 	echo
