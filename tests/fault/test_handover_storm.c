@@ -127,9 +127,31 @@ struct storm {
 	int64_t		 gone[MAX_GEN];
 	uint64_t	 moved_in[MAX_GEN];
 	uint64_t	 moves_failed;
-	int		 max_draining;
+	int		 max_draining;	/* status-json's draining_generations */
+	int		 max_old;	/* generations older than the serving one */
 	unsigned	 polls;
+	unsigned	 polls_old;	/* polls that saw an old generation */
 };
+
+/* How many distinct generations older than the serving one are listed. */
+static int
+old_generations(const struct em_status *st)
+{
+	unsigned seen[EM_MAX_WORKERS * 2];
+	int n = 0;
+
+	for (size_t i = 0; i < st->n; i++) {
+		int j;
+
+		if (st->w[i].generation >= st->generation)
+			continue;
+		for (j = 0; j < n && seen[j] != st->w[i].generation; j++)
+			;
+		if (j == n)
+			seen[n++] = st->w[i].generation;
+	}
+	return n;
+}
 
 static void
 storm_observe(struct env *e, struct storm *s)
@@ -141,6 +163,10 @@ storm_observe(struct env *e, struct storm *s)
 	s->polls++;
 	if (st.draining_generations > s->max_draining)
 		s->max_draining = st.draining_generations;
+	if (old_generations(&st) > s->max_old)
+		s->max_old = old_generations(&st);
+	if (old_generations(&st) > 0)
+		s->polls_old++;
 	if (all_moves_failed(&st) > s->moves_failed)
 		s->moves_failed = all_moves_failed(&st);
 	oldest = oldest_gen(&st);
@@ -244,15 +270,17 @@ test_handover_storm_1000_streams(void **state)
 		if (took > worst)
 			worst = took;
 	}
-	print_message("%u status polls; most generations draining at once %d; "
-	    "moves failed %llu; slowest handover %lld ms; reloads ok %zu, "
-	    "failed %zu\n", s->polls, s->max_draining,
+	print_message("%u status polls (%u saw an old generation); most "
+	    "generations draining at once %d, old at once %d; moves failed "
+	    "%llu; slowest handover %lld ms; reloads ok %zu, failed %zu\n",
+	    s->polls, s->polls_old, s->max_draining, s->max_old,
 	    (unsigned long long)s->moves_failed, (long long)worst,
 	    fault_log_count(e, "reload ok"), fault_log_count(e, "reload failed"));
 	load_expect_clean(&l);
 	assert_int_equal(l.st.streams_done, STORM_STREAMS);
 	assert_int_equal(failures, 0);
 	assert_true(s->max_draining <= 1);
+	assert_true(s->max_old <= 1);
 	assert_int_equal(s->moves_failed, 0);
 	assert_int_equal(fault_log_count(e, "reload ok"), STORM_RELOADS);
 	assert_int_equal(fault_log_count(e, "reload failed"), 0);
