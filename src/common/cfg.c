@@ -149,6 +149,8 @@ static const struct key root_keys[] = {
 	  .min = 1, .max = 64, .def_int = 4 },
 	{ .name = "stop_signal_graceful", .type = KT_BOOL, .offset = CFG_OFF(stop_graceful),
 	  .def_int = 0 },
+	{ .name = "reload_handover", .type = KT_BOOL, .offset = CFG_OFF(reload_handover),
+	  .def_int = 1 },
 	{ .name = "control_socket", .type = KT_STRING, .offset = CFG_OFF(control_socket),
 	  .def_str = "", .restart_only = true },
 	{ .name = "log", .type = KT_GROUP, .members = log_keys },

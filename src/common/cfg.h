@@ -68,6 +68,7 @@ struct cfg {
 	int crash_loop_deaths;/* start-up deaths within crash_loop_window that park a slot */
 	int crash_loop_window;/* seconds */
 	bool stop_graceful;   /* TERM drains like QUIT (docker stop) */
+	bool reload_handover; /* reload and TTOU move connections to the new workers instead of draining */
 	size_t nlisten;
 	struct cfg_listen *listen;
 };

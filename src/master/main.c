@@ -1,6 +1,7 @@
 /*
- * main: the command line. Parses options, loads the configuration, and
- * either answers at once (-t, -T, -s, -v, -h) or hands over to the master.
+ * main: the command line and start-up. Parses options, loads the
+ * configuration, and either answers at once (-t, -T, -s, -v, -h) or takes
+ * the pid file, binds, detaches and hands over to the master.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -14,6 +15,8 @@
 #include "common/log.h"
 #include "common/proctitle.h"
 #include "master/control.h"
+#include "master/daemon.h"
+#include "master/listeners.h"
 #include "master/master.h"
 #include "master/pidfile.h"
 #include "master/rescue.h"
@@ -181,6 +184,47 @@ send_signal(const struct options *o)
 	return signal_master(o, signo);
 }
 
+/* The pid file is taken before anything is bound: a second instance fails first. */
+static void
+start_take_pid_file(struct master_boot *boot)
+{
+	char err[CFG_ERR_LEN];
+
+	if (boot->cfg->pid_file[0] == '\0')
+		return;
+	if ((boot->pid_path = strdup(boot->cfg->pid_file)) == NULL)
+		fatal("strdup");
+	if ((boot->pid_fd = pidfile_acquire(boot->pid_path, err, sizeof(err))) == -1)
+		fatalx("%s", err);
+}
+
+/*
+ * Start-up: the pid file, the listeners, then detaching (after binding, so
+ * that a bind error still reaches the terminal) and the pid written; then
+ * the master runs. Any failure here is fatal: nothing serves yet.
+ */
+static int
+start(struct cfg *cfg, bool foreground)
+{
+	struct master_boot boot = { .cfg = cfg, .pid_fd = -1 };
+	bool detach = cfg->daemon && !foreground;
+	char err[CFG_ERR_LEN];
+
+	if (detach)
+		daemon_absolute_path(cfg);
+	log_configure(cfg->log_facility, cfg->log_level, cfg->log_stderr);
+	start_take_pid_file(&boot);
+	if ((boot.ls = listeners_open(cfg, NULL, NULL, err, sizeof(err))) == NULL) {
+		pidfile_release(boot.pid_fd, boot.pid_path);  /* we never ran: leave no pid file */
+		fatalx("%s", err);
+	}
+	if (detach)
+		daemon_detach();
+	if (boot.pid_fd != -1 && pidfile_write(boot.pid_fd) == -1)
+		fatal("cannot write pid file %s", boot.pid_path);
+	return master_run(&boot);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -211,5 +255,5 @@ main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	log_init(true);
-	return master_run(cfg, o.foreground);
+	return start(cfg, o.foreground);
 }

@@ -1,6 +1,7 @@
 #include "master/master.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,7 +18,6 @@
 #include "common/proctitle.h"
 #include "common/scoreboard.h"
 #include "master/admin.h"
-#include "master/daemon.h"
 #include "master/events.h"
 #include "master/listeners.h"
 #include "master/notify.h"
@@ -287,14 +287,27 @@ stopping(const struct master *m)
 }
 
 static void
+log_handed_over(const struct sup_move *mv)
+{
+	log_notice("generation %u handed over %" PRIu64 " connections in %" PRId64 " ms "
+	    "(%d workers; %" PRIu64 " could not move and were drained)", mv->generation, mv->moved,
+	    ev_now_ms() - mv->started_ms, mv->workers, mv->kept);
+}
+
+static void
 reap_children(struct master *m)
 {
+	unsigned what;
 	int status;
 	pid_t pid;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-		if (sup_exited(&m->sup, pid, status, ev_now_ms()) & SUP_NEXT_DIED)
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		what = sup_exited(&m->sup, pid, status, ev_now_ms());
+		if (what & SUP_NEXT_DIED)
 			life_fire(m, LE_NEXT_FAILED, "a new worker died before it was ready");
+		if (what & SUP_HANDED_OVER)
+			log_handed_over(&m->sup.done);
+	}
 	if (pid == -1 && errno != ECHILD)
 		log_warn("waitpid");
 }
@@ -485,42 +498,16 @@ master_loop(struct master *m)
 	}
 }
 
-/* The pid file is taken before anything is bound: a second instance fails first. */
 static void
-master_take_pid_file(struct master *m, const struct cfg *cfg)
+master_start(struct master *m, const struct master_boot *boot)
 {
+	struct cfg *cfg = boot->cfg;
 	char err[CFG_ERR_LEN];
-
-	if (cfg->pid_file[0] == '\0')
-		return;
-	if ((m->pid_path = strdup(cfg->pid_file)) == NULL)
-		fatal("strdup");
-	if ((m->pid_fd = pidfile_acquire(m->pid_path, err, sizeof(err))) == -1)
-		fatalx("%s", err);
-}
-
-static void
-master_start(struct master *m, struct cfg *cfg, bool foreground)
-{
-	char err[CFG_ERR_LEN];
-	bool detach = cfg->daemon && !foreground;
-	struct listeners *ls;
 
 	memset(m, 0, sizeof(*m));
-	m->pid_fd = -1;
 	m->count.started_ms = ev_now_ms();
-	if (detach)
-		daemon_absolute_path(cfg);
-	log_configure(cfg->log_facility, cfg->log_level, cfg->log_stderr);
-	master_take_pid_file(m, cfg);
-	if ((ls = listeners_open(cfg, NULL, NULL, err, sizeof(err))) == NULL) {
-		pidfile_release(m->pid_fd, m->pid_path);  /* we never ran: leave no pid file */
-		fatalx("%s", err);
-	}
-	if (detach)
-		daemon_detach();
-	if (m->pid_fd != -1 && pidfile_write(m->pid_fd) == -1)
-		fatal("cannot write pid file %s", m->pid_path);
+	m->pid_fd = boot->pid_fd;
+	m->pid_path = boot->pid_path;
 	proctitle_set("echomaster: master process %s", proctitle_cmdline());
 	master_setup_signals(m);
 	notify_init();
@@ -531,16 +518,16 @@ master_start(struct master *m, struct cfg *cfg, bool foreground)
 	log_notice("echomaster %s starting: config %s, %d workers%s", EM_VERSION, cfg->path,
 	    cfg->workers, cfg->workers_auto ? " (auto)" : "");
 	sup_init(&m->sup, m->epfd, m->sb, MEV_WORKER, &sup_real_ops);
-	if (sup_start(&m->sup, cfg, ls, ev_now_ms()) == -1)
+	if (sup_start(&m->sup, cfg, boot->ls, ev_now_ms()) == -1)
 		fatal("starting workers");
 }
 
 int
-master_run(struct cfg *cfg, bool foreground)
+master_run(const struct master_boot *boot)
 {
 	struct master m;
 
-	master_start(&m, cfg, foreground);
+	master_start(&m, boot);
 	master_loop(&m);
 	admin_close(&m.admin);
 	sup_free(&m.sup);

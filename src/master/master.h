@@ -9,12 +9,21 @@
 #include <stdbool.h>
 
 #include "common/cfg.h"
+#include "master/listeners.h"
+
+/* What start-up (main.c) has made ready before the master takes over. */
+struct master_boot {
+	struct cfg *cfg;           /* its path absolute when detached */
+	struct listeners *ls;      /* bound */
+	int pid_fd;                /* the pid file, locked and written; -1 = none */
+	char *pid_path;            /* malloc'd; NULL = none */
+};
 
 /*
- * Runs the daemon with CFG (takes ownership): pid file, listeners, detach
- * unless foreground, workers, then the loop until a stop signal. Returns the
- * process exit status.
+ * Runs the daemon from BOOT (takes ownership of all it holds): signals,
+ * the scoreboard, the control socket and /metrics, the workers, then the
+ * loop until a stop signal. Returns the process exit status.
  */
-int master_run(struct cfg *cfg, bool foreground);
+int master_run(const struct master_boot *boot);
 
 #endif

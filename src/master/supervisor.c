@@ -271,7 +271,7 @@ sup_draining_generations(const struct sup *s, bool skip_cut, unsigned *oldest)
 		*oldest = 0;
 	for (const struct sup_proc *p = s->procs; p != NULL; p = p->next) {
 		bool known = false;
-		if (p->state != SUP_DRAINING || (skip_cut && p->cut))
+		if ((p->state != SUP_DRAINING && p->state != SUP_MOVING) || (skip_cut && p->cut))
 			continue;
 		for (int i = 0; i < n; i++)
 			known = known || seen[i] == p->generation;
@@ -294,7 +294,8 @@ sup_limit_draining(struct sup *s, int64_t now)
 		log_warnx("%d generations draining, more than max_draining_generations = %d: "
 		    "stopping generation %u now", n, max, oldest);
 		for (struct sup_proc *p = s->procs; p != NULL; p = p->next) {
-			if (p->state == SUP_DRAINING && p->generation == oldest) {
+			if ((p->state == SUP_DRAINING || p->state == SUP_MOVING) &&
+			    p->generation == oldest) {
 				proc_signal(s, p, SIGTERM);
 				p->cut = true;
 				p->kill_at_ms = now + SUP_FAST_STOP_GRACE_MS;
@@ -303,15 +304,132 @@ sup_limit_draining(struct sup *s, int64_t now)
 	}
 }
 
+/* Gives TO its end of a new handover socket pair; returns the other end, or -1. */
+static int
+pair_take_over(struct sup *s, const struct sup_proc *to)
+{
+	struct chan_msg m = { .kind = CHAN_TAKE_OVER, .nfds = 1 };
+	int sv[2];
+
+	(void)s;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		log_warn("handover socketpair");
+		return -1;
+	}
+	m.fds[0] = sv[1];
+	if (chan_send(to->chan_fd, &m) == -1) {
+		log_warn("worker %ld channel: handover", (long)to->pid);
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	close(sv[1]);
+	return sv[0];
+}
+
+/* Sends one CHAN_HAND_OVER and closes our copies of its sockets. */
+static int
+hand_over_send(const struct sup_proc *p, struct chan_msg *m, bool more)
+{
+	int rc;
+
+	m->more = more;
+	if ((rc = chan_send(p->chan_fd, m)) == -1)
+		log_warn("worker %ld channel: handover", (long)p->pid);
+	chan_close_fds(m);
+	return rc;
+}
+
+/*
+ * Tells P to move its connections to the ready workers of TO, in messages
+ * of at most CHAN_MAX_FDS peers. -1 when P could not be told, or no worker
+ * can receive: P must then drain.
+ */
+static int
+proc_hand_over(struct sup *s, struct sup_proc *p, const struct sup_gen *to)
+{
+	struct chan_msg m = { .kind = CHAN_HAND_OVER };
+	int peers = 0, fd;
+
+	for (int i = 0; i < to->nslots; i++) {
+		const struct sup_proc *r = to->slots[i].proc;
+		if (r == NULL || r == p || r->state != SUP_READY || (fd = pair_take_over(s, r)) == -1)
+			continue;
+		m.fds[m.nfds] = fd;
+		m.entry[m.nfds++] = r->sb_entry;
+		peers++;
+		if (m.nfds == CHAN_MAX_FDS && hand_over_send(p, &m, true) == -1)
+			return -1;
+	}
+	if (peers == 0)
+		return -1;
+	return hand_over_send(p, &m, false);
+}
+
+/* Starts accounting for one handover of GENERATION's workers; -1 when the table is full. */
+static int
+move_open(struct sup *s, unsigned generation, int64_t now)
+{
+	for (int i = 0; i < SUP_MOVES; i++) {
+		if (s->moves[i].generation != 0)
+			continue;
+		s->moves[i] = (struct sup_move){ .generation = generation, .started_ms = now };
+		return i;
+	}
+	return -1;
+}
+
+/*
+ * Retires P, detached from its slot: it hands its connections over to the
+ * workers of TO when reload_handover says so and it can, else it drains.
+ * Either way it may take until DEADLINE, when it is killed.
+ */
+static void
+proc_retire_to(struct sup *s, struct sup_proc *p, const struct sup_gen *to, int move,
+    int64_t deadline)
+{
+	if (to->cfg->reload_handover && p->state == SUP_READY && proc_hand_over(s, p, to) == 0) {
+		proc_retire(s, p, SUP_MOVING, deadline);
+		p->move = move;
+		if (move != -1) {
+			s->moves[move].workers++;
+			s->moves[move].left++;
+		}
+		return;
+	}
+	proc_signal(s, p, SIGQUIT);
+	proc_retire(s, p, SUP_DRAINING, deadline);
+}
+
+/* Frees a move entry that no worker joined. */
+static void
+move_close_if_empty(struct sup *s, int move)
+{
+	if (move != -1 && s->moves[move].workers == 0)
+		s->moves[move].generation = 0;
+}
+
 void
 sup_commit_next(struct sup *s, int64_t now)
 {
-	gen_stop(s, &s->cur, SIGQUIT, SUP_DRAINING, now);
-	gen_free(&s->cur);
+	struct sup_gen old = s->cur;
+	int64_t deadline = drain_deadline(old.cfg, now);
+	int move;
+
 	for (int i = 0; i < s->next.nslots; i++)
 		s->sb->w[s->next.slots[i].proc->sb_entry].serving = 1;
 	s->cur = s->next;
 	memset(&s->next, 0, sizeof(s->next));
+	move = move_open(s, old.number, now);
+	for (int i = 0; i < old.nslots; i++) {
+		struct sup_proc *p = old.slots[i].proc;
+		if (p == NULL)
+			continue;
+		old.slots[i].proc = NULL;
+		proc_retire_to(s, p, &s->cur, move, deadline);
+	}
+	move_close_if_empty(s, move);
+	gen_free(&old);
 }
 
 void
@@ -436,13 +554,32 @@ slot_died(struct sup *s, struct sup_slot *slot, const struct sup_proc *p, int st
 	return SUP_NOTHING;
 }
 
-/* A worker that belongs to no slot any more: draining, aborted, or cut. */
+/* A worker of a handover exited: what it moved counts; the last one ends the handover. */
+static unsigned
+move_account(struct sup *s, const struct sup_proc *p)
+{
+	const struct sb_worker *sb = &s->sb->w[p->sb_entry];
+	struct sup_move *m;
+
+	if (p->state != SUP_MOVING || p->move == -1)
+		return SUP_NOTHING;
+	m = &s->moves[p->move];
+	m->moved += __atomic_load_n(&sb->moved_out, __ATOMIC_RELAXED);
+	m->kept += __atomic_load_n(&sb->moves_failed, __ATOMIC_RELAXED);
+	if (--m->left > 0)
+		return SUP_NOTHING;
+	s->done = *m;
+	m->generation = 0;
+	return SUP_HANDED_OVER;
+}
+
+/* A worker that belongs to no slot any more: draining, moving, aborted, or cut. */
 static void
 detached_died(const struct sup_proc *p, int status)
 {
 	char how[96];
 
-	if (p->state == SUP_DRAINING && sup_exit_is_clean(status)) {
+	if ((p->state == SUP_DRAINING || p->state == SUP_MOVING) && sup_exit_is_clean(status)) {
 		log_info("worker %ld of generation %u finished", (long)p->pid, p->generation);
 	} else if (p->state != SUP_ABORTED) {
 		sup_describe_exit(status, how, sizeof(how));
@@ -472,6 +609,7 @@ sup_exited(struct sup *s, pid_t pid, int status, int64_t now)
 		what = SUP_NEXT_DIED;
 	} else {
 		detached_died(p, status);
+		what |= move_account(s, p);
 	}
 	proc_free(s, p);
 	return what;
@@ -569,13 +707,14 @@ static void
 scale_down(struct sup *s, int64_t now)
 {
 	struct sup_gen *g = &s->cur;
-	struct sup_proc *p = g->slots[g->nslots - 1].proc;
+	struct sup_proc *p = g->slots[--g->nslots].proc;
+	int move;
 
-	if (p != NULL) {
-		proc_signal(s, p, SIGQUIT);
-		proc_retire(s, p, SUP_DRAINING, drain_deadline(g->cfg, now));
-	}
-	g->nslots--;
+	if (p == NULL)
+		return;
+	move = move_open(s, g->number, now);
+	proc_retire_to(s, p, g, move, drain_deadline(g->cfg, now));
+	move_close_if_empty(s, move);
 }
 
 void
@@ -685,6 +824,7 @@ sup_state_name(enum sup_state state)
 	case SUP_READY: return "serving";
 	case SUP_DRAINING: return "draining";
 	case SUP_ABORTED: return "aborted";
+	case SUP_MOVING: return "moving";
 	}
 	return "?";
 }

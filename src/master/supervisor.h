@@ -42,6 +42,7 @@ enum sup_state {
 	SUP_READY,     /* serving */
 	SUP_DRAINING,  /* told to stop gracefully (old generation, or shutdown) */
 	SUP_ABORTED,   /* of a reload that failed: killed, waiting to be reaped */
+	SUP_MOVING,    /* told to hand its connections over (reload_handover), then exit */
 };
 
 /* One live worker process, of any generation. */
@@ -57,6 +58,7 @@ struct sup_proc {
 	unsigned sb_entry;    /* its scoreboard entry */
 	bool hung;            /* killed for a missing heartbeat */
 	bool cut;             /* DRAINING, but told to stop at once (too many generations) */
+	int move;             /* MOVING: its entry in sup.moves */
 	struct sup_proc *next;
 };
 
@@ -94,6 +96,21 @@ struct sup_ops {
 
 extern const struct sup_ops sup_real_ops;
 
+/*
+ * One handover: the workers told to move their connections at one commit
+ * (or one TTOU), until the last of them has exited.
+ */
+struct sup_move {
+	unsigned generation;       /* of the workers handing over; 0 = entry free */
+	int64_t started_ms;
+	int workers;               /* told to hand over */
+	int left;                  /* not yet exited */
+	uint64_t moved;            /* connections the receivers took */
+	uint64_t kept;             /* connections that could not move and were drained */
+};
+
+#define SUP_MOVES 8
+
 /* Figures the supervisor keeps, for status and metrics. */
 struct sup_counters {
 	uint64_t respawns;
@@ -110,6 +127,8 @@ struct sup {
 	bool stopping;             /* no respawn, no scaling, no hung-worker kills */
 	struct sup_ops ops;
 	struct sup_counters count;
+	struct sup_move moves[SUP_MOVES];
+	struct sup_move done;      /* the handover that SUP_HANDED_OVER reported */
 };
 
 /* What a call saw happen, for the master to act on. */
@@ -117,6 +136,7 @@ enum sup_event {
 	SUP_NOTHING = 0,
 	SUP_NEXT_DIED = 1 << 0,   /* a worker of the next generation died: the reload cannot finish */
 	SUP_PARKED = 1 << 1,      /* the crash-loop breaker parked a slot (logged) */
+	SUP_HANDED_OVER = 1 << 2, /* the last worker of a handover exited: see sup.done */
 };
 
 /* Sets up an empty supervisor; workers' channels are watched in epfd with CHAN_KIND. */
@@ -133,8 +153,10 @@ int sup_start(struct sup *s, struct cfg *cfg, struct listeners *ls, int64_t now)
 int sup_start_next(struct sup *s, struct cfg *cfg, struct listeners *ls, int64_t now);
 
 /*
- * The next generation serves: the old one drains within its
- * shutdown_timeout and is freed.
+ * The next generation serves, and the old one is freed. Its workers drain
+ * within its shutdown_timeout, or, with the new config's reload_handover,
+ * hand their connections over to the new workers and exit (a worker whose
+ * channel cannot take the hand-over drains).
  */
 void sup_commit_next(struct sup *s, int64_t now);
 
@@ -166,7 +188,11 @@ void sup_tick(struct sup *s, int64_t now);
 /* When sup_tick next has something to do (0 = nothing timed). */
 int64_t sup_next_due(const struct sup *s, int64_t now);
 
-/* TTIN (+1) adds a slot to the serving generation, TTOU (-1) drains the last one (never below 1). */
+/*
+ * TTIN (+1) adds a slot to the serving generation, TTOU (-1) retires the
+ * last one (never below 1): its worker hands its connections over to the
+ * others with reload_handover, else drains.
+ */
 void sup_scale(struct sup *s, int delta, int64_t now);
 
 /* Releases every parked slot of the serving generation for a respawn now. */

@@ -70,6 +70,7 @@ defaults_fill_everything_but_listen(void **state)
 	assert_int_equal(cfg->worker_timeout, 10);
 	assert_int_equal(cfg->max_draining, 4);
 	assert_false(cfg->stop_graceful);
+	assert_true(cfg->reload_handover);
 	assert_string_equal(cfg->control_socket, "");
 	assert_string_equal(cfg->metrics_address, "");
 	assert_int_equal(cfg->metrics_port, 9187);
@@ -92,7 +93,7 @@ every_setting_is_read(void **state)
 	    "workers = 3;\n"
 	    "daemon = true;\n"
 	    "pid_file = \"/tmp/x.pid\";\n"
-	    "shutdown_timeout = 0;\n"
+	    "shutdown_timeout = 0; reload_handover = false;\n"
 	    "log = { facility = \"local3\"; level = \"debug\"; stderr = false; };\n"
 	    "limits = { max_connections = 5; idle_timeout = 0; };\n"
 	    "listen = (\n"
@@ -107,6 +108,7 @@ every_setting_is_read(void **state)
 	assert_true(cfg->daemon);
 	assert_string_equal(cfg->pid_file, "/tmp/x.pid");
 	assert_int_equal(cfg->shutdown_timeout, 0);
+	assert_false(cfg->reload_handover);
 	assert_int_equal(cfg->log_facility, LOG_LOCAL3);
 	assert_int_equal(cfg->log_level, LOG_DEBUG);
 	assert_false(cfg->log_stderr);
@@ -330,6 +332,7 @@ reloadable_changes_are_not_reported(void **state)
 	    LISTEN_TCP);
 	struct cfg *next = load_ok("pid_file = \"/run/a.pid\"; metrics = { port = 9000; };\n"
 	    "workers = 3; stop_signal_graceful = true; shutdown_timeout = 2;\n"
+	    "reload_handover = false;\n"
 	    "log = { level = \"debug\"; facility = \"local3\"; };\n"
 	    "limits = { max_connections = 5; };\n"
 	    "listen = ( { proto = \"udp\"; address = \"127.0.0.1\"; port = 8088; } );\n");

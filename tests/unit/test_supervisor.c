@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,7 @@
 #include "master/supervisor.h"
 
 #define FAKE_PID0 4000000
-#define MAX_CHILDREN 64
+#define MAX_CHILDREN 128
 #define MAX_SIGNALS 64
 
 struct sent {
@@ -132,7 +133,8 @@ teardown(void **state)
 		sup_exited(&f->sup, f->sup.procs->pid, W_EXITCODE(0, 0), 0);
 	sup_free(&f->sup);
 	for (int i = 0; i < f->nspawned; i++)
-		close(f->child_end[i]);
+		if (f->child_end[i] != -1)
+			close(f->child_end[i]);
 	close(f->epfd);
 	munmap(f->sb, sizeof(*f->sb));
 	free(f);
@@ -319,12 +321,13 @@ early_deaths_outside_the_window_do_not_park(void **state)
 	assert_int_equal(f->nspawned, 5);
 }
 
+/* Without reload_handover, TTOU drains the last slot's worker. */
 static void
 scaling_adds_and_drains_the_last_slot_never_below_one(void **state)
 {
 	struct fake *f = *state;
 
-	start_ready(f, 1, "shutdown_timeout = 3;");
+	start_ready(f, 1, "shutdown_timeout = 3; reload_handover = false;");
 	sup_scale(&f->sup, +1, 0);
 	assert_int_equal(f->sup.cur.nslots, 2);
 	assert_int_equal(f->nspawned, 2);
@@ -395,15 +398,15 @@ commits_drain_the_old_and_bound_the_pile_up(void **state)
 {
 	struct fake *f = *state;
 
-	start_ready(f, 1, "max_draining_generations = 1;");
-	reload(f, 1, "max_draining_generations = 1;", 10);
+	start_ready(f, 1, "max_draining_generations = 1; reload_handover = false;");
+	reload(f, 1, "max_draining_generations = 1; reload_handover = false;", 10);
 	assert_int_equal(f->sup.cur.number, 2);
 	assert_int_equal(sent_count(f, pid_of(0), SIGQUIT), 1);
 	assert_int_equal(proc_of(f, 0)->state, SUP_DRAINING);
 	assert_int_equal(sup_draining_generations(&f->sup, false, NULL), 1);
 	assert_int_equal(f->sb->w[proc_of(f, 1)->sb_entry].serving, 1);
 
-	reload(f, 1, "max_draining_generations = 1;", 20);
+	reload(f, 1, "max_draining_generations = 1; reload_handover = false;", 20);
 	assert_int_equal(f->sup.cur.number, 3);
 	assert_int_equal(sent_count(f, pid_of(0), SIGTERM), 1);  /* generation 1, the oldest */
 	assert_true(proc_of(f, 0)->cut);
@@ -473,6 +476,167 @@ a_failed_spawn_is_retried_after_the_backoff(void **state)
 	assert_int_equal(f->nspawned, 1);
 }
 
+/* What the fake child at SPAWN_INDEX finds on its channel: 1 and the message, or 0 when nothing waits. */
+static int
+child_message(struct fake *f, int spawn_index, struct chan_msg *m)
+{
+	int n = chan_recv(f->child_end[spawn_index], m);
+
+	if (n == -1 && errno == EAGAIN)
+		return 0;
+	assert_int_equal(n, 1);
+	return 1;
+}
+
+/* A and B are the two ends of one socket pair: a byte written on one is read on the other. */
+static void
+paired(int a, int b)
+{
+	char c = 0;
+
+	assert_int_equal(write(a, "x", 1), 1);
+	assert_int_equal(recv(b, &c, 1, MSG_DONTWAIT), 1);
+	assert_int_equal(c, 'x');
+}
+
+/* At a commit with reload_handover, every old worker is told to move to every new one. */
+static void
+a_commit_hands_the_old_workers_connections_over(void **state)
+{
+	struct fake *f = *state;
+	struct chan_msg old[2], take[3][2];
+
+	start_ready(f, 2, "");
+	reload(f, 3, "", 10);
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(child_message(f, k, &old[k]), 1);
+		assert_int_equal(old[k].kind, CHAN_HAND_OVER);
+		assert_false(old[k].more);
+		assert_int_equal(old[k].nfds, 3);
+		for (int j = 0; j < 3; j++)
+			assert_int_equal(old[k].entry[j], proc_of(f, 2 + j)->sb_entry);
+		assert_int_equal(sent_count(f, pid_of(k), SIGQUIT), 0);
+		assert_int_equal(proc_of(f, k)->state, SUP_MOVING);
+		assert_int_equal(f->sb->w[proc_of(f, k)->sb_entry].serving, 0);
+	}
+	for (int j = 0; j < 3; j++) {
+		for (int k = 0; k < 2; k++) {
+			assert_int_equal(child_message(f, 2 + j, &take[j][k]), 1);
+			assert_int_equal(take[j][k].kind, CHAN_TAKE_OVER);
+			paired(old[k].fds[j], take[j][k].fds[0]);
+		}
+		assert_int_equal(child_message(f, 2 + j, &take[j][0]) + 0, 0);
+	}
+	assert_int_equal(sup_draining_generations(&f->sup, false, NULL), 1);
+
+	/* The last old worker to exit ends the handover, with what they moved. */
+	f->sb->w[proc_of(f, 0)->sb_entry].moved_out = 5;
+	f->sb->w[proc_of(f, 1)->sb_entry].moved_out = 7;
+	f->sb->w[proc_of(f, 1)->sb_entry].moves_failed = 1;
+	assert_int_equal(sup_exited(&f->sup, pid_of(0), W_EXITCODE(0, 0), 20), SUP_NOTHING);
+	assert_int_equal(sup_exited(&f->sup, pid_of(1), W_EXITCODE(0, 0), 30), SUP_HANDED_OVER);
+	assert_int_equal(f->sup.done.generation, 1);
+	assert_int_equal(f->sup.done.workers, 2);
+	assert_int_equal(f->sup.done.moved, 12);
+	assert_int_equal(f->sup.done.kept, 1);
+	assert_int_equal(f->sup.done.started_ms, 10);
+	for (int k = 0; k < 2; k++)
+		chan_close_fds(&old[k]);
+	for (int j = 0; j < 3; j++)
+		for (int k = 0; k < 2; k++)
+			chan_close_fds(&take[j][k]);
+}
+
+/* reload_handover = false, a worker not yet ready, a channel that breaks: those drain. */
+static void
+without_handover_the_old_workers_drain(void **state)
+{
+	struct fake *f = *state;
+	struct chan_msg m;
+
+	start(f, 3, "reload_handover = false;");
+	child_ready(f, 0);
+	child_ready(f, 1);
+	reload(f, 1, "reload_handover = false;", 10);
+	for (int k = 0; k < 3; k++) {
+		assert_int_equal(sent_count(f, pid_of(k), SIGQUIT), 1);
+		assert_int_equal(proc_of(f, k)->state, SUP_DRAINING);
+		assert_int_equal(child_message(f, k, &m), 0);
+	}
+	assert_int_equal(child_message(f, 3, &m), 0);
+
+	close(f->child_end[3]);  /* the new worker's channel is gone: nobody can receive */
+	f->child_end[3] = -1;
+	reload(f, 1, "", 20);
+	assert_int_equal(sent_count(f, pid_of(3), SIGQUIT), 1);
+	assert_int_equal(proc_of(f, 3)->state, SUP_DRAINING);
+}
+
+static void
+a_starting_worker_drains_and_a_ready_one_moves(void **state)
+{
+	struct fake *f = *state;
+	struct chan_msg m;
+
+	start(f, 2, "");
+	child_ready(f, 0);
+	reload(f, 1, "", 10);
+	assert_int_equal(child_message(f, 0, &m), 1);
+	assert_int_equal(m.kind, CHAN_HAND_OVER);
+	chan_close_fds(&m);
+	assert_int_equal(sent_count(f, pid_of(1), SIGQUIT), 1);
+	assert_int_equal(child_message(f, 1, &m), 0);
+}
+
+/* TTOU: the retiring worker moves to the others, which each get its socket. */
+static void
+ttou_hands_the_last_slot_over_to_the_others(void **state)
+{
+	struct fake *f = *state;
+	struct chan_msg m, t;
+
+	start_ready(f, 3, "");
+	sup_scale(&f->sup, -1, 0);
+	assert_int_equal(child_message(f, 2, &m), 1);
+	assert_int_equal(m.kind, CHAN_HAND_OVER);
+	assert_int_equal(m.nfds, 2);
+	assert_int_equal(m.entry[0], proc_of(f, 0)->sb_entry);
+	assert_int_equal(m.entry[1], proc_of(f, 1)->sb_entry);
+	assert_int_equal(sent_count(f, pid_of(2), SIGQUIT), 0);
+	assert_int_equal(proc_of(f, 2)->state, SUP_MOVING);
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(child_message(f, k, &t), 1);
+		assert_int_equal(t.kind, CHAN_TAKE_OVER);
+		paired(m.fds[k], t.fds[0]);
+		chan_close_fds(&t);
+	}
+	chan_close_fds(&m);
+	assert_int_equal(sup_exited(&f->sup, pid_of(2), W_EXITCODE(0, 0), 5), SUP_HANDED_OVER);
+	assert_int_equal(f->sup.done.generation, 1);
+}
+
+/* More peers than one message holds: all but the last message say more follow. */
+static void
+a_hand_over_to_many_workers_takes_several_messages(void **state)
+{
+	struct fake *f = *state;
+	struct chan_msg m;
+	unsigned total = 0;
+
+	start_ready(f, 1, "");
+	reload(f, CHAN_MAX_FDS + 6, "", 10);
+	assert_int_equal(child_message(f, 0, &m), 1);
+	assert_true(m.more);
+	assert_int_equal(m.nfds, CHAN_MAX_FDS);
+	total += m.nfds;
+	chan_close_fds(&m);
+	assert_int_equal(child_message(f, 0, &m), 1);
+	assert_false(m.more);
+	total += m.nfds;
+	chan_close_fds(&m);
+	assert_int_equal(total, CHAN_MAX_FDS + 6);
+}
+
 static void
 the_view_lists_workers_oldest_generation_first(void **state)
 {
@@ -480,7 +644,7 @@ the_view_lists_workers_oldest_generation_first(void **state)
 	struct status_view v = { 0 };
 
 	start_ready(f, 2, "");
-	reload(f, 1, "", 10);
+	reload(f, 1, "reload_handover = false;", 10);
 	assert_int_equal(sup_view(&f->sup, &v), 0);
 	assert_int_equal(v.generation, 2);
 	assert_int_equal(v.workers, 1);
@@ -515,6 +679,11 @@ main(void)
 		T(a_hung_worker_is_killed_once),
 		T(a_stop_kills_the_overdue_and_respawns_nothing),
 		T(a_failed_spawn_is_retried_after_the_backoff),
+		T(a_commit_hands_the_old_workers_connections_over),
+		T(without_handover_the_old_workers_drain),
+		T(a_starting_worker_drains_and_a_ready_one_moves),
+		T(ttou_hands_the_last_slot_over_to_the_others),
+		T(a_hand_over_to_many_workers_takes_several_messages),
 		T(the_view_lists_workers_oldest_generation_first),
 #undef T
 	};
