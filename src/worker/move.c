@@ -522,6 +522,11 @@ receiver_answer(struct worker *w, struct move_peer *p, struct handover_inbox *in
 	bool sent;
 
 	handover_inbox_ack(in, &a);
+#ifdef EM_TEST_HOOKS
+	/* Test builds only: a receiver that answers after the sender gave up, while the named file exists. */
+	if (getenv("EM_TEST_ACK_LATE") != NULL && access(getenv("EM_TEST_ACK_LATE"), F_OK) == 0)
+		usleep((MOVE_ACK_TIMEOUT_MS + 1000) * 1000);
+#endif
 	sent = handover_ack_send(p->fd, &a) == 0;
 	if (!sent)
 		log_warn("handover: ack of batch %u not sent; closing the %zu connections it took",
