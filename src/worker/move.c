@@ -157,7 +157,7 @@ peer_add(struct worker *w, int fd, bool sending, unsigned entry)
 
 	if (mv->npeers == mv->cap) {
 		size_t cap = mv->cap != 0 ? mv->cap * 2 : 8;
-		struct move_peer **a = realloc(mv->peer, cap * sizeof(*a));
+		struct move_peer **a = realloc(mv->peer, cap * sizeof(struct move_peer *));
 		if (a == NULL)
 			return -1;
 		mv->peer = a;
@@ -444,7 +444,7 @@ static void
 sender_run(struct worker *w)
 {
 	struct move *mv = &w->move;
-	struct move_peer **live = calloc(mv->npeers + 1, sizeof(*live));
+	struct move_peer **live = calloc(mv->npeers + 1, sizeof(struct move_peer *));
 	size_t k;
 
 	if (live == NULL)
@@ -469,7 +469,7 @@ enum admit { ADMIT, ADMIT_ACL_REFUSES, ADMIT_CANNOT };
 static enum admit
 receiver_admit(const struct worker *w, int fd, struct sockaddr_storage *peer)
 {
-	struct sockaddr_storage local;
+	struct sockaddr_storage local = { 0 };
 	socklen_t llen = sizeof(local), plen = sizeof(*peer);
 	const struct cfg_listen *l;
 
@@ -494,7 +494,7 @@ static void
 receiver_take(struct worker *w, struct handover_inbox *in, unsigned i, struct taken *t)
 {
 	const struct handover_item *it = &in->item[i];
-	struct sockaddr_storage peer;
+	struct sockaddr_storage peer = { 0 };
 	enum admit verdict;
 	struct conn *c;
 
