@@ -190,8 +190,10 @@ test_a_late_ack_costs_no_connection(void **state)
 	}
 	/* Its clients done, the old worker ends; the master counts what it kept. */
 	env_wait_log(e, "40 could not move and were drained", EM_DEADLINE_MS);
+	if (gone == -1)
+		gone = now_ms() - t0;
 	print_message("%d streams taken back after the late ack; all bytes right; "
-	    "the old worker gone %lld ms after the HUP, once its clients were done\n",
+	    "the old worker gone within %lld ms of the HUP, once its clients were done\n",
 	    LATE, (long long)gone);
 }
 
