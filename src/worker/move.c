@@ -385,7 +385,13 @@ senders_live(struct move *mv, struct move_peer **live)
 	return k;
 }
 
-/* S1 to S3: the movable connections spread over the live receivers, a batch to each that has none. */
+/*
+ * S1 to S3: the movable connections spread over the live receivers, a
+ * batch to each that has none. A batch carries half of the receiver's
+ * share (at least one): other senders' batches in flight to it are not in
+ * the count we read, and spreading in halves makes the last decisions,
+ * which settle the balance, rest on counts that are nearly complete.
+ */
 static void
 sender_spread(struct worker *w, struct move_peer **live, size_t k)
 {
@@ -404,7 +410,7 @@ sender_spread(struct worker *w, struct move_peer **live, size_t k)
 			continue;
 		if (p->batch == NULL && (p->batch = calloc(1, sizeof(*p->batch))) == NULL)
 			continue;
-		sender_fill(w, p, share[i]);
+		sender_fill(w, p, (share[i] + 1) / 2);
 	}
 	free(score);
 }
