@@ -1,5 +1,6 @@
 #include "common/addrtable.h"
 
+#include <limits.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/random.h>
@@ -14,6 +15,7 @@
 #define OWNER_MASK ((1U << ADDRTAB_OWNER_BITS) - 1)
 
 _Static_assert(ADDRTAB_OWNER_BITS + ADDRTAB_COUNT_BITS == 32, "conn entry: tag takes the high 32 bits");
+_Static_assert((uint64_t)ADDRTAB_CONN_WINDOW * ADDRTAB_COUNT_MAX < UINT_MAX, "addrtab_conn_add: no sum reaches UINT_MAX");
 _Static_assert((ADDRTAB_CONN_SIZE & CONN_MASK) == 0, "conn table size: a power of two");
 _Static_assert((ADDRTAB_RATE_SIZE & RATE_MASK) == 0, "rate table size: a power of two");
 
@@ -199,6 +201,13 @@ addrtab_conn_acquire(struct addrtab *t, uint64_t h, unsigned owner, unsigned lim
 		}
 		return i;
 	}
+}
+
+/* No sum can reach UINT_MAX (ADDRTAB_CONN_WINDOW counts of 20 bits): acquire never refuses it. */
+int
+addrtab_conn_add(struct addrtab *t, uint64_t h, unsigned owner)
+{
+	return addrtab_conn_acquire(t, h, owner, UINT_MAX);
 }
 
 void

@@ -89,6 +89,14 @@ uint64_t addrtab_hash(const struct addrtab *t, const struct sockaddr *sa);
  */
 int addrtab_conn_acquire(struct addrtab *t, uint64_t h, unsigned owner, unsigned limit);
 
+/*
+ * Counts one more connection of the address with hash H for OWNER whatever
+ * the limit: for a connection admitted before, by another worker, that a
+ * reload hands over to OWNER (worker/move.h). Returns the entry index, or
+ * ADDRTAB_FULL when the window has no room to count it.
+ */
+int addrtab_conn_add(struct addrtab *t, uint64_t h, unsigned owner);
+
 /* Counts one connection less on entry I, which OWNER acquired. */
 void addrtab_conn_release(struct addrtab *t, int i, unsigned owner);
 

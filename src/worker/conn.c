@@ -17,12 +17,18 @@
 #include "worker/echo.h"
 #include "worker/outbuf.h"
 
+/* struct conn.handover */
+#define CONN_H_DETACHED 0x01u  /* out of epoll and the idle list: in a batch, or adopted and not served yet */
+#define CONN_H_KEPT     0x02u  /* offered once and taken back: drained here, never offered again */
+#define CONN_H_ADOPTED  0x04u  /* taken over: the sender may still hold a copy of its socket */
+
 struct conn {
 	struct ev_source ev;
 	int fd;
 	uint8_t mode;         /* enum cfg_mode */
 	bool read_closed;     /* the client half-closed: finish writing, then close */
 	bool paused;          /* output full: not reading until it drains */
+	uint8_t handover;     /* CONN_H_*: where a reload's handover left it */
 	uint32_t events;      /* what epoll watches now */
 	int32_t addr_entry;   /* its count in sb->addr, -1 = not counted */
 	int64_t last_active;  /* monotonic ms */
@@ -95,16 +101,32 @@ conn_touch(struct worker *w, struct conn *c)
 		conn_restamp(w, c);
 }
 
+/* Closes our descriptor and forgets the connection; it is in neither epoll nor the idle list. */
 static void
-conn_close(struct worker *w, struct conn *c)
+conn_destroy(struct worker *w, struct conn *c)
 {
-	idle_unlink(&w->conns, c);
-	close(c->fd);  /* also removes it from epoll: only this worker holds it */
+	w->conns.detached -= (c->handover & CONN_H_DETACHED) != 0;
+	w->conns.kept -= (c->handover & CONN_H_KEPT) != 0;
+	close(c->fd);  /* close only: after a handover another worker may hold the socket too */
 	if (c->addr_entry != -1)
 		addrtab_conn_release(&w->sb->addr, c->addr_entry, w->sb_entry);
 	outbuf_free(&c->out);
 	free(c);
 	w->me->active = --w->conns.n;
+}
+
+static void
+conn_close(struct worker *w, struct conn *c)
+{
+	idle_unlink(&w->conns, c);
+	/*
+	 * close() alone removes a socket from epoll only once no process
+	 * holds it; a sender that has not read our ack yet still does, and
+	 * epoll would go on reporting the freed connection.
+	 */
+	if ((c->handover & CONN_H_ADOPTED) && ev_del(w->epfd, c->fd) == -1)
+		log_warn("epoll_ctl del connection");
+	conn_destroy(w, c);
 }
 
 /*
@@ -325,6 +347,13 @@ conn_flush(struct worker *w, struct conn *c)
 	return 0;
 }
 
+/* What epoll should watch for a connection: reading unless paused or half-closed, writing while owed. */
+static inline uint32_t
+conn_wanted(const struct conn *c)
+{
+	return (!c->paused && !c->read_closed ? EPOLLIN : 0) | (c->out.len != 0 ? EPOLLOUT : 0);
+}
+
 /*
  * Recomputes what epoll should watch. Reading pauses when the output is full
  * and resumes only once it has drained, so a client that does not read costs
@@ -341,7 +370,7 @@ conn_update_events(struct worker *w, struct conn *c)
 		c->paused = true;
 	if (c->read_closed && c->out.len == 0)
 		return -1;
-	want = (!c->paused && !c->read_closed ? EPOLLIN : 0) | (c->out.len != 0 ? EPOLLOUT : 0);
+	want = conn_wanted(c);
 	if (want != c->events) {
 		if (ev_mod(w->epfd, c->fd, want, &c->ev) == -1)
 			return -1;
@@ -441,4 +470,174 @@ conn_close_all(struct worker *w)
 		closed++;
 	}
 	return closed;
+}
+
+/* ---- handover (worker/move.c): the interface a reload's move needs ---- */
+
+/* How far idle_insert looks from either end of the list for a connection's place. */
+#define IDLE_INSERT_SCAN 64
+
+/*
+ * Puts a connection whose stamp may be old (taken back, or taken over) at
+ * its place in the idle list, which is sorted oldest first. Active ones
+ * belong near the tail and idle ones near the head, so it looks from both
+ * ends, a bounded number of steps: a connection whose place is further in
+ * goes as far back as the scan from the tail reached, where it may expire
+ * up to idle_timeout late, never early.
+ */
+static void
+idle_insert(struct conn_set *s, struct conn *c)
+{
+	struct conn *after = s->idle_tail, *before = s->idle_head;
+	int k;
+
+	for (k = 0; k < IDLE_INSERT_SCAN && after != NULL && after->last_active > c->last_active; k++)
+		after = after->prev;
+	if (after != NULL && after->last_active > c->last_active) {
+		for (k = 0; k < IDLE_INSERT_SCAN && before != after && before->last_active <= c->last_active; k++)
+			before = before->next;
+		if (before->last_active > c->last_active)
+			after = before->prev;
+	}
+	if (after == NULL) {  /* the oldest */
+		c->prev = NULL;
+		c->next = s->idle_head;
+		if (s->idle_head != NULL)
+			s->idle_head->prev = c;
+		else
+			s->idle_tail = c;
+		s->idle_head = c;
+		return;
+	}
+	c->prev = after;
+	c->next = after->next;
+	if (after->next != NULL)
+		after->next->prev = c;
+	else
+		s->idle_tail = c;
+	after->next = c;
+}
+
+struct conn *
+conn_next_movable(const struct worker *w)
+{
+	for (struct conn *c = w->conns.idle_head; c != NULL; c = c->next)
+		if (!(c->handover & CONN_H_KEPT))
+			return c;
+	return NULL;
+}
+
+int
+conn_detach(struct worker *w, struct conn *c)
+{
+	if (ev_del(w->epfd, c->fd) == -1) {
+		c->handover |= CONN_H_KEPT;
+		w->conns.kept++;
+		return -1;
+	}
+	idle_unlink(&w->conns, c);
+	c->handover |= CONN_H_DETACHED;
+	w->conns.detached++;
+	return 0;
+}
+
+int
+conn_describe(const struct worker *w, const struct conn *c, struct handover_rec *rec,
+    const void **pending, size_t *pending_len)
+{
+	int64_t age = w->now_ms - c->last_active;
+
+	*rec = (struct handover_rec){
+		.received = c->received,
+		.idle_age_ms = age < 0 ? 0 : age > UINT32_MAX ? UINT32_MAX : (uint32_t)age,
+		.mode = c->mode, .half_closed = c->read_closed, .counted = c->addr_entry != -1,
+	};
+	*pending = c->out.len != 0 ? c->out.data + c->out.off : NULL;
+	*pending_len = c->out.len;
+	return c->fd;
+}
+
+void
+conn_forget(struct worker *w, struct conn *c)
+{
+	conn_destroy(w, c);
+}
+
+bool
+conn_take_back(struct worker *w, struct conn *c)
+{
+	if (ev_add(w->epfd, c->fd, c->events, &c->ev) == -1) {
+		log_warn("epoll_ctl add connection taken back");
+		conn_destroy(w, c);
+		return false;
+	}
+	c->handover = (uint8_t)((c->handover & ~CONN_H_DETACHED) | CONN_H_KEPT);
+	w->conns.detached--;
+	w->conns.kept++;
+	idle_insert(&w->conns, c);
+	return true;
+}
+
+/*
+ * Counts a connection handed to us for its address when our configuration
+ * has a per-address limit: regardless of the limit, since it was admitted
+ * before. A full window leaves it uncounted rather than cut it.
+ */
+static int
+conn_count_moved_address(struct worker *w, const struct sockaddr_storage *peer)
+{
+	struct addrtab *t = &w->sb->addr;
+	int entry;
+
+	if (w->cfg->max_per_address == 0)
+		return -1;
+	if (!w->me->addr_counted)  /* before the first entry: the master purges on death */
+		__atomic_store_n(&w->me->addr_counted, 1, __ATOMIC_SEQ_CST);
+	entry = addrtab_conn_add(t, addrtab_hash(t, (const struct sockaddr *)peer), w->sb_entry);
+	return entry >= 0 ? entry : -1;
+}
+
+struct conn *
+conn_adopt(struct worker *w, int fd, const struct handover_rec *rec, const void *pending,
+    size_t pending_len, const struct sockaddr_storage *peer)
+{
+	struct conn *c;
+
+	if (pending_len > OUTBUF_CAP || (c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	if (pending_len > 0 && outbuf_append(&c->out, pending, pending_len) == -1) {
+		free(c);
+		return NULL;
+	}
+	c->ev.kind = EV_CONN;
+	c->fd = fd;
+	c->mode = rec->mode;
+	c->read_closed = rec->half_closed;
+	c->paused = pending_len > 0;  /* the reply we owe goes out before anything more is read */
+	c->events = conn_wanted(c);
+	c->last_active = w->now_ms - (int64_t)rec->idle_age_ms;
+	c->received = rec->received;
+	c->handover = CONN_H_DETACHED | CONN_H_ADOPTED;
+	c->addr_entry = conn_count_moved_address(w, peer);
+	w->conns.detached++;
+	w->me->active = ++w->conns.n;
+	return c;
+}
+
+bool
+conn_serve(struct worker *w, struct conn *c)
+{
+	if (c->events == 0) {  /* half-closed and owing nothing: it is done */
+		conn_destroy(w, c);
+		return false;
+	}
+	if (ev_add(w->epfd, c->fd, c->events, &c->ev) == -1) {
+		log_warn("epoll_ctl add connection taken over");
+		conn_destroy(w, c);
+		return false;
+	}
+	c->handover &= (uint8_t)~CONN_H_DETACHED;
+	w->conns.detached--;
+	idle_insert(&w->conns, c);
+	return true;
 }

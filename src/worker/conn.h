@@ -17,6 +17,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+
+#include "worker/handover.h"
 
 struct conn;
 struct worker;
@@ -27,6 +30,8 @@ struct conn_set {
 	struct conn *idle_head;  /* least recently active first */
 	struct conn *idle_tail;
 	size_t n;
+	size_t detached;         /* of n: out of epoll (conn_detach, conn_adopt) */
+	size_t kept;             /* of n: taken back from a handover, never offered again */
 	/*
 	 * Bytes not yet in the scoreboard entry: a request then writes to the
 	 * worker's own memory, not to the page the master and the other
@@ -42,6 +47,13 @@ static inline size_t
 conn_count(const struct conn_set *s)
 {
 	return s->n;
+}
+
+/* How many connections conn_next_movable can still offer. */
+static inline size_t
+conn_movable_count(const struct conn_set *s)
+{
+	return s->n - s->detached - s->kept;
 }
 
 /* What one conn_accept did. */
@@ -70,5 +82,64 @@ size_t conn_expire_idle(struct worker *w);
 
 /* Closes every connection (end of a drain); returns how many. */
 size_t conn_close_all(struct worker *w);
+
+/*
+ * The handover's interface (worker/move.h). A connection is attached (in
+ * epoll and the idle list, served) or detached (in neither: in a batch on
+ * its way to another worker, or taken over and not served yet). A
+ * detached connection still counts in conn_count, so that a worker does
+ * not end while it holds one; conn_expire_idle and conn_close_all leave it
+ * alone. conn_handle's steady state knows nothing of any of this.
+ *
+ * Sender: conn_next_movable, conn_detach, conn_describe; then, on the
+ * receiver's ack, conn_forget (taken) or conn_take_back (refused, or no
+ * ack at all).
+ */
+
+/* The oldest attached connection never offered before; NULL when none is left. */
+struct conn *conn_next_movable(const struct worker *w);
+
+/*
+ * Takes a connection out of epoll and the idle list: we read and write it
+ * no more. 0, or -1 when epoll refused (it stays attached, and is never
+ * offered again).
+ */
+int conn_detach(struct worker *w, struct conn *c);
+
+/*
+ * A detached connection's state for its record: returns its fd (still
+ * ours), fills rec, and points *pending at the reply bytes it owes (valid
+ * until the connection changes or goes).
+ */
+int conn_describe(const struct worker *w, const struct conn *c, struct handover_rec *rec,
+    const void **pending, size_t *pending_len);
+
+/*
+ * Closes our copy of a detached connection and forgets it, with its
+ * per-address count: the receiver took it (or, receiving, our ack was not
+ * sent). close() only: shutdown() would cut the other worker's copy too.
+ */
+void conn_forget(struct worker *w, struct conn *c);
+
+/*
+ * Attaches a detached connection again, as it was, to be drained here: it
+ * is never offered again. false when epoll refused and it was closed.
+ */
+bool conn_take_back(struct worker *w, struct conn *c);
+
+/*
+ * Receiver: builds a connection from a handed-over record: its mode,
+ * half-close, idle stamp and min_rate progress, the owed reply queued and
+ * reading paused until it is written; counts it for the client address
+ * PEER when our configuration limits per address (whatever the limit). It
+ * joins the set detached: serve it with conn_serve only once the ack is
+ * sent, or conn_forget it. Returns NULL when it could not be built (out of
+ * memory); fd is then not ours, nor anything else.
+ */
+struct conn *conn_adopt(struct worker *w, int fd, const struct handover_rec *rec,
+    const void *pending, size_t pending_len, const struct sockaddr_storage *peer);
+
+/* Attaches an adopted connection: served from now on. false when it was closed instead. */
+bool conn_serve(struct worker *w, struct conn *c);
 
 #endif

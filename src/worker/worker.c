@@ -352,6 +352,41 @@ worker_start_drain(struct worker *w)
 	log_debug("draining %zu connections", conn_count(&w->conns));
 }
 
+/*
+ * One message from the master. CHAN_HAND_OVER: the last one (more false)
+ * ends our accepting as a drain does, and move.c moves what we hold; once
+ * we hold nothing, worker_loop ends as a drained worker's does.
+ */
+static void
+worker_read_master(struct worker *w)
+{
+	struct chan_msg m;
+	int r = chan_recv(w->chan_fd, &m);
+
+	if (r == 0 || (r == -1 && errno != EAGAIN && errno != EINTR && errno != EPROTO))
+		exit(EXIT_OK);  /* EOF: the master is gone; never serve an orphaned config */
+	if (r == -1) {
+		if (errno == EPROTO)
+			log_warnx("worker: a malformed message from the master ignored");
+		return;
+	}
+	switch (m.kind) {
+	case CHAN_HAND_OVER:
+		move_add_peers(w, &m, true);
+		if (!m.more) {
+			worker_start_drain(w);
+			move_begin(w);
+		}
+		break;
+	case CHAN_TAKE_OVER:
+		move_add_peers(w, &m, false);
+		break;
+	default:
+		log_warnx("worker: message %u from the master ignored", (unsigned)m.kind);
+		chan_close_fds(&m);
+	}
+}
+
 static void
 worker_read_signals(struct worker *w)
 {
@@ -365,28 +400,9 @@ worker_read_signals(struct worker *w)
 	}
 }
 
-/*
- * The master's channel. EOF: the master is gone; never serve an orphaned
- * config. Until connections can move, a hand-over is served as a drain.
- */
-static void
-worker_read_master(struct worker *w)
-{
-	struct chan_msg m;
-	int n = chan_recv(w->chan_fd, &m);
-
-	if (n == 0 || (n == -1 && errno != EAGAIN && errno != EPROTO))
-		exit(EXIT_OK);
-	if (n != 1)
-		return;
-	chan_close_fds(&m);
-	if (m.kind == CHAN_HAND_OVER && !m.more)
-		worker_start_drain(w);
-}
-
 /* Everything but a connection's events, which worker_loop handles itself. */
 static void
-worker_dispatch(struct worker *w, struct ev_source *src)
+worker_dispatch(struct worker *w, struct ev_source *src, uint32_t events)
 {
 	switch (src->kind) {
 	case EV_CONN:  /* never here: worker_loop calls conn_handle itself */
@@ -405,6 +421,9 @@ worker_dispatch(struct worker *w, struct ev_source *src)
 		break;
 	case EV_MASTER:
 		worker_read_master(w);
+		break;
+	case EV_HANDOVER:
+		move_event(w, (struct move_peer *)src, events);
 		break;
 	}
 }
@@ -462,11 +481,13 @@ worker_loop(struct worker *w)
 			struct ev_source *src = events[i].data.ptr;
 
 			if (src->kind != EV_CONN)
-				worker_dispatch(w, src);
+				worker_dispatch(w, src, events[i].events);
 			else if (conn_handle(w, (struct conn *)src, events[i].events))
 				worker_conns_closed(w);
 		}
 		conn_publish(w);
+		if (move_active(&w->move))
+			move_run(w);  /* after the events: it may detach connections they name */
 		if (w->over_share && !w->draining)
 			worker_balance_accept(w);
 		if (w->now != last_tick) {

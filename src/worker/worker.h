@@ -4,7 +4,8 @@
  * datagram logic live in conn.c and udp.c; this file dispatches to them.
  *
  * Whether to accept is decided here alone (a pause when descriptors run
- * out, the step out of the accept queue while over our share, the drain),
+ * out, the step out of the accept queue while over our share, the drain,
+ * a reload's handover, which move.c carries out once we stopped accepting),
  * so that one file holds every reason our listeners come and go. conn.c
  * owns the connections (struct conn_set, embedded below, which this file
  * only reads) and reports in its return values what changed; worker.c
@@ -25,12 +26,13 @@
 #include "common/ev.h"
 #include "common/scoreboard.h"
 #include "worker/conn.h"
+#include "worker/move.h"
 
 /* What the master hands a worker it has just forked. */
 struct worker_spec {
 	const struct cfg *cfg;
 	const int *listen_fds;  /* listen_fds[i] serves cfg->listen[i] */
-	int chan_fd;            /* the channel to the master (common/chan.h): "ready" out, EOF in */
+	int chan_fd;            /* the channel to the master (common/chan.h): "ready" out; hand-over messages and EOF in */
 	pid_t master_pid;
 	int slot;
 	unsigned generation;
@@ -39,7 +41,7 @@ struct worker_spec {
 };
 
 /* The worker's kinds of struct ev_source (common/ev.h), which worker_loop dispatches on. */
-enum ev_kind { EV_SIGNAL, EV_MASTER, EV_TCP_LISTENER, EV_UDP, EV_CONN };
+enum ev_kind { EV_SIGNAL, EV_MASTER, EV_TCP_LISTENER, EV_UDP, EV_CONN, EV_HANDOVER };
 
 struct worker_listener {
 	struct ev_source ev;
@@ -63,6 +65,7 @@ struct worker {
 	unsigned char *scratch;          /* one read's worth, shared by all connections */
 	struct udp_batch *udp;
 	struct conn_set conns;           /* conn.c's; read with conn_count() */
+	struct move move;                /* move.c's: a reload's handover, either way */
 	time_t now;                      /* monotonic seconds, read once per loop turn */
 	int64_t now_ms;                  /* the same instant in milliseconds */
 	time_t accept_paused_until;      /* out of descriptors: not before then; 0 = no pause */

@@ -112,6 +112,33 @@ the_limit_holds_across_workers(void **state)
 	assert_int_equal(addrtab_conn_count(t, b), 0);
 }
 
+/* A handed-over connection is counted for its new owner even over the limit, and still limits. */
+static void
+a_moved_connection_is_counted_over_the_limit(void **state)
+{
+	struct addrtab *t = *state;
+	uint64_t a = hash_of(t, "198.51.100.7");
+	int e1, e2, e3;
+
+	assert_true((e1 = addrtab_conn_acquire(t, a, 1, 2)) >= 0);
+	assert_true((e2 = addrtab_conn_acquire(t, a, 1, 2)) >= 0);
+	assert_int_equal(addrtab_conn_acquire(t, a, 2, 2), ADDRTAB_OVER);
+	assert_true((e3 = addrtab_conn_add(t, a, 2)) >= 0);
+	assert_int_not_equal(e3, e1);
+	assert_int_equal(addrtab_conn_count(t, a), 3);
+	/* The sender releases its entry after the ack: the new owner's count remains. */
+	addrtab_conn_release(t, e1, 1);
+	assert_int_equal(addrtab_conn_count(t, a), 2);
+	assert_int_equal(addrtab_conn_acquire(t, a, 3, 2), ADDRTAB_OVER);
+	addrtab_conn_release(t, e3, 2);
+	addrtab_conn_release(t, e2, 1);
+	assert_int_equal(addrtab_conn_count(t, a), 0);
+	/* Purging the new owner forgets what it was handed. */
+	assert_true(addrtab_conn_add(t, a, 4) >= 0);
+	addrtab_conn_purge(t, 4);
+	assert_int_equal(addrtab_conn_count(t, a), 0);
+}
+
 static void
 a_release_by_another_owner_changes_nothing(void **state)
 {
@@ -282,6 +309,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(hashes_ignore_ports_and_the_ipv4_spelling,
 		    table_setup, table_teardown),
 		cmocka_unit_test_setup_teardown(the_limit_holds_across_workers,
+		    table_setup, table_teardown),
+		cmocka_unit_test_setup_teardown(a_moved_connection_is_counted_over_the_limit,
 		    table_setup, table_teardown),
 		cmocka_unit_test_setup_teardown(a_release_by_another_owner_changes_nothing,
 		    table_setup, table_teardown),
