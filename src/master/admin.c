@@ -67,16 +67,26 @@ is_http(const struct reqconn *c)
 	return c->ev.kind == MEV_HTTP_CLIENT;
 }
 
+/*
+ * Out of epoll before the answer closes it: a worker just forked may still
+ * hold a copy of the fd, and epoll forgets an fd only when every copy is
+ * closed. (A queued client is out already; ENOENT then is harmless.)
+ */
+static void
+client_forget(struct admin *a, struct reqconn *c)
+{
+	ev_del(a->epfd, c->fd);
+	list_unlink(is_http(c) ? &a->http_clients : &a->ctl_clients, c);
+}
+
 void
 admin_answer(struct admin *a, struct reqconn *c, bool ok, const char *body)
 {
-	if (is_http(c)) {
-		list_unlink(&a->http_clients, c);
+	client_forget(a, c);
+	if (is_http(c))
 		metrics_reply(c, ok ? HTTP_METRICS : HTTP_BAD, body);
-	} else {
-		list_unlink(&a->ctl_clients, c);
-		control_reply(c, ok, body);  /* closing the fd also removes it from epoll */
-	}
+	else
+		control_reply(c, ok, body);
 }
 
 /* Hands a complete request to the loop; the client is not read any more. */
@@ -150,7 +160,7 @@ http_event(struct admin *a, struct reqconn *c)
 		admin_queue(a, c, ADMIN_METRICS);
 		return;
 	}
-	list_unlink(&a->http_clients, c);
+	client_forget(a, c);
 	metrics_reply(c, req, NULL);
 }
 

@@ -36,8 +36,8 @@
 enum life_state {
 	LS_SERVING,
 	LS_RELOADING,   /* a next generation is starting beside the serving one */
-	LS_DRAINING,    /* graceful stop: workers finish their clients */
-	LS_STOPPING,    /* fast stop: workers are terminated */
+	LS_QUITTING,      /* graceful stop: workers finish their clients */
+	LS_TERMINATING,   /* fast stop: workers are terminated */
 	LS_COUNT
 };
 
@@ -72,7 +72,6 @@ struct master {
 	int64_t next_deadline_ms;    /* LS_RELOADING: abort when not ready by then */
 	bool reload_again;           /* a reload was asked for during a reload */
 	bool announced;              /* the serving generation's "ready" was logged */
-	const char *why;             /* what caused the event being acted on */
 	struct master_counters count;
 	int epfd;
 	int sigfd;
@@ -160,13 +159,14 @@ reload_warn_fixed(const struct cfg *cur, const struct cfg *next)
 
 /* Builds the next generation beside the serving one; it takes over once ready. */
 static void
-reload_begin(struct master *m)
+reload_begin(struct master *m, const char *why)
 {
 	const struct cfg *old = serving_cfg(m);
 	char err[CFG_ERR_LEN];
 	struct cfg *cfg;
 	struct listeners *ls;
 
+	(void)why;
 	log_notice("reloading configuration %s", old->path);
 	notify_send("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
 	    notify_monotonic_usec(), old->path);
@@ -180,35 +180,37 @@ reload_begin(struct master *m)
 		return;
 	}
 	reload_warn_fixed(old, cfg);
+	m->next_deadline_ms = ev_now_ms() + RELOAD_READY_TIMEOUT_MS;
 	if (sup_start_next(&m->sup, cfg, ls, ev_now_ms()) == -1) {
 		reload_failed(m, "out of memory");
 		return;
 	}
-	m->next_deadline_ms = ev_now_ms() + RELOAD_READY_TIMEOUT_MS;
 	m->state = LS_RELOADING;
 }
 
 static void
-reload_queue(struct master *m)
+reload_queue(struct master *m, const char *why)
 {
+	(void)why;
 	m->reload_again = true;
 }
 
 static void
-reload_abort(struct master *m)
+reload_abort(struct master *m, const char *why)
 {
 	sup_abort_next(&m->sup, ev_now_ms());
 	m->state = LS_SERVING;
-	reload_failed(m, m->why);
+	reload_failed(m, why);
 }
 
 /* Every new worker is ready: the old ones drain, the new config serves. */
 static void
-reload_commit(struct master *m)
+reload_commit(struct master *m, const char *why)
 {
 	char msg[128], body[sizeof(msg) + 1];
 	int64_t now = ev_now_ms();
 
+	(void)why;
 	sup_commit_next(&m->sup, now);
 	m->state = LS_SERVING;
 	m->announced = false;
@@ -226,64 +228,71 @@ reload_commit(struct master *m)
 
 /* A stop during a reload first fails the reload, so that its waiting clients get an answer. */
 static void
-stop(struct master *m, bool graceful)
+stop(struct master *m, bool graceful, const char *why)
 {
 	log_notice("shutting down (%s)", graceful ? "graceful" : "fast");
 	if (m->state == LS_RELOADING)
-		reload_abort(m);
+		reload_abort(m, why);
 	notify_send("STOPPING=1\nSTATUS=shutting down (%s)", graceful ? "graceful" : "fast");
-	m->state = graceful ? LS_DRAINING : LS_STOPPING;
+	m->state = graceful ? LS_QUITTING : LS_TERMINATING;
 	sup_stop(&m->sup, graceful, ev_now_ms());
 }
 
 static void
-stop_graceful(struct master *m)
+quit(struct master *m, const char *why)
 {
-	stop(m, true);
+	stop(m, true, why);
 }
 
 static void
-stop_fast(struct master *m)
+terminate(struct master *m, const char *why)
 {
-	stop(m, false);
+	stop(m, false, why);
 }
 
-typedef void life_action(struct master *m);
+/* WHY says what caused the event, for the messages of a failure. */
+typedef void life_action(struct master *m, const char *why);
 
 static life_action *const lifecycle[LS_COUNT][LE_COUNT] = {
 	[LS_SERVING] = {
 		[LE_RELOAD] = reload_begin,
-		[LE_QUIT] = stop_graceful,
-		[LE_TERMINATE] = stop_fast,
+		[LE_QUIT] = quit,
+		[LE_TERMINATE] = terminate,
 	},
 	[LS_RELOADING] = {
 		[LE_RELOAD] = reload_queue,
-		[LE_QUIT] = stop_graceful,
-		[LE_TERMINATE] = stop_fast,
+		[LE_QUIT] = quit,
+		[LE_TERMINATE] = terminate,
 		[LE_NEXT_READY] = reload_commit,
 		[LE_NEXT_FAILED] = reload_abort,
 	},
-	[LS_DRAINING] = {
-		[LE_TERMINATE] = stop_fast,
+	[LS_QUITTING] = {
+		[LE_TERMINATE] = terminate,
 	},
-	[LS_STOPPING] = { 0 },
+	[LS_TERMINATING] = { 0 },
 };
 
-/* Acts on EVENT in the current state; WHY says what caused it, for the messages of a failure. */
+/* Acts on EVENT in the current state. */
 static void
 life_fire(struct master *m, enum life_event event, const char *why)
 {
 	life_action *act = lifecycle[m->state][event];
 
-	m->why = why;
 	if (act != NULL)
-		act(m);
+		act(m, why);
+}
+
+/* True when EVENT does something in the current state. */
+static bool
+life_takes(const struct master *m, enum life_event event)
+{
+	return lifecycle[m->state][event] != NULL;
 }
 
 static bool
 stopping(const struct master *m)
 {
-	return m->state == LS_DRAINING || m->state == LS_STOPPING;
+	return m->state == LS_QUITTING || m->state == LS_TERMINATING;
 }
 
 static void
@@ -390,7 +399,7 @@ act_on_request(struct master *m, const struct admin_request *r)
 		answer_status(m, r);
 		return;
 	case ADMIN_RELOAD:
-		if (stopping(m)) {
+		if (!life_takes(m, LE_RELOAD)) {
 			admin_answer(&m->admin, r->client, false, "shutting down\n");
 			return;
 		}
@@ -488,8 +497,9 @@ master_loop(struct master *m)
 			fatal("epoll_wait");
 		for (int i = 0; i < n; i++)
 			dispatch(m, events[i].data.ptr);
-		act_on_signals(m);
+		/* Requests before signals: a `stop` wins over a HUP of the same turn. */
 		act_on_requests(m);
+		act_on_signals(m);
 		reload_progress(m);
 		reload_queued(m);
 		announce_ready(m);

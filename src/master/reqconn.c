@@ -63,6 +63,6 @@ reqconn_finish(struct reqconn *c, const char *head, const char *body)
 		(void)sock_send_all(c->fd, head, strlen(head));
 	if (body != NULL)
 		(void)sock_send_all(c->fd, body, strlen(body));
-	close(c->fd);  /* also removes it from the master's epoll set */
+	close(c->fd);  /* the owner took it out of its epoll set first */
 	free(c);
 }

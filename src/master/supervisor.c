@@ -306,12 +306,11 @@ sup_limit_draining(struct sup *s, int64_t now)
 
 /* Gives TO its end of a new handover socket pair; returns the other end, or -1. */
 static int
-pair_take_over(struct sup *s, const struct sup_proc *to)
+pair_take_over(const struct sup_proc *to)
 {
 	struct chan_msg m = { .kind = CHAN_TAKE_OVER, .nfds = 1 };
 	int sv[2];
 
-	(void)s;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
 		log_warn("handover socketpair");
 		return -1;
@@ -341,19 +340,19 @@ hand_over_send(const struct sup_proc *p, struct chan_msg *m, bool more)
 }
 
 /*
- * Tells P to move its connections to the ready workers of TO, in messages
- * of at most CHAN_MAX_FDS peers. -1 when P could not be told, or no worker
- * can receive: P must then drain.
+ * Tells P to move its connections to the ready workers in COUNT slots of TO
+ * from FIRST on (wrapping), in messages of at most CHAN_MAX_FDS peers. -1
+ * when P could not be told, or none of them can receive: P must then drain.
  */
 static int
-proc_hand_over(struct sup *s, struct sup_proc *p, const struct sup_gen *to)
+proc_hand_over(struct sup_proc *p, const struct sup_gen *to, int first, int count)
 {
 	struct chan_msg m = { .kind = CHAN_HAND_OVER };
 	int peers = 0, fd;
 
-	for (int i = 0; i < to->nslots; i++) {
-		const struct sup_proc *r = to->slots[i].proc;
-		if (r == NULL || r == p || r->state != SUP_READY || (fd = pair_take_over(s, r)) == -1)
+	for (int j = 0; j < count; j++) {
+		const struct sup_proc *r = to->slots[(first + j) % to->nslots].proc;
+		if (r == NULL || r == p || r->state != SUP_READY || (fd = pair_take_over(r)) == -1)
 			continue;
 		m.fds[m.nfds] = fd;
 		m.entry[m.nfds++] = r->sb_entry;
@@ -376,7 +375,25 @@ move_open(struct sup *s, unsigned generation, int64_t now)
 		s->moves[i] = (struct sup_move){ .generation = generation, .started_ms = now };
 		return i;
 	}
+	log_warnx("%d handovers at once: generation %u's is not counted", SUP_MOVES, generation);
 	return -1;
+}
+
+/*
+ * The receivers of old slot I of NOLD when NNEW workers take over: a
+ * window of the new slots, the windows of all old slots covering every new
+ * one, so that set-up costs O(workers), not O(old x new), and each new
+ * worker still hears from several old ones to even out what it gets.
+ */
+static void
+peers_of(int i, int nold, int nnew, int *first, int *count)
+{
+	int k = (nnew + nold - 1) / nold + 1;
+
+	*first = (int)((long)i * nnew / nold);
+	*count = k < 4 ? 4 : k;
+	if (*count > nnew)
+		*count = nnew;
 }
 
 /*
@@ -385,10 +402,11 @@ move_open(struct sup *s, unsigned generation, int64_t now)
  * Either way it may take until DEADLINE, when it is killed.
  */
 static void
-proc_retire_to(struct sup *s, struct sup_proc *p, const struct sup_gen *to, int move,
-    int64_t deadline)
+proc_retire_to(struct sup *s, struct sup_proc *p, const struct sup_gen *to, int first, int count,
+    int move, int64_t deadline)
 {
-	if (to->cfg->reload_handover && p->state == SUP_READY && proc_hand_over(s, p, to) == 0) {
+	if (to->cfg->reload_handover && p->state == SUP_READY &&
+	    proc_hand_over(p, to, first, count) == 0) {
 		proc_retire(s, p, SUP_MOVING, deadline);
 		p->move = move;
 		if (move != -1) {
@@ -414,8 +432,11 @@ sup_commit_next(struct sup *s, int64_t now)
 {
 	struct sup_gen old = s->cur;
 	int64_t deadline = drain_deadline(old.cfg, now);
-	int move;
+	int move, first, count;
 
+	for (int i = 0; i < old.nslots; i++)
+		if (old.slots[i].proc != NULL)
+			s->sb->w[old.slots[i].proc->sb_entry].serving = 0;
 	for (int i = 0; i < s->next.nslots; i++)
 		s->sb->w[s->next.slots[i].proc->sb_entry].serving = 1;
 	s->cur = s->next;
@@ -426,7 +447,8 @@ sup_commit_next(struct sup *s, int64_t now)
 		if (p == NULL)
 			continue;
 		old.slots[i].proc = NULL;
-		proc_retire_to(s, p, &s->cur, move, deadline);
+		peers_of(i, old.nslots, s->cur.nslots, &first, &count);
+		proc_retire_to(s, p, &s->cur, first, count, move, deadline);
 	}
 	move_close_if_empty(s, move);
 	gen_free(&old);
@@ -710,10 +732,11 @@ scale_down(struct sup *s, int64_t now)
 	struct sup_proc *p = g->slots[--g->nslots].proc;
 	int move;
 
+	g->slots[g->nslots].proc = NULL;
 	if (p == NULL)
 		return;
 	move = move_open(s, g->number, now);
-	proc_retire_to(s, p, g, move, drain_deadline(g->cfg, now));
+	proc_retire_to(s, p, g, 0, g->nslots, move, drain_deadline(g->cfg, now));
 	move_close_if_empty(s, move);
 }
 

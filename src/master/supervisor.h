@@ -109,7 +109,8 @@ struct sup_move {
 	uint64_t kept;             /* connections that could not move and were drained */
 };
 
-#define SUP_MOVES 8
+/* Handovers counted at once: every draining generation's, and TTOUs'. */
+#define SUP_MOVES 128
 
 /* Figures the supervisor keeps, for status and metrics. */
 struct sup_counters {
@@ -227,7 +228,7 @@ int sup_view(const struct sup *s, struct status_view *v);
 /* Frees the serving generation at exit; every worker must be gone. */
 void sup_free(struct sup *s);
 
-/* "starting", "serving", "draining", "aborted". */
+/* "starting", "serving", "draining", "aborted", "moving". */
 const char *sup_state_name(enum sup_state state);
 
 /* "exited with status 1", "killed by signal 9 (SIGKILL)". */

@@ -513,19 +513,20 @@ a_commit_hands_the_old_workers_connections_over(void **state)
 		assert_int_equal(old[k].kind, CHAN_HAND_OVER);
 		assert_false(old[k].more);
 		assert_int_equal(old[k].nfds, 3);
-		for (int j = 0; j < 3; j++)
-			assert_int_equal(old[k].entry[j], proc_of(f, 2 + j)->sb_entry);
+		for (int j = 0; j < 3; j++)  /* old slot k's window starts at new slot k * 3 / 2 */
+			assert_int_equal(old[k].entry[j], proc_of(f, 2 + (k * 3 / 2 + j) % 3)->sb_entry);
 		assert_int_equal(sent_count(f, pid_of(k), SIGQUIT), 0);
 		assert_int_equal(proc_of(f, k)->state, SUP_MOVING);
 		assert_int_equal(f->sb->w[proc_of(f, k)->sb_entry].serving, 0);
 	}
-	for (int j = 0; j < 3; j++) {
+	for (int n = 0; n < 3; n++) {
 		for (int k = 0; k < 2; k++) {
-			assert_int_equal(child_message(f, 2 + j, &take[j][k]), 1);
-			assert_int_equal(take[j][k].kind, CHAN_TAKE_OVER);
-			paired(old[k].fds[j], take[j][k].fds[0]);
+			int j = (n - k * 3 / 2 + 3) % 3;
+			assert_int_equal(child_message(f, 2 + n, &take[n][k]), 1);
+			assert_int_equal(take[n][k].kind, CHAN_TAKE_OVER);
+			paired(old[k].fds[j], take[n][k].fds[0]);
 		}
-		assert_int_equal(child_message(f, 2 + j, &take[j][0]) + 0, 0);
+		assert_int_equal(child_message(f, 2 + n, &take[n][0]) + 0, 0);
 	}
 	assert_int_equal(sup_draining_generations(&f->sup, false, NULL), 1);
 
@@ -615,6 +616,34 @@ ttou_hands_the_last_slot_over_to_the_others(void **state)
 	assert_int_equal(f->sup.done.generation, 1);
 }
 
+/*
+ * Many workers: each old one gets a window of a few new ones, so the set-up
+ * stays linear, and every new one hears from at least one old one.
+ */
+static void
+set_up_is_linear_and_reaches_every_new_worker(void **state)
+{
+	struct fake *f = *state;
+	struct chan_msg m;
+	int heard[MAX_CHILDREN] = { 0 };
+
+	start_ready(f, 30, "");
+	reload(f, 20, "", 10);
+	for (int k = 0; k < 30; k++) {
+		assert_int_equal(child_message(f, k, &m), 1);
+		assert_true(m.nfds >= 2 && m.nfds <= 4);
+		for (unsigned j = 0; j < m.nfds; j++)
+			for (int n = 30; n < 50; n++)
+				heard[n] += proc_of(f, n)->sb_entry == m.entry[j];
+		chan_close_fds(&m);
+	}
+	for (int n = 30; n < 50; n++) {
+		assert_true(heard[n] >= 1);
+		while (child_message(f, n, &m) == 1)
+			chan_close_fds(&m);
+	}
+}
+
 /* More peers than one message holds: all but the last message say more follow. */
 static void
 a_hand_over_to_many_workers_takes_several_messages(void **state)
@@ -624,7 +653,7 @@ a_hand_over_to_many_workers_takes_several_messages(void **state)
 	unsigned total = 0;
 
 	start_ready(f, 1, "");
-	reload(f, CHAN_MAX_FDS + 6, "", 10);
+	reload(f, CHAN_MAX_FDS + 6, "", 10);  /* one old worker: its window is every new one */
 	assert_int_equal(child_message(f, 0, &m), 1);
 	assert_true(m.more);
 	assert_int_equal(m.nfds, CHAN_MAX_FDS);
@@ -683,6 +712,7 @@ main(void)
 		T(without_handover_the_old_workers_drain),
 		T(a_starting_worker_drains_and_a_ready_one_moves),
 		T(ttou_hands_the_last_slot_over_to_the_others),
+		T(set_up_is_linear_and_reaches_every_new_worker),
 		T(a_hand_over_to_many_workers_takes_several_messages),
 		T(the_view_lists_workers_oldest_generation_first),
 #undef T
