@@ -387,10 +387,12 @@ senders_live(struct move *mv, struct move_peer **live)
 
 /*
  * S1 to S3: the movable connections spread over the live receivers, a
- * batch to each that has none. A batch carries half of the receiver's
- * share (at least one): other senders' batches in flight to it are not in
- * the count we read, and spreading in halves makes the last decisions,
- * which settle the balance, rest on counts that are nearly complete.
+ * batch to each that has none. A batch carries a quarter of the
+ * receiver's share (at least one): other senders' batches in flight to it
+ * are not in the count we read, and spreading in quarters makes the last
+ * decisions, which settle the balance, rest on counts that are nearly
+ * complete. (Halves were measured to leave receivers that only one sender
+ * reaches, with the master's windows of peers, 10% under their share.)
  */
 static void
 sender_spread(struct worker *w, struct move_peer **live, size_t k)
@@ -410,7 +412,7 @@ sender_spread(struct worker *w, struct move_peer **live, size_t k)
 			continue;
 		if (p->batch == NULL && (p->batch = calloc(1, sizeof(*p->batch))) == NULL)
 			continue;
-		sender_fill(w, p, (share[i] + 1) / 2);
+		sender_fill(w, p, (share[i] + 3) / 4);
 	}
 	free(score);
 }

@@ -20,12 +20,13 @@
  *   S1  The sender picks the receiver: connections are spread by
  *       move_spread so that each receiver's published `active` plus what
  *       its count does not show yet (our batch in flight to it) ends as
- *       even as whole connections allow, and a batch carries half of a
- *       receiver's share (at least one): with several senders at once,
- *       each reading counts that lack the others' batches in flight, the
- *       halves make the last choices rest on nearly complete counts, so
- *       that every receiver ends within the balancing margin of its share
- *       (average/16 + 2).
+ *       even as whole connections allow, and a batch carries a quarter
+ *       of a receiver's share (at least one): with several senders at
+ *       once, each reading counts that lack the others' batches in
+ *       flight, the small steps make the last choices rest on nearly
+ *       complete counts, so that every receiver ends within the balancing
+ *       margin of its share (average/16 + 2), as far as the peers the
+ *       master gave each sender allow.
  *   S2  For each connection: conn_detach (out of epoll: we read it no more)
  *       BEFORE it goes into the batch, then conn_describe (mode, half-close,
  *       idle age, min_rate progress, whether it is counted per address, the

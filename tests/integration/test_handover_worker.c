@@ -182,10 +182,10 @@ test_a_late_ack_costs_no_connection(void **state)
 	file_write(late, "");
 	t0 = now_ms();
 	env_signal(e, SIGHUP);
-	/* The first batch carries half of them (move.c); the rest are never offered. */
-	env_wait_log(e, "no ack in time: 0 connections moved, 0 refused, 20 taken back", EM_DEADLINE_MS);
-	env_wait_log(e, "no worker left to take 20 connections", EM_DEADLINE_MS);
-	env_wait_log(e, "not sent; closing the 20 connections it took", EM_DEADLINE_MS);
+	/* The first batch carries a quarter of them (move.c); the rest are never offered. */
+	env_wait_log(e, "no ack in time: 0 connections moved, 0 refused, 10 taken back", EM_DEADLINE_MS);
+	env_wait_log(e, "no worker left to take 30 connections", EM_DEADLINE_MS);
+	env_wait_log(e, "not sent; closing the 10 connections it took", EM_DEADLINE_MS);
 	unlink(late);
 	assert_true(proc_alive(old[0], start[0]));  /* it drains what it took back */
 	pump_to_end(s, LATE, old, start, 1, t0, &gone);
