@@ -382,16 +382,17 @@ move_open(struct sup *s, unsigned generation, int64_t now)
 /*
  * The receivers of old slot I of NOLD when NNEW workers take over: a
  * window of the new slots, the windows of all old slots covering every new
- * one, so that set-up costs O(workers), not O(old x new), and each new
- * worker still hears from several old ones to even out what it gets.
+ * one at least twice over (or all of them), so that set-up costs
+ * O(workers), not O(old x new), and each new worker hears from enough old
+ * ones for the senders to even out what it gets.
  */
 static void
 peers_of(int i, int nold, int nnew, int *first, int *count)
 {
-	int k = (nnew + nold - 1) / nold + 1;
+	int k = 2 * ((nnew + nold - 1) / nold);
 
 	*first = (int)((long)i * nnew / nold);
-	*count = k < 4 ? 4 : k;
+	*count = k < 8 ? 8 : k;
 	if (*count > nnew)
 		*count = nnew;
 }

@@ -189,6 +189,21 @@ conn_acl_refuses(struct worker *w, const struct worker_listener *l,
 }
 
 /*
+ * True when our configuration counts connections per address; then our
+ * entry is marked as counting before its first count, so that the master
+ * purges what it counted if we die.
+ */
+static bool
+conn_counts_addresses(struct worker *w)
+{
+	if (w->cfg->max_per_address == 0)
+		return false;
+	if (!w->me->addr_counted)
+		__atomic_store_n(&w->me->addr_counted, 1, __ATOMIC_SEQ_CST);
+	return true;
+}
+
+/*
  * Counts the connection against max_connections_per_address, whole daemon.
  * Returns its entry in the shared table (-1 when there is no limit), or -2
  * when the address holds its limit already or cannot be counted.
@@ -199,10 +214,8 @@ conn_count_address(struct worker *w, const struct sockaddr_storage *peer)
 	struct addrtab *t = &w->sb->addr;
 	int entry;
 
-	if (w->cfg->max_per_address == 0)
+	if (!conn_counts_addresses(w))
 		return -1;
-	if (!w->me->addr_counted)  /* before the first entry: the master purges on death */
-		__atomic_store_n(&w->me->addr_counted, 1, __ATOMIC_SEQ_CST);
 	entry = addrtab_conn_acquire(t, addrtab_hash(t, (const struct sockaddr *)peer),
 	    w->sb_entry, (unsigned)w->cfg->max_per_address);
 	if (entry >= 0)
@@ -589,10 +602,8 @@ conn_count_moved_address(struct worker *w, const struct sockaddr_storage *peer)
 	struct addrtab *t = &w->sb->addr;
 	int entry;
 
-	if (w->cfg->max_per_address == 0)
+	if (!conn_counts_addresses(w))
 		return -1;
-	if (!w->me->addr_counted)  /* before the first entry: the master purges on death */
-		__atomic_store_n(&w->me->addr_counted, 1, __ATOMIC_SEQ_CST);
 	entry = addrtab_conn_add(t, addrtab_hash(t, (const struct sockaddr *)peer), w->sb_entry);
 	return entry >= 0 ? entry : -1;
 }
