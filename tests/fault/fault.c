@@ -190,20 +190,6 @@ fault_wait_children(struct env *e, size_t n, pid_t *pids, int timeout_ms)
 		memcpy(pids, got, n * sizeof(*pids));
 }
 
-size_t
-fault_log_count(struct env *e, const char *needle)
-{
-	char *log = env_log(e), *p = log;
-	size_t n = 0;
-
-	while ((p = strstr(p, needle)) != NULL) {
-		n++;
-		p += strlen(needle);
-	}
-	free(log);
-	return n;
-}
-
 /* ---- starting ------------------------------------------------------------ */
 
 /* The harness's start, with the limit applied in the child before exec. */

@@ -43,8 +43,6 @@ char	 fault_state(pid_t pid);
  * title); stores them in pids. Fails the test on timeout. */
 void	 fault_wait_children(struct env *e, size_t n, pid_t *pids,
 	    int timeout_ms);
-/* How often needle occurs in the daemon's log. */
-size_t	 fault_log_count(struct env *e, const char *needle);
 
 /* ---- starting ------------------------------------------------------------ */
 

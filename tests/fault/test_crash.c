@@ -110,10 +110,10 @@ test_random_worker_kills_under_load(void **state)
 	/* Throttled respawn kicked in, and the count comes back. */
 	assert_true(env_log_has(e, "respawning worker slot"));
 	print_message("throttled respawns logged: %zu\n",
-	    fault_log_count(e, "respawning worker slot"));
+	    env_log_count(e, "respawning worker slot"));
 	wait_workers_under_load(e, &l, WORKERS);
 	env_wait_workers(e, WORKERS, NULL, EM_DEADLINE_MS);
-	started = fault_log_count(e, " started (slot ");
+	started = env_log_count(e, " started (slot ");
 	assert_int_equal(started, WORKERS + kills);
 	/* Service recovers: a further stretch with no kills is fully served. */
 	served_before = l.st.served;

@@ -146,7 +146,7 @@ test_accept_emfile_no_spin_no_loss(void **state)
 	print_message("over %d ms exhausted: worker used %lld ticks, master "
 	    "%lld (limit %ld, %ld ticks a second); accept warnings logged: "
 	    "%zu\n", WINDOW_MS, t1 - t0, m1 - m0, MAX_TICKS(hz), hz,
-	    fault_log_count(e, "Too many open files"));
+	    env_log_count(e, "Too many open files"));
 	assert_true(t1 - t0 <= MAX_TICKS(hz));
 	assert_true(m1 - m0 <= MAX_TICKS(hz));
 	/* UDP needs no new descriptor and keeps working meanwhile. */

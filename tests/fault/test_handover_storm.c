@@ -275,15 +275,15 @@ test_handover_storm_1000_streams(void **state)
 	    "%llu; slowest handover %lld ms; reloads ok %zu, failed %zu\n",
 	    s->polls, s->polls_old, s->max_draining, s->max_old,
 	    (unsigned long long)s->moves_failed, (long long)worst,
-	    fault_log_count(e, "reload ok"), fault_log_count(e, "reload failed"));
+	    env_log_count(e, "reload ok"), env_log_count(e, "reload failed"));
 	load_expect_clean(&l);
 	assert_int_equal(l.st.streams_done, STORM_STREAMS);
 	assert_int_equal(failures, 0);
 	assert_true(s->max_draining <= 1);
 	assert_true(s->max_old <= 1);
 	assert_int_equal(s->moves_failed, 0);
-	assert_int_equal(fault_log_count(e, "reload ok"), STORM_RELOADS);
-	assert_int_equal(fault_log_count(e, "reload failed"), 0);
+	assert_int_equal(env_log_count(e, "reload ok"), STORM_RELOADS);
+	assert_int_equal(env_log_count(e, "reload failed"), 0);
 	assert_false(env_log_has(e, "did not stop in time"));
 	assert_false(env_log_has(e, "shutdown_timeout reached"));
 	assert_int_equal(handed_over_clean(e, STORM_RELOADS), STORM_RELOADS);

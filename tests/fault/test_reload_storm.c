@@ -98,9 +98,9 @@ settle(struct env *e, struct drains *d, size_t workers)
 
 	for (;;) {
 		drains_scan(d, e->master);
-		begun = fault_log_count(e, "reloading configuration");
-		done = fault_log_count(e, "reload ok") +
-		    fault_log_count(e, "reload failed");
+		begun = env_log_count(e, "reloading configuration");
+		done = env_log_count(e, "reload ok") +
+		    env_log_count(e, "reload failed");
 		if (begun == done && drains_over(d) &&
 		    fault_children(e->master, NULL, 0) == workers &&
 		    fault_zombies(e->master) == 0)
@@ -163,19 +163,19 @@ test_reload_storm_under_load(void **state)
 	settle(e, d, 2);
 	env_wait_workers(e, 2, NULL, EM_DEADLINE_MS);
 	fds_after = fault_fd_count(e->master);
-	started = fault_log_count(e, " started (slot ");
-	finished = fault_log_count(e, " finished");
+	started = env_log_count(e, " started (slot ");
+	finished = env_log_count(e, " finished");
 	print_message("reloads begun %zu, ok %zu, failed %zu; workers started "
 	    "%zu, old ones that finished their drain %zu; drains long enough "
 	    "to be seen %zu, longest %lld ms (shutdown_timeout %d s); master "
 	    "fds before %d, after %d\n",
-	    fault_log_count(e, "reloading configuration"),
-	    fault_log_count(e, "reload ok"),
-	    fault_log_count(e, "reload failed"), started, finished, d->n,
+	    env_log_count(e, "reloading configuration"),
+	    env_log_count(e, "reload ok"),
+	    env_log_count(e, "reload failed"), started, finished, d->n,
 	    (long long)drains_longest(d), SHUTDOWN_S, fds_before, fds_after);
 	load_expect_clean(&l);
-	assert_int_equal(fault_log_count(e, "reload failed"), 0);
-	assert_true(fault_log_count(e, "reload ok") > 0);
+	assert_int_equal(env_log_count(e, "reload failed"), 0);
+	assert_true(env_log_count(e, "reload ok") > 0);
 	/* Every old worker ended its drain by itself, none was killed. */
 	assert_int_equal(finished, started - 2);
 	assert_false(env_log_has(e, "did not stop in time"));

@@ -703,3 +703,17 @@ run_daemon_cmd(struct env *e, const char *const *args, int timeout_ms,
 		*err = file_read(err_path, NULL);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+size_t
+env_log_count(struct env *e, const char *needle)
+{
+	char *log = env_log(e), *p = log;
+	size_t n = 0;
+
+	while ((p = strstr(p, needle)) != NULL) {
+		n++;
+		p += strlen(needle);
+	}
+	free(log);
+	return n;
+}

@@ -174,6 +174,8 @@ void	 env_kill(struct env *e);
 
 /* The daemon's log. env_log_size() is an offset for env_wait_log_from(). */
 char	*env_log(struct env *e);
+/* How many times NEEDLE appears in the daemon's log so far. */
+size_t	 env_log_count(struct env *e, const char *needle);
 size_t	 env_log_size(struct env *e);
 bool	 env_log_has(struct env *e, const char *needle);
 /* Waits until the log, from offset on, contains needle. Fails the test on

@@ -69,20 +69,6 @@ ho_conf(struct env *e, struct ho_conf *h, int workers, int port,
 	h->c.extra = h->extra;
 }
 
-static size_t
-log_count(struct env *e, const char *needle)
-{
-	char *log = env_log(e), *p = log;
-	size_t n = 0;
-
-	while ((p = strstr(p, needle)) != NULL) {
-		n++;
-		p += strlen(needle);
-	}
-	free(log);
-	return n;
-}
-
 static void
 status_get(struct env *e, struct em_status *st)
 {
@@ -632,7 +618,7 @@ test_receiver_out_of_descriptors(void **state)
 	assert_int_equal(gen_sum(&st, 1, "active"), kept);
 	assert_int_equal(gen_sum(&st, 2, "active"), in);
 	/* Logged once, with counts, by each worker that kept some. */
-	assert_int_equal(log_count(e, "draining those here"),
+	assert_int_equal(env_log_count(e, "draining those here"),
 	    status_count_gen(&st, 1));
 	/* Once the clients leave, the old generation has nothing to drain. */
 	conns_close(fds, FD_CONNS);
