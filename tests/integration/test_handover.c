@@ -3,7 +3,8 @@
  * workers pass their established TCP connections to the new ones, with
  * the reply bytes they still held and the connection's half-closed state,
  * and exit; a connection the new lists refuse is closed; TTOU moves the
- * retiring worker's connections; when the new worker runs out of
+ * retiring worker's connections, and a connection whose listener the
+ * reload removed moves too; when the new worker runs out of
  * descriptors the old one keeps the rest and drains them; and with
  * reload_handover = false a connection stays with its old worker.
  *
@@ -878,6 +879,38 @@ test_handover_on_moves_single_connection(void **state)
 	close(fd);
 }
 
+/*
+ * A connection whose listener the reload removed is moved too, and keeps
+ * the mode it was accepted with (echo here, the remaining listener upper).
+ */
+static void
+test_removed_listeners_connection_is_moved(void **state)
+{
+	struct env *e = *state;
+	struct em_status st;
+	struct ho_conf h;
+	int ports[2], fd, refused;
+
+	ports_pick(ports, 2);
+	ho_conf(e, &h, 1, ports[0], NULL, NULL);
+	conf_listen(&h.c, "tcp", ports[1], "echo");
+	env_write_conf(e, &h.c);
+	env_start_ready(e, 1, ports[0]);
+	fd = tcp_open_echoed(ports[1], "kept\n", 5, "kept\n");
+	wait_gen_sum(e, 1, "active", 1);
+	ho_conf(e, &h, 1, ports[0], NULL, NULL);  /* the same, without ports[1] */
+	reload_to(e, &h, 2);
+	wait_old_gone(e, now_ms(), EM_DEADLINE_MS);
+	refused = tcp_connect(ports[1], EM_DEADLINE_MS);
+	assert_int_equal(refused, -1);  /* the listener is gone */
+	assert_int_equal(errno, ECONNREFUSED);
+	expect_echo(fd, "still echo\n", "still echo\n");
+	status_get(e, &st);
+	assert_int_equal(gen_sum(&st, 2, "moved_in"), 1);
+	assert_int_equal(gen_sum(&st, 2, "active"), 1);
+	close(fd);
+}
+
 static const enum half HALF_READ = HALF_EOF_READ, HALF_QUEUED = HALF_EOF_QUEUED;
 
 #define T(f) cmocka_unit_test_setup_teardown(f, env_setup, env_teardown)
@@ -897,6 +930,7 @@ main(void)
 		T(test_receiver_out_of_descriptors),
 		T(test_reload_deny_closes_moved_connection),
 		T(test_ttou_moves_retiring_workers_connections),
+		T(test_removed_listeners_connection_is_moved),
 	};
 
 	return cmocka_run_group_tests_name("handover", tests, NULL, NULL);
