@@ -1,7 +1,11 @@
 /*
- * master: the master process. Binds, forks the workers, and then only
- * supervises: signals arrive through a signalfd, the loop turns them into
- * flags and acts on each in turn. No connection is ever handled here.
+ * master: the master process's loop, once main.c has bound and detached.
+ * It only decides: signals arrive through a signalfd and operators'
+ * requests through admin's queue, both as pending work the loop acts on
+ * in turn; the lifecycle (serving, reloading, quitting, terminating) is a
+ * state-by-event table; the supervisor (supervisor.h) does what it is
+ * told to the workers and reports what happened. No connection is ever
+ * handled here.
  */
 #ifndef EM_MASTER_H
 #define EM_MASTER_H
