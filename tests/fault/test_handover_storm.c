@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,33 +50,19 @@ conf_handover(struct env *e, struct em_conf *c, char *extra, size_t len,
 static uint64_t
 gen_moved_in(const struct em_status *st, unsigned gen)
 {
-	uint64_t sum = 0;
-
-	for (size_t i = 0; i < st->n; i++)
-		if (st->w[i].generation == gen)
-			sum += st->w[i].moved_in;
-	return sum;
+	return status_gen_sum(st, gen, offsetof(struct em_status_worker, moved_in));
 }
 
 static uint64_t
 gen_active(const struct em_status *st, unsigned gen)
 {
-	uint64_t sum = 0;
-
-	for (size_t i = 0; i < st->n; i++)
-		if (st->w[i].generation == gen)
-			sum += st->w[i].active;
-	return sum;
+	return status_gen_sum(st, gen, offsetof(struct em_status_worker, active));
 }
 
 static uint64_t
 all_moves_failed(const struct em_status *st)
 {
-	uint64_t sum = 0;
-
-	for (size_t i = 0; i < st->n; i++)
-		sum += st->w[i].moves_failed;
-	return sum;
+	return status_gen_sum(st, 0, offsetof(struct em_status_worker, moves_failed));
 }
 
 /* Oldest generation any listed worker belongs to. */

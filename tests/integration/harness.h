@@ -243,6 +243,9 @@ const struct em_status_worker *status_worker(const struct em_status *st,
 /* Workers of generation gen in *st (gen 0: of any generation older than
  * the serving one). */
 size_t	 status_count_gen(const struct em_status *st, unsigned gen);
+/* The sum over the workers of generation gen (0: of every generation) of
+ * one counter, named by its offset: offsetof(struct em_status_worker, active). */
+uint64_t status_gen_sum(const struct em_status *st, unsigned gen, size_t counter);
 
 /* /proc/PID/stat: the fields tests look at. */
 struct proc_info {
@@ -356,6 +359,8 @@ struct em_stream {
 
 /* Connects and fills out with pattern_fill(seed). Fails the test. */
 void	 stream_open(struct em_stream *s, int port, size_t len, uint32_t seed);
+/* The same over a connection the caller made (fd becomes the stream's). */
+void	 stream_attach(struct em_stream *s, int fd, size_t len, uint32_t seed);
 void	 stream_close(struct em_stream *s);
 /* Pumps until every stream has sent and received at least `limit` bytes (or
  * all of them); with half_close, each then shuts down its write side after

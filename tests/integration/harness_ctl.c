@@ -322,3 +322,14 @@ status_count_gen(const struct em_status *st, unsigned gen)
 			n++;
 	return n;
 }
+
+uint64_t
+status_gen_sum(const struct em_status *st, unsigned gen, size_t counter)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < st->n; i++)
+		if (gen == 0 || st->w[i].generation == gen)
+			sum += *(const uint64_t *)((const char *)&st->w[i] + counter);
+	return sum;
+}

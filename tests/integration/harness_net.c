@@ -480,18 +480,26 @@ bytes_expect_upper(const uint8_t *got, const uint8_t *sent, size_t len,
 /* ---- streams ------------------------------------------------------------- */
 
 void
-stream_open(struct em_stream *s, int port, size_t len, uint32_t seed)
+stream_attach(struct em_stream *s, int fd, size_t len, uint32_t seed)
 {
 	memset(s, 0, sizeof(*s));
-	s->fd = tcp_connect(port, EM_DEADLINE_MS);
-	if (s->fd == -1)
-		fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+	s->fd = fd;
 	s->len = len;
 	s->out = malloc(len);
 	s->in = malloc(len);
 	assert_non_null(s->out);
 	assert_non_null(s->in);
 	pattern_fill(s->out, len, seed);
+}
+
+void
+stream_open(struct em_stream *s, int port, size_t len, uint32_t seed)
+{
+	int fd = tcp_connect(port, EM_DEADLINE_MS);
+
+	if (fd == -1)
+		fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+	stream_attach(s, fd, len, seed);
 }
 
 void

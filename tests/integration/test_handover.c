@@ -25,6 +25,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,27 +85,20 @@ status_get(struct env *e, struct em_status *st)
 static uint64_t
 gen_sum(const struct em_status *st, unsigned gen, const char *what)
 {
-	uint64_t sum = 0;
-
-	for (size_t i = 0; i < st->n; i++) {
-		const struct em_status_worker *w = &st->w[i];
-
-		if (w->generation != gen)
-			continue;
-		if (strcmp(what, "moved_in") == 0)
-			sum += w->moved_in;
-		else if (strcmp(what, "moved_out") == 0)
-			sum += w->moved_out;
-		else if (strcmp(what, "moves_failed") == 0)
-			sum += w->moves_failed;
-		else if (strcmp(what, "active") == 0)
-			sum += w->active;
-		else if (strcmp(what, "refused") == 0)
-			sum += w->refused + w->refused_acl;
-		else
-			fail_msg("gen_sum: no counter %s", what);
-	}
-	return sum;
+#define SUM(field) status_gen_sum(st, gen, offsetof(struct em_status_worker, field))
+	if (strcmp(what, "moved_in") == 0)
+		return SUM(moved_in);
+	if (strcmp(what, "moved_out") == 0)
+		return SUM(moved_out);
+	if (strcmp(what, "moves_failed") == 0)
+		return SUM(moves_failed);
+	if (strcmp(what, "active") == 0)
+		return SUM(active);
+	if (strcmp(what, "refused") == 0)
+		return SUM(refused) + SUM(refused_acl);
+#undef SUM
+	fail_msg("gen_sum: no counter %s", what);
+	return 0;
 }
 
 /* Polls status-json until the counter of generation gen reaches want
@@ -222,14 +216,7 @@ tcp_connect_small(int port)
 static void
 stream_small(struct em_stream *s, int port, size_t len, uint32_t seed)
 {
-	memset(s, 0, sizeof(*s));
-	s->fd = tcp_connect_small(port);
-	s->len = len;
-	s->out = malloc(len);
-	s->in = malloc(len);
-	assert_non_null(s->out);
-	assert_non_null(s->in);
-	pattern_fill(s->out, len, seed);
+	stream_attach(s, tcp_connect_small(port), len, seed);
 }
 
 static int
