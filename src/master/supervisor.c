@@ -13,6 +13,7 @@
 
 #include "common/chan.h"
 #include "common/log.h"
+#include "master/peering.h"
 
 /* The real fork: a socketpair for the channel, then worker_main in the child. */
 static pid_t
@@ -304,65 +305,23 @@ sup_limit_draining(struct sup *s, int64_t now)
 	}
 }
 
-/* Gives TO its end of a new handover socket pair; returns the other end, or -1. */
-static int
-pair_take_over(const struct sup_proc *to)
-{
-	struct chan_msg m = { .kind = CHAN_TAKE_OVER, .nfds = 1 };
-	int sv[2];
-
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
-		log_warn("handover socketpair");
-		return -1;
-	}
-	m.fds[0] = sv[1];
-	if (chan_send(to->chan_fd, &m) == -1) {
-		log_warn("worker %ld channel: handover", (long)to->pid);
-		close(sv[0]);
-		close(sv[1]);
-		return -1;
-	}
-	close(sv[1]);
-	return sv[0];
-}
-
-/* Sends one CHAN_HAND_OVER and closes our copies of its sockets. */
-static int
-hand_over_send(const struct sup_proc *p, struct chan_msg *m, bool more)
-{
-	int rc;
-
-	m->more = more;
-	if ((rc = chan_send(p->chan_fd, m)) == -1)
-		log_warn("worker %ld channel: handover", (long)p->pid);
-	chan_close_fds(m);
-	return rc;
-}
-
 /*
  * Tells P to move its connections to the ready workers in COUNT slots of TO
- * from FIRST on (wrapping), in messages of at most CHAN_MAX_FDS peers. -1
- * when P could not be told, or none of them can receive: P must then drain.
+ * from FIRST on (wrapping). -1 when P could not be told, or none of them
+ * can receive: P must then drain.
  */
 static int
-proc_hand_over(struct sup_proc *p, const struct sup_gen *to, int first, int count)
+proc_hand_over(const struct sup_proc *p, const struct sup_gen *to, int first, int count)
 {
-	struct chan_msg m = { .kind = CHAN_HAND_OVER };
-	int peers = 0, fd;
+	struct peering pr;
 
+	peering_begin(&pr, p->chan_fd, p->pid);
 	for (int j = 0; j < count; j++) {
 		const struct sup_proc *r = to->slots[(first + j) % to->nslots].proc;
-		if (r == NULL || r == p || r->state != SUP_READY || (fd = pair_take_over(r)) == -1)
-			continue;
-		m.fds[m.nfds] = fd;
-		m.entry[m.nfds++] = r->sb_entry;
-		peers++;
-		if (m.nfds == CHAN_MAX_FDS && hand_over_send(p, &m, true) == -1)
-			return -1;
+		if (r != NULL && r != p && r->state == SUP_READY)
+			peering_add(&pr, r->chan_fd, r->pid, r->sb_entry);
 	}
-	if (peers == 0)
-		return -1;
-	return hand_over_send(p, &m, false);
+	return peering_end(&pr);
 }
 
 /* Starts accounting for one handover of GENERATION's workers; -1 when the table is full. */
@@ -377,24 +336,6 @@ move_open(struct sup *s, unsigned generation, int64_t now)
 	}
 	log_warnx("%d handovers at once: generation %u's is not counted", SUP_MOVES, generation);
 	return -1;
-}
-
-/*
- * The receivers of old slot I of NOLD when NNEW workers take over: a
- * window of the new slots, the windows of all old slots covering every new
- * one at least twice over (or all of them), so that set-up costs
- * O(workers), not O(old x new), and each new worker hears from enough old
- * ones for the senders to even out what it gets.
- */
-static void
-peers_of(int i, int nold, int nnew, int *first, int *count)
-{
-	int k = 2 * ((nnew + nold - 1) / nold);
-
-	*first = (int)((long)i * nnew / nold);
-	*count = k < 8 ? 8 : k;
-	if (*count > nnew)
-		*count = nnew;
 }
 
 /*
@@ -448,7 +389,7 @@ sup_commit_next(struct sup *s, int64_t now)
 		if (p == NULL)
 			continue;
 		old.slots[i].proc = NULL;
-		peers_of(i, old.nslots, s->cur.nslots, &first, &count);
+		peering_window(i, old.nslots, s->cur.nslots, &first, &count);
 		proc_retire_to(s, p, &s->cur, first, count, move, deadline);
 	}
 	move_close_if_empty(s, move);
