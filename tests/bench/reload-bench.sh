@@ -112,16 +112,9 @@ rb_start() {
 }
 
 rb_stop() {
-	local i
-
 	[ -n "$MASTER" ] || return 0
-	kill -TERM "$MASTER" 2>/dev/null
-	for ((i = 0; i < 200; i++)); do
-		kill -0 "$MASTER" 2>/dev/null || break
-		sleep 0.05
-	done
-	kill -KILL "$MASTER" 2>/dev/null
-	wait "$MASTER" 2>/dev/null
+	SERVER_PID=$MASTER SERVER_MAIN=$MASTER
+	bench_stop
 	MASTER=
 }
 
