@@ -137,6 +137,38 @@ replies_follow_the_load_and_the_operator(void **state)
 	assert_true(env_log_has(e, "operator: drain; the agent reports draining (operator)"));
 }
 
+/*
+ * Clients that never read hold nothing: 300 of them, then the agent and
+ * the control socket still answer at once. A client that sends first (as
+ * HAProxy's agent-send does) still gets the whole line, then EOF.
+ */
+static void
+clients_that_never_read_hold_nothing(void **state)
+{
+	struct env *e = *state;
+	int ports[2], fds[300], fd;
+	char buf[256];
+	ssize_t n;
+
+	ports_pick(ports, 2);
+	agent_conf(e, ports[0], ports[1], 1, "");
+	env_start_ready(e, 1, ports[0]);
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		assert_true((fds[i] = tcp_connect(ports[1], EM_DEADLINE_MS)) >= 0);
+	agent_expect(e, ports[1], "up ready 100% #", NULL);
+	ctl_expect(e, "status", NULL, "state: serving;");
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		close(fds[i]);
+	assert_true((fd = tcp_connect(ports[1], EM_DEADLINE_MS)) >= 0);
+	assert_int_equal(tcp_send_all(fd, "be_echo/host1\n", 14, EM_DEADLINE_MS), 0);
+	n = tcp_read_exact(fd, buf, sizeof(buf) - 1, EM_DEADLINE_MS);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_true(strncmp(buf, "up ready 100% #", 15) == 0);
+	assert_int_equal(buf[n - 1], '\n');
+	close(fd);
+}
+
 /* -s drain and friends need the control socket, and say so. */
 static void
 drain_needs_the_control_socket(void **state)
@@ -353,6 +385,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(replies_follow_the_load_and_the_operator,
 		    env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(drain_needs_the_control_socket, env_setup,
+		    env_teardown),
+		cmocka_unit_test_setup_teardown(clients_that_never_read_hold_nothing, env_setup,
 		    env_teardown),
 		cmocka_unit_test_setup_teardown(drain_delay_keeps_serving_while_it_reports_drain,
 		    env_setup, env_teardown),
