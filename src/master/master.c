@@ -217,6 +217,8 @@ reload_abort(struct master *m, const char *why)
 }
 
 /* Every new worker is ready: the old ones drain, the new config serves. */
+static void master_name_init(struct master *m);
+
 static void
 reload_commit(struct master *m, const char *why)
 {
@@ -225,6 +227,7 @@ reload_commit(struct master *m, const char *why)
 
 	(void)why;
 	sup_commit_next(&m->sup, now);
+	master_name_init(m);
 	m->state = LS_SERVING;
 	m->announced = false;
 	log_configure(serving_cfg(m)->log_facility, serving_cfg(m)->log_level,
@@ -419,15 +422,15 @@ agent_event(struct master *m)
 }
 
 /*
- * The instance name in the agent's free text. The host name until the
- * `name` setting exists (branch h-proxy adds cfg->name: take it here when
- * set). Kept to characters that need no quoting in a status line, JSON or
- * an agent reply.
+ * The instance name in the agent's free text: the serving config's `name`
+ * (the host name when ""), taken again at each reload. Kept to characters
+ * that need no quoting in a status line, JSON or an agent reply.
  */
 static void
 master_name_init(struct master *m)
 {
-	if (gethostname(m->name, sizeof(m->name) - 1) == -1 || m->name[0] == '\0')
+	snprintf(m->name, sizeof(m->name), "%s", serving_cfg(m)->instance);
+	if (m->name[0] == '\0')
 		snprintf(m->name, sizeof(m->name), "echomaster");
 	for (char *p = m->name; *p != '\0'; p++)
 		if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
@@ -733,12 +736,12 @@ master_start(struct master *m, const struct master_boot *boot)
 	/* -1: bind it; a live upgrade would pass its predecessor's listener here. */
 	if (agent_open(&m->agent, m->epfd, cfg, -1, MEV_AGENT, err, sizeof(err)) == -1)
 		fatalx("%s", err);
-	master_name_init(m);
 	log_notice("echomaster %s starting: config %s, %d workers%s", EM_VERSION, cfg->path,
 	    cfg->workers, cfg->workers_auto ? " (auto)" : "");
 	sup_init(&m->sup, m->epfd, m->sb, MEV_WORKER, &sup_real_ops);
 	if (sup_start(&m->sup, cfg, boot->ls, ev_now_ms()) == -1)
 		fatal("starting workers");
+	master_name_init(m);
 }
 
 int
