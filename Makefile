@@ -22,6 +22,7 @@ PREFIX     ?= /usr/local
 # flags, after `deps` had a chance to install libconfig and cmocka.
 LIBCONFIG_CFLAGS = $(shell $(PKG_CONFIG) --cflags libconfig)
 LIBCONFIG_LIBS   = $(shell $(PKG_CONFIG) --libs libconfig)
+SECCOMP_LIBS     = $(shell $(PKG_CONFIG) --libs libseccomp)
 CMOCKA_CFLAGS    = $(shell $(PKG_CONFIG) --cflags cmocka)
 CMOCKA_LIBS      = $(shell $(PKG_CONFIG) --libs cmocka)
 
@@ -35,6 +36,8 @@ EM_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 ifeq ($(SANITIZE),1)
 EM_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 EM_LDFLAGS += -fsanitize=address,undefined
+# The sanitizers' run-time makes system calls the worker sandbox refuses.
+EM_CFLAGS += -DEM_SANITIZE
 endif
 ifeq ($(TEST_HOOKS),1)
 # Compiled in only for tests: lets a test make a worker crash at start-up.
@@ -63,7 +66,7 @@ INTEG_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(IN
 all: $(BUILD)/echomaster
 
 $(BUILD)/echomaster: $(MAIN_OBJ) $(BUILD)/libechomaster.a
-	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LIBCONFIG_LIBS)
+	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LIBCONFIG_LIBS) $(SECCOMP_LIBS)
 
 $(BUILD)/libechomaster.a: $(LIB_OBJS)
 	$(call quiet,AR,$@)rm -f $@ && $(AR) rcs $@ $^
@@ -77,7 +80,7 @@ $(BUILD)/tests/%.o: tests/%.c
 	$(call quiet,CC,$<)$(CC) $(CPPFLAGS) $(EM_CFLAGS) $(CMOCKA_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/libechomaster.a
-	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LIBCONFIG_LIBS) $(CMOCKA_LIBS)
+	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LIBCONFIG_LIBS) $(SECCOMP_LIBS) $(CMOCKA_LIBS)
 
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(INTEG_LIB)
 	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what building and testing echomaster needs, when it is missing.
 # Usage: build-deps.sh [build|packages|lint|fuzz|valgrind]...   (default: build)
-#   build     compiler, make, pkg-config, libconfig, cmocka
+#   build     compiler, make, pkg-config, libconfig, libseccomp, cmocka
 #   packages  what `make deb`, `make rpm` and `make check-packages` use
 #   lint      cppcheck and clang-tidy (make lint)
 #   fuzz      clang and its libFuzzer runtime (make fuzz)
@@ -12,7 +12,7 @@ set -eu
 
 groups=${*:-build}
 
-deb_build="gcc make pkg-config libconfig-dev libcmocka-dev"
+deb_build="gcc make pkg-config libconfig-dev libcmocka-dev libseccomp-dev"
 # packages: dpkg-buildpackage and lintian; rpmbuild; mandoc and man-db for the
 # manuals (manpages-dev: the syslog(3) they refer to); systemd for the unit
 # checks, its pkg-config paths and the .deb's sysusers; procps (pgrep);
@@ -22,7 +22,7 @@ deb_packages="debhelper dpkg-dev fakeroot lintian mandoc man-db manpages-dev rpm
 deb_lint="cppcheck clang-tidy"
 deb_fuzz="clang libclang-rt-14-dev"
 deb_valgrind="valgrind"
-rpm_build="gcc make pkgconf-pkg-config libconfig-devel libcmocka-devel"
+rpm_build="gcc make pkgconf-pkg-config libconfig-devel libcmocka-devel libseccomp-devel"
 rpm_packages="rpm-build systemd-rpm-macros mandoc"
 rpm_lint="cppcheck clang-tools-extra"
 rpm_fuzz="clang compiler-rt"

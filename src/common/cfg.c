@@ -171,6 +171,7 @@ static const struct key root_keys[] = {
 	  .def_int = 0 },
 	{ .name = "reload_handover", .type = KT_BOOL, .offset = CFG_OFF(reload_handover),
 	  .def_int = 1 },
+	{ .name = "sandbox", .type = KT_BOOL, .offset = CFG_OFF(sandbox), .def_int = 1 },
 	{ .name = "control_socket", .type = KT_STRING, .offset = CFG_OFF(control_socket),
 	  .def_str = "", .restart_only = true },
 	/* Seconds a graceful stop reports drain (agent, status) while still accepting. */

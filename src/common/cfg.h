@@ -84,6 +84,7 @@ struct cfg {
 	int crash_loop_window;/* seconds */
 	bool stop_graceful;   /* TERM drains like QUIT (docker stop) */
 	bool reload_handover; /* reload and TTOU move connections to the new workers instead of draining */
+	bool sandbox;         /* workers confine themselves: no_new_privs, Landlock, seccomp */
 	size_t nlisten;
 	struct cfg_listen *listen;
 };

@@ -57,6 +57,9 @@ struct sb_worker {
 	uint64_t proxy_bad;          /* malformed, too long or a bad CRC32C: closed */
 	uint64_t proxy_timeout;      /* not complete within limits.proxy_timeout: closed */
 	uint64_t proxy_untrusted;    /* from a source outside proxy_trusted: closed at accept */
+	/* The sandbox (worker/sandbox.h). */
+	int32_t sandboxed;           /* 1 once the worker has applied it */
+	int32_t violation;           /* the system call that trapped, plus one; 0 = none */
 } __attribute__((aligned(64)));
 
 struct scoreboard {

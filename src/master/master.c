@@ -19,6 +19,7 @@
 #include "common/scoreboard.h"
 #include "master/admin.h"
 #include "master/agent.h"
+#include "master/confine.h"
 #include "master/events.h"
 #include "master/listeners.h"
 #include "master/notify.h"
@@ -143,6 +144,36 @@ announce_ready(struct master *m)
 	notify_send("READY=1\nSTATUS=serving: %d workers, generation %u", g->nslots, g->number);
 }
 
+/* Says once whether the workers are sandboxed (sandbox, and a build or run that allows it). */
+static void
+sandbox_report(const struct cfg *cfg)
+{
+	const char *why = confine_unavailable();
+	int abi = confine_landlock_abi();
+
+	if (!cfg->sandbox)
+		log_warnx("sandbox = false: workers run unconfined; one taken over could open files, "
+		    "run programs and connect anywhere its user can");
+	else if (why != NULL)
+		log_notice("sandbox off: %s", why);
+	else if (abi == 0)
+		log_info("sandbox on: no_new_privs and seccomp; this kernel has no Landlock, so "
+		    "file access is refused by seccomp alone");
+	else
+		log_info("sandbox on: no_new_privs, Landlock ABI %d and seccomp", abi);
+}
+
+/* The master's own share (master/confine.h); a failure at start is fatal, as for a worker. */
+static void
+master_confine(const struct cfg *cfg)
+{
+	char err[256];
+
+	sandbox_report(cfg);
+	if (cfg->sandbox && confine_unavailable() == NULL && confine_master(err, sizeof(err)) == -1)
+		fatalx("cannot confine the master: %s (sandbox = false runs without)", err);
+}
+
 /* Reports a failed reload: log, counters, systemd, waiting control clients. */
 static void
 reload_failed(struct master *m, const char *why)
@@ -224,6 +255,7 @@ reload_commit(struct master *m, const char *why)
 {
 	char msg[128], body[sizeof(msg) + 1];
 	int64_t now = ev_now_ms();
+	bool was_sandboxed = serving_cfg(m)->sandbox;
 
 	(void)why;
 	sup_commit_next(&m->sup, now);
@@ -232,6 +264,8 @@ reload_commit(struct master *m, const char *why)
 	m->announced = false;
 	log_configure(serving_cfg(m)->log_facility, serving_cfg(m)->log_level,
 	    serving_cfg(m)->log_stderr);
+	if (serving_cfg(m)->sandbox != was_sandboxed)
+		sandbox_report(serving_cfg(m));
 	snprintf(msg, sizeof(msg), "reload ok: generation %u, %d workers", m->sup.cur.number,
 	    m->sup.cur.nslots);
 	log_notice("%s", msg);
@@ -738,6 +772,7 @@ master_start(struct master *m, const struct master_boot *boot)
 		fatalx("%s", err);
 	log_notice("echomaster %s starting: config %s, %d workers%s", EM_VERSION, cfg->path,
 	    cfg->workers, cfg->workers_auto ? " (auto)" : "");
+	master_confine(cfg);
 	sup_init(&m->sup, m->epfd, m->sb, MEV_WORKER, &sup_real_ops);
 	if (sup_start(&m->sup, cfg, boot->ls, ev_now_ms()) == -1)
 		fatal("starting workers");

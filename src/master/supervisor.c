@@ -13,6 +13,7 @@
 
 #include "common/chan.h"
 #include "common/log.h"
+#include "master/confine.h"
 #include "master/peering.h"
 
 /* The real fork: a socketpair for the channel, then worker_main in the child. */
@@ -98,6 +99,25 @@ proc_close_channel(struct sup *s, struct sup_proc *p)
 	p->chan_fd = -1;
 }
 
+/*
+ * How a worker ended, in words; a worker its sandbox killed says which
+ * system call it tried (worker/sandbox.h: the SIGSYS handler records it).
+ */
+static void
+proc_describe_exit(const struct sup *s, const struct sup_proc *p, int status, char *how,
+    size_t len)
+{
+	int32_t v = __atomic_load_n(&s->sb->w[p->sb_entry].violation, __ATOMIC_RELAXED);
+	char name[32];
+
+	if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSYS || v <= 0) {
+		sup_describe_exit(status, how, len);
+		return;
+	}
+	confine_syscall_name(v - 1, name, sizeof(name));
+	snprintf(how, len, "was killed by its sandbox: a forbidden system call, %s (%d)", name, v - 1);
+}
+
 /* Stops watching and closes the channel, frees its scoreboard entry and the struct. */
 static void
 proc_free(struct sup *s, struct sup_proc *p)
@@ -132,7 +152,8 @@ proc_spawn(struct sup *s, const struct sup_gen *g, int slot, int64_t now)
 {
 	struct sup_proc *p = calloc(1, sizeof(*p));
 	struct worker_spec spec = { .cfg = g->cfg, .listen_fds = g->ls->fds, .chan_fd = -1,
-	    .master_pid = getpid(), .slot = slot, .generation = g->number, .sb = s->sb };
+	    .master_pid = getpid(), .slot = slot, .generation = g->number, .sb = s->sb,
+	    .sandbox = g->cfg->sandbox && confine_unavailable() == NULL };
 
 	if (p == NULL)
 		return NULL;
@@ -494,9 +515,9 @@ static unsigned
 slot_died(struct sup *s, struct sup_slot *slot, const struct sup_proc *p, int status, int64_t now)
 {
 	bool early = p->state == SUP_STARTING;
-	char how[96];
+	char how[128];
 
-	sup_describe_exit(status, how, sizeof(how));
+	proc_describe_exit(s, p, status, how, sizeof(how));
 	slot->proc = NULL;
 	if (s->stopping || !early)
 		log_warnx("worker %ld %s", (long)p->pid, how);
@@ -539,14 +560,14 @@ move_account(struct sup *s, const struct sup_proc *p)
 
 /* A worker that belongs to no slot any more: draining, moving, aborted, or cut. */
 static void
-detached_died(const struct sup_proc *p, int status)
+detached_died(const struct sup *s, const struct sup_proc *p, int status)
 {
-	char how[96];
+	char how[128];
 
 	if ((p->state == SUP_DRAINING || p->state == SUP_MOVING) && sup_exit_is_clean(status)) {
 		log_info("worker %ld of generation %u finished", (long)p->pid, p->generation);
 	} else if (p->state != SUP_ABORTED) {
-		sup_describe_exit(status, how, sizeof(how));
+		proc_describe_exit(s, p, status, how, sizeof(how));
 		log_warnx("worker %ld of generation %u %s", (long)p->pid, p->generation, how);
 	}
 }
@@ -557,7 +578,7 @@ sup_exited(struct sup *s, pid_t pid, int status, int64_t now)
 	struct sup_proc *p = proc_find(s, pid);
 	struct sup_slot *slot;
 	unsigned what = SUP_NOTHING;
-	char how[96];
+	char how[128];
 
 	if (p == NULL) {
 		log_debug("reaped process %ld, not a worker", (long)pid);
@@ -568,11 +589,11 @@ sup_exited(struct sup *s, pid_t pid, int status, int64_t now)
 		what = slot_died(s, slot, p, status, now);
 	} else if ((slot = slot_of(&s->next, p)) != NULL) {
 		slot->proc = NULL;
-		sup_describe_exit(status, how, sizeof(how));
+		proc_describe_exit(s, p, status, how, sizeof(how));
 		log_warnx("new worker %ld %s", (long)p->pid, how);
 		what = SUP_NEXT_DIED;
 	} else {
-		detached_died(p, status);
+		detached_died(s, p, status);
 		what |= move_account(s, p);
 	}
 	proc_free(s, p);

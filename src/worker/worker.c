@@ -1,7 +1,11 @@
 #include "worker/worker.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +20,7 @@
 #include "common/proctitle.h"
 #include "common/sock.h"
 #include "worker/conn.h"
+#include "worker/sandbox.h"
 #include "worker/udp.h"
 
 #define WORKER_EVENTS 256
@@ -68,6 +73,9 @@ worker_setup_signals(struct worker *w)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGQUIT);
+#ifdef EM_TEST_HOOKS
+	sigaddset(&set, SIGUSR2);  /* test builds: a sandbox violation on demand */
+#endif
 	if (sigprocmask(SIG_SETMASK, &set, NULL) == -1)
 		return -1;
 	w->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -388,6 +396,38 @@ worker_read_master(struct worker *w)
 	}
 }
 
+#ifdef EM_TEST_HOOKS
+/*
+ * Test builds only: on SIGUSR2, what a taken-over worker would try, as
+ * EM_TEST_SANDBOX_CALL says: open a file, execute a program, or make a
+ * socket to connect elsewhere. The sandbox must kill the worker first.
+ */
+static void
+worker_test_violation(void)
+{
+	const char *call = getenv("EM_TEST_SANDBOX_CALL");
+	char *const argv[] = { "true", NULL };
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(9) };
+	int fd;
+
+	if (call == NULL)
+		return;
+	if (strcmp(call, "open") == 0) {
+		if ((fd = open("/etc/hostname", O_RDONLY | O_CLOEXEC)) != -1)
+			close(fd);
+	} else if (strcmp(call, "execve") == 0) {
+		execve("/bin/true", argv, NULL);
+	} else if (strcmp(call, "socket") == 0) {
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) != -1) {
+			(void)connect(fd, (struct sockaddr *)&sin, sizeof(sin));
+			close(fd);
+		}
+	}
+	log_warnx("test hook: %s was not stopped by the sandbox", call);
+}
+#endif
+
 static void
 worker_read_signals(struct worker *w)
 {
@@ -396,6 +436,10 @@ worker_read_signals(struct worker *w)
 	while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGQUIT)
 			worker_start_drain(w);
+#ifdef EM_TEST_HOOKS
+		else if (si.ssi_signo == SIGUSR2)
+			worker_test_violation();
+#endif
 		else
 			exit(EXIT_OK);  /* TERM, INT: fast stop; the kernel closes everything */
 	}
@@ -500,6 +544,22 @@ worker_loop(struct worker *w)
 	}
 }
 
+/*
+ * Last step of the set-up, when every descriptor the worker will ever
+ * need is open: from here on it can only serve (worker/sandbox.h). The
+ * master decided whether (sandbox, and a build that can), and said so.
+ */
+static void
+worker_confine(struct worker *w, const struct worker_spec *spec)
+{
+	char err[256];
+
+	if (!spec->sandbox)
+		return;
+	if (sandbox_apply(w->me, err, sizeof(err)) == -1)
+		fatalx("worker: cannot apply the sandbox: %s", err);
+}
+
 void
 worker_main(const struct worker_spec *spec)
 {
@@ -521,6 +581,7 @@ worker_main(const struct worker_spec *spec)
 	if (getenv("EM_TEST_CRASH_ON_START") != NULL && access(getenv("EM_TEST_CRASH_ON_START"), F_OK) == 0)
 		exit(3);
 #endif
+	worker_confine(&w, spec);
 	if (chan_send(w.chan_fd, &ready) == -1)
 		exit(EXIT_OK);  /* the master is gone already */
 	worker_loop(&w);

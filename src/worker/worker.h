@@ -38,6 +38,7 @@ struct worker_spec {
 	unsigned generation;
 	struct scoreboard *sb;
 	struct sb_worker *me;   /* our entry in sb, which only we write */
+	bool sandbox;           /* apply worker/sandbox.h once set up */
 };
 
 /* The worker's kinds of struct ev_source (common/ev.h), which worker_loop dispatches on. */
