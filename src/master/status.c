@@ -108,6 +108,13 @@ duration(char *buf, size_t len, int64_t ms)
 		snprintf(buf, len, "%" PRId64 ".%" PRId64 "s", s, ms % 1000 / 100);
 }
 
+/* Set by the worker itself once it has applied its sandbox (worker/sandbox.h). */
+static bool
+sandboxed(const struct status_worker *w)
+{
+	return __atomic_load_n(&w->sb->sandboxed, __ATOMIC_RELAXED) != 0;
+}
+
 /* open_memstream sets the buffer only at fclose, hence the pointer to it. */
 static char *
 close_stream(FILE *f, char **buf)
@@ -140,7 +147,8 @@ status_text(const struct status_view *v)
 		/* After the blank line: the second line's format is fixed for scripts. */
 		fprintf(f, "state: %s; agent: %s\n\n", v->state, v->agent != NULL ? v->agent : "off");
 	}
-	fprintf(f, "%8s %4s %4s %-9s %8s %9s", "PID", "GEN", "SLOT", "STATE", "UP", "HEARTBEAT");
+	fprintf(f, "%8s %4s %4s %-9s %8s %9s %-7s", "PID", "GEN", "SLOT", "STATE", "UP", "HEARTBEAT",
+	    "SANDBOX");
 	for (size_t i = 0; i < NCOUNTERS; i++)
 		fprintf(f, " %*s", column_width(i), counters[i].name);
 	fputc('\n', f);
@@ -148,13 +156,13 @@ status_text(const struct status_view *v)
 		const struct status_worker *w = &v->w[k];
 		duration(up, sizeof(up), v->now_ms - w->sb->started_ms);
 		duration(beat, sizeof(beat), v->now_ms - w->sb->heartbeat_ms);
-		fprintf(f, "%8ld %4u %4d %-9s %8s %9s", (long)w->pid, w->generation, w->slot,
-		    w->state, up, beat);
+		fprintf(f, "%8ld %4u %4d %-9s %8s %9s %-7s", (long)w->pid, w->generation, w->slot,
+		    w->state, up, beat, sandboxed(w) ? "yes" : "no");
 		for (size_t i = 0; i < NCOUNTERS; i++)
 			fprintf(f, " %*" PRIu64, column_width(i), counter_get(w->sb, i));
 		fputc('\n', f);
 	}
-	fprintf(f, "%-47s", "total");  /* as wide as the columns from PID to HEARTBEAT */
+	fprintf(f, "%-55s", "total");  /* as wide as the columns from PID to SANDBOX */
 	for (size_t i = 0; i < NCOUNTERS; i++)
 		fprintf(f, " %*" PRIu64, column_width(i), counter_total(v, i));
 	fputc('\n', f);
@@ -189,9 +197,10 @@ status_json(const struct status_view *v)
 	for (size_t k = 0; k < v->nworkers; k++) {
 		const struct status_worker *w = &v->w[k];
 		fprintf(f, "%s{\"pid\":%ld,\"generation\":%u,\"slot\":%d,\"state\":\"%s\","
-		    "\"uptime_ms\":%" PRId64 ",\"heartbeat_age_ms\":%" PRId64, k ? "," : "",
-		    (long)w->pid, w->generation, w->slot, w->state, v->now_ms - w->sb->started_ms,
-		    v->now_ms - w->sb->heartbeat_ms);
+		    "\"uptime_ms\":%" PRId64 ",\"heartbeat_age_ms\":%" PRId64 ",\"sandboxed\":%s",
+		    k ? "," : "", (long)w->pid, w->generation, w->slot, w->state,
+		    v->now_ms - w->sb->started_ms, v->now_ms - w->sb->heartbeat_ms,
+		    sandboxed(w) ? "true" : "false");
 		for (size_t i = 0; i < NCOUNTERS; i++)
 			fprintf(f, ",\"%s\":%" PRIu64, counters[i].name, counter_get(w->sb, i));
 		fputc('}', f);
@@ -231,6 +240,11 @@ status_prometheus(const struct status_view *v)
 		    "gauge");
 		fprintf(f, "echomaster_instance_info{name=\"%s\"} 1\n", v->name);
 	}
+	metric_header(f, "echomaster_worker_sandboxed",
+	    "1 when the worker runs in its sandbox (sandbox = true).", "gauge");
+	for (size_t k = 0; k < v->nworkers; k++)
+		fprintf(f, "echomaster_worker_sandboxed{worker=\"%d\",generation=\"%u\",pid=\"%ld\"} %d\n",
+		    v->w[k].slot, v->w[k].generation, (long)v->w[k].pid, sandboxed(&v->w[k]) ? 1 : 0);
 	metric_header(f, "echomaster_respawns_total", "Workers restarted after dying.", "counter");
 	fprintf(f, "echomaster_respawns_total %" PRIu64 "\n", v->respawns);
 	metric_header(f, "echomaster_respawns_throttled_total",

@@ -223,6 +223,7 @@ struct em_status_worker {
 	uint64_t	 moved_out;
 	uint64_t	 moved_in;
 	uint64_t	 moves_failed;
+	bool		 sandboxed;	/* it runs in its sandbox */
 };
 
 struct em_status {

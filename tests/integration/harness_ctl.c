@@ -235,10 +235,12 @@ static int
 status_parse_worker(const char *p, const char *end, struct em_status_worker *w)
 {
 	const char *state = json_member(p, end, "state");
+	const char *sandboxed = json_member(p, end, "sandboxed");
 	uint64_t pid, gen;
 	size_t len;
 
 	memset(w, 0, sizeof(*w));
+	w->sandboxed = sandboxed != NULL && strncmp(sandboxed, "true", 4) == 0;
 	if (state == NULL || *state != '"' || json_u64(p, end, "pid", &pid) == -1 ||
 	    json_u64(p, end, "generation", &gen) == -1 ||
 	    json_int(p, end, "slot", &w->slot) == -1 ||

@@ -76,6 +76,7 @@ view_three(void)
 		sbw[k].slot = slots[k];
 		sbw[k].started_ms = NOW_MS - up[k];
 		sbw[k].heartbeat_ms = NOW_MS - age[k];
+		sbw[k].sandboxed = k < 2;  /* the draining one predates `sandbox = true` */
 		workers[k] = (struct status_worker){ .pid = pids[k], .generation = gens[k],
 		    .slot = slots[k], .state = states[k], .sb = &sbw[k] };
 	}
@@ -163,11 +164,11 @@ text_has_a_header_a_row_per_worker_and_totals(void **state)
 {
 	struct status_view v = view_three();
 	char *text = status_text(&v), *l, *w[32];
-	const char *head[] = { "PID", "GEN", "SLOT", "STATE", "UP", "HEARTBEAT" };
-	const char *rows[3][6] = {
-		{ "4101", "2", "0", "serving", "4m10s", "0.2s" },
-		{ "4102", "2", "1", "serving", "12.3s", "1.5s" },
-		{ "3999", "1", "0", "draining", "3d04h", "1m01s" },
+	const char *head[] = { "PID", "GEN", "SLOT", "STATE", "UP", "HEARTBEAT", "SANDBOX" };
+	const char *rows[3][7] = {
+		{ "4101", "2", "0", "serving", "4m10s", "0.2s", "yes" },
+		{ "4102", "2", "1", "serving", "12.3s", "1.5s", "yes" },
+		{ "3999", "1", "0", "draining", "3d04h", "1m01s", "no" },
 	};
 	const char *total[] = { "total" };
 	uint64_t want[NNAMES];
@@ -175,16 +176,16 @@ text_has_a_header_a_row_per_worker_and_totals(void **state)
 	(void)state;
 	assert_non_null(text);
 	l = line_at(text, 3);
-	assert_int_equal(words(l, w, 32), 6 + NNAMES);
-	for (size_t i = 0; i < 6; i++)
+	assert_int_equal(words(l, w, 32), 7 + NNAMES);
+	for (size_t i = 0; i < 7; i++)
 		assert_string_equal(w[i], head[i]);
 	for (size_t i = 0; i < NNAMES; i++)
-		assert_string_equal(w[6 + i], names[i]);
+		assert_string_equal(w[7 + i], names[i]);
 	free(l);
 	for (size_t k = 0; k < 3; k++) {
 		for (size_t i = 0; i < NNAMES; i++)
 			want[i] = value(k, i);
-		row_expect(text, 4 + (int)k, rows[k], 6, want);
+		row_expect(text, 4 + (int)k, rows[k], 7, want);
 	}
 	for (size_t i = 0; i < NNAMES; i++)
 		want[i] = value(0, i) + value(1, i) + value(2, i);
@@ -195,7 +196,7 @@ text_has_a_header_a_row_per_worker_and_totals(void **state)
 		assert_int_equal(strlen(row), strlen(head_line));
 		for (size_t i = 0; head_line[i] != '\0'; i++)
 			if (head_line[i] != ' ' && (head_line[i + 1] == ' ' || head_line[i + 1] == '\0') &&
-			    i > 46)
+			    i > 54)
 				assert_true(row[i] != ' ' && (row[i + 1] == ' ' || row[i + 1] == '\0'));
 		free(head_line);
 		free(row);
@@ -440,20 +441,20 @@ json_lists_each_worker_and_the_totals(void **state)
 {
 	struct status_view v = view_three();
 	char *text = status_json(&v), *w, *t;
-	const char *want[3][6] = {
-		{ "4101", "2", "0", "\"serving\"", "250000", "200" },
-		{ "4102", "2", "1", "\"serving\"", "12345", "1500" },
-		{ "3999", "1", "0", "\"draining\"", "273600000", "61000" },
+	const char *want[3][7] = {
+		{ "4101", "2", "0", "\"serving\"", "250000", "200", "true" },
+		{ "4102", "2", "1", "\"serving\"", "12345", "1500", "true" },
+		{ "3999", "1", "0", "\"draining\"", "273600000", "61000", "false" },
 	};
 	const char *keys[] = { "pid", "generation", "slot", "state", "uptime_ms",
-	    "heartbeat_age_ms" };
+	    "heartbeat_age_ms", "sandboxed" };
 	uint64_t sums[NNAMES], vals[NNAMES];
 
 	(void)state;
 	assert_non_null(text);
 	for (size_t k = 0; k < 3; k++) {
 		assert_non_null(w = json_worker(text, k));
-		for (size_t i = 0; i < 6; i++)
+		for (size_t i = 0; i < 7; i++)
 			json_member_expect(w, keys[i], want[k][i]);
 		for (size_t i = 0; i < NNAMES; i++)
 			vals[i] = value(k, i);
@@ -625,8 +626,8 @@ prometheus_lines_are_all_well_formed(void **state)
 			assert_true(strncmp(name, "echomaster_", 11) == 0);
 			samples++;
 		}
-		/* 12 counters x 3 workers + 9 master samples; with no workers, only the latter. */
-		assert_int_equal(samples, n == 0 ? NMETRICS * 3 + 9 : 9);
+		/* The counters and the sandbox gauge x 3 workers + 9 master samples; with no workers, only the latter. */
+		assert_int_equal(samples, n == 0 ? (NMETRICS + 1) * 3 + 9 : 9);
 		free(text);
 	}
 }
