@@ -6,6 +6,8 @@
 #   make bench-callgrind  instructions per echoed request under callgrind
 #   make bench-syscalls   system calls per echoed request under strace -c -f
 #   make bench-fairness   connections per worker, 4 workers, 1000 arrivals
+#   make bench-sandbox    the same table, sandbox on against sandbox off in
+#                         one build: every ratio at least 0.98
 #   make bench-reload     what a reload costs: HUP to the last old worker's
 #                         exit with 10,000 idle and 1,000 streaming
 #                         connections, handover against drain; pingpong
@@ -24,7 +26,7 @@ BENCH_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 ECHOBENCH_SRCS := tests/bench/echobench.c tests/bench/eb_tcp.c \
 	tests/bench/eb_udp.c tests/bench/eb_util.c
 
-.PHONY: bench bench-tools bench-callgrind bench-syscalls bench-fairness bench-reload
+.PHONY: bench bench-sandbox bench-tools bench-callgrind bench-syscalls bench-fairness bench-reload
 
 bench-tools: $(BENCH_DIR)/echobench $(BENCH_DIR)/refserver
 
@@ -38,8 +40,11 @@ $(BENCH_DIR)/refserver: tests/bench/refserver.c
 	$(call quiet,CCLD,$@)$(CC) $(CPPFLAGS) $(BENCH_CFLAGS) $(CFLAGS) \
 		$(EM_LDFLAGS) $(LDFLAGS) -o $@ $<
 
-bench: bench-tools $(BUILD)/echomaster
+bench: deps bench-tools $(BUILD)/echomaster
 	$(Q)BUILD=$(BUILD) tests/bench/run-bench.sh
+
+bench-sandbox: deps bench-tools $(BUILD)/echomaster
+	$(Q)BUILD=$(BUILD) BENCH_AGAINST=sandbox-off tests/bench/run-bench.sh
 
 bench-callgrind: bench-tools $(BUILD)/echomaster
 	$(Q)BUILD=$(BUILD) tests/bench/callgrind.sh
