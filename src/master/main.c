@@ -199,7 +199,8 @@ start_take_pid_file(struct master_boot *boot)
 }
 
 /*
- * Start-up: the pid file, the listeners, then detaching (after binding, so
+ * Start-up: the pid file, the listeners (adopting those inherited by
+ * LISTEN_FDS, binding the others), then detaching (after binding, so
  * that a bind error still reaches the terminal) and the pid written; then
  * the master runs. Any failure here is fatal: nothing serves yet.
  */
@@ -208,13 +209,18 @@ start(struct cfg *cfg, bool foreground)
 {
 	struct master_boot boot = { .cfg = cfg, .pid_fd = -1 };
 	bool detach = cfg->daemon && !foreground;
+	struct inherited inh;
 	char err[CFG_ERR_LEN];
 
 	if (detach)
 		daemon_absolute_path(cfg);
 	log_configure(cfg->log_facility, cfg->log_level, cfg->log_stderr);
+	if (listeners_inherit(&inh, err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	start_take_pid_file(&boot);
-	if ((boot.ls = listeners_open(cfg, NULL, NULL, err, sizeof(err))) == NULL) {
+	boot.ls = listeners_open_inherited(cfg, &inh, err, sizeof(err));
+	listeners_inherited_free(&inh);
+	if (boot.ls == NULL) {
 		pidfile_release(boot.pid_fd, boot.pid_path);  /* we never ran: leave no pid file */
 		fatalx("%s", err);
 	}
