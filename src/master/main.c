@@ -314,6 +314,35 @@ upgraded_fds(struct master_boot *boot)
 }
 
 /*
+ * The pid file's path: the file the old master's descriptor is open on (a
+ * changed pid_file takes a restart), else the configured one; NULL for none.
+ */
+static char *
+upgraded_pid_path(const struct cfg *cfg, int pid_fd)
+{
+	char link[64], path[PATH_MAX];
+	ssize_t n = -1;
+	char *p;
+
+	if (pid_fd != -1) {
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", pid_fd);
+		n = readlink(link, path, sizeof(path) - 1);
+	}
+	if (n > 0) {
+		path[n] = '\0';
+		if (cfg->pid_file[0] == '/' && strcmp(path, cfg->pid_file) != 0)
+			log_warnx("changing pid_file needs a restart; still using %s", path);
+	} else if (cfg->pid_file[0] == '\0') {
+		return NULL;
+	} else {
+		snprintf(path, sizeof(path), "%s", cfg->pid_file);
+	}
+	if ((p = strdup(path)) == NULL)
+		fatal("strdup");
+	return p;
+}
+
+/*
  * Start-up of a live upgrade's new master, exec'd by the old one with
  * UPGRADE_FD_ENV: the old master's state first, then its listeners from
  * LISTEN_FDS. Never detaches: it stays the old master's child until that
@@ -339,8 +368,7 @@ start_upgraded(struct cfg *cfg, const struct start_env *se)
 	if (boot.upgrade_fd < 3 || upgrade_boot(boot.upgrade_fd, &boot.from, err, sizeof(err)) == -1)
 		fatalx("%s", boot.upgrade_fd < 3 ? "upgrade: bad " UPGRADE_FD_ENV : err);
 	upgraded_fds(&boot);
-	if (cfg->pid_file[0] != '\0' && (boot.pid_path = strdup(cfg->pid_file)) == NULL)
-		fatal("strdup");
+	boot.pid_path = upgraded_pid_path(cfg, boot.pid_fd);
 	if ((boot.ls = start_listeners(cfg, &se->listen, err, sizeof(err))) == NULL)
 		fatalx("%s", err);
 	return master_run(&boot);

@@ -412,6 +412,28 @@ record_workers(struct env *e, size_t n, pid_t *pids, unsigned long long *start)
 		start[i] = proc_start_time(pids[i]);
 }
 
+/*
+ * The old workers could not read the new ones' load (another master's
+ * scoreboard): they spread by count. Every new worker took a fair part.
+ */
+static void
+expect_spread(struct env *e, unsigned gen, int workers, uint64_t total)
+{
+	struct em_status st;
+	uint64_t sum = 0;
+
+	assert_int_equal(env_status(e, &st, EM_DEADLINE_MS), 0);
+	for (size_t i = 0; i < st.n; i++) {
+		if (st.w[i].generation != gen)
+			continue;
+		print_message("worker %d took %llu connections\n", (int)st.w[i].pid,
+		    (unsigned long long)st.w[i].moved_in);
+		assert_true(st.w[i].moved_in >= total / (uint64_t)workers / 2);
+		sum += st.w[i].moved_in;
+	}
+	assert_int_equal(sum, total);
+}
+
 /* The fixture: every upgrade's masters share the first one's process group. */
 static int
 up_setup(void **state)
@@ -459,6 +481,7 @@ test_upgrade_under_load(void **state)
 	old_master_exits(e, new_master);
 	expect_one_master(e, pgrp, new_master, 3);
 	assert_true(env_log_has(e, "generation 1 handed over 500 connections"));
+	expect_spread(e, 2, 3, MANY_STREAMS);
 }
 
 /* A failed upgrade: the command says why, and the old master serves on untouched. */
