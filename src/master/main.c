@@ -250,9 +250,12 @@ start_env_take(struct start_env *se)
 	const char *fd = getenv(UPGRADE_FD_ENV);
 
 	se->upgrade_fd = NULL;
-	if (listeners_env_take(&se->listen) == -1 ||
-	    (fd != NULL && (se->upgrade_fd = strdup(fd)) == NULL))
+	if (listeners_env_take(&se->listen) == -1)
 		return -1;
+	if (fd != NULL && (se->upgrade_fd = strdup(fd)) == NULL) {
+		listeners_env_free(&se->listen);
+		return -1;
+	}
 	unsetenv(UPGRADE_FD_ENV);
 	return 0;
 }
@@ -356,7 +359,7 @@ start_upgraded(struct cfg *cfg, const struct start_env *se)
 	struct master_boot boot = { .cfg = cfg, .pid_fd = -1, .ctl_fd = -1, .metrics_fd = -1 };
 	char err[CFG_ERR_LEN];
 
-	boot.upgrade_fd = atoi(se->upgrade_fd);
+	boot.upgrade_fd = (int)strtol(se->upgrade_fd, NULL, 10);  /* a bad one fails below */
 #ifdef EM_TEST_HOOKS
 	/* Test builds only: a new master that crashes as it starts, while the named file exists. */
 	if (getenv("EM_TEST_UPGRADE_CRASH") != NULL && access(getenv("EM_TEST_UPGRADE_CRASH"), F_OK) == 0)
@@ -374,16 +377,14 @@ start_upgraded(struct cfg *cfg, const struct start_env *se)
 	return master_run(&boot);
 }
 
-int
-main(int argc, char **argv)
+static int
+main_run(int argc, char **argv, const struct start_env *se)
 {
 	struct options o;
-	struct start_env se;
 	struct cfg *cfg;
 	char err[CFG_ERR_LEN];
-	int rc;
 
-	if (start_env_take(&se) == -1 || proctitle_init(argc, argv) == -1) {
+	if (proctitle_init(argc, argv) == -1) {
 		fprintf(stderr, "echomaster: out of memory\n");
 		return EXIT_RUNTIME;
 	}
@@ -406,7 +407,20 @@ main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	log_init(true);
-	rc = se.upgrade_fd != NULL ? start_upgraded(cfg, &se) : start(cfg, o.foreground, &se);
+	return se->upgrade_fd != NULL ? start_upgraded(cfg, se) : start(cfg, o.foreground, se);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct start_env se;
+	int rc;
+
+	if (start_env_take(&se) == -1) {
+		fprintf(stderr, "echomaster: out of memory\n");
+		return EXIT_RUNTIME;
+	}
+	rc = main_run(argc, argv, &se);
 	listeners_env_free(&se.listen);
 	free(se.upgrade_fd);
 	return rc;

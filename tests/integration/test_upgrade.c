@@ -270,7 +270,7 @@ load_churn(struct load *l)
 	close(fd);
 }
 
-/* The streams move on a little (never to their end), and one churn. */
+/* The streams move on a little (never to their end), and two churns. */
 static void
 load_step(struct load *l)
 {
@@ -280,6 +280,7 @@ load_step(struct load *l)
 		l->broken++;
 		fail_msg("a stream broke: %s", strerror(errno));
 	}
+	load_churn(l);
 	load_churn(l);
 }
 
