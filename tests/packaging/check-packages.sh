@@ -59,8 +59,26 @@ run_script() {
 	say "   ($script: $((SECONDS - t0)) s)"
 }
 
+# Every Build-Depends of debian/control is installed by `make deb`: each is
+# a package of build-deps.sh's deb group or provided by one (debhelper
+# provides debhelper-compat and dh-sequence-installsysusers).
+build_depends_covered() {
+	local group atom pkg bad=""
+	group=" $(packaging/build-deps.sh --list deb) "
+	for atom in $(sed -n '/^Build-Depends:/,/^[A-Z]/p' packaging/debian/control |
+		sed 's/^Build-Depends://; /^[A-Z]/d; s/([^)]*)//g; s/<[^>]*>//g' | tr ',' '\n' |
+		sed 's/|.*//; s/[[:space:]]//g' | grep .); do
+		pkg=$(dpkg-query -W -f='${Package} ${Provides}\n' | sed 's/([^)]*)//g; s/,//g' |
+			awk -v a="$atom" '{ for (i = 1; i <= NF; i++) if ($i == a) { print $1; exit } }')
+		say "$atom: ${pkg:-not installed}"
+		case $group in *" ${pkg:-?} "*) ;; *) bad="$bad $atom" ;; esac
+	done
+	[ -z "$bad" ] || { say "not installed by build-deps.sh deb:$bad"; return 1; }
+}
+
 say "== building and linting (DEB_BUILD_OPTIONS=$DEB_BUILD_OPTIONS RPMBUILD_OPTS=$RPMBUILD_OPTS)"
 step "make check-version (VERSION, debian/changelog and the spec agree)" make --no-print-directory check-version
+step "build-deps.sh deb installs every Build-Depends of debian/control" build_depends_covered
 step "make deb" make --no-print-directory deb
 step "make rpm" make --no-print-directory rpm
 

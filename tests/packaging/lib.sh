@@ -6,7 +6,8 @@
 
 EM_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 EM_VERSION=$(cat "$EM_TOP/VERSION")
-EM_BUILD=$EM_TOP/build
+# make passes BUILD (check-packages: make BUILD=build-x check-packages).
+EM_BUILD=$EM_TOP/${BUILD:-build}
 PASSED=0
 FAILED=0
 
