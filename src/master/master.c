@@ -118,6 +118,17 @@ serving_cfg(const struct master *m)
 	return m->sup.cur.cfg;
 }
 
+/*
+ * systemd keeps the serving listeners across `systemctl restart` (the unit's
+ * FileDescriptorStoreMax=): stored at each READY=1, after start-up and after
+ * every reload commit, so a listener a reload closed goes from the store too.
+ */
+static void
+store_listeners(const struct master *m)
+{
+	notify_store_fds(m->sup.cur.ls->fds, m->sup.cur.ls->n);
+}
+
 static void
 announce_ready(struct master *m)
 {
@@ -126,6 +137,7 @@ announce_ready(struct master *m)
 	if (m->announced || !sup_gen_ready(g))
 		return;
 	m->announced = true;
+	store_listeners(m);
 	log_notice("ready: %d workers, generation %u", g->nslots, g->number);
 	notify_send("READY=1\nSTATUS=serving: %d workers, generation %u", g->nslots, g->number);
 }
