@@ -4,7 +4,8 @@
 #   test-install.sh   make install / uninstall into scratch directories
 #   test-rpm.sh       the rpm's files, scriptlets and payload
 #   test-deb-host.sh  dpkg -i here, run the installed daemon, dpkg --purge
-#   test-nspawn.sh    the .deb booted under systemd in a Debian 12 container
+#   test-nspawn.sh    the .deb booted under systemd in a Debian 12 container,
+#                     upgraded live to the next version (make-next.sh)
 #   test-container.sh the Dockerfile built without Docker and run as PID 1;
 #                     the Kubernetes manifest checked against it
 # and ends with "check-packages: N passed, N failed". Runs as root.
@@ -81,6 +82,7 @@ step "make check-version (VERSION, debian/changelog and the spec agree)" make --
 step "build-deps.sh deb installs every Build-Depends of debian/control" build_depends_covered
 step "make deb" make --no-print-directory deb
 step "make rpm" make --no-print-directory rpm
+step "make-next.sh: the $EM_NEXT_VERSION packages, for the upgrade tests" tests/packaging/make-next.sh
 
 changes=$(ls "$EM_BUILD"/deb/echomaster_"$EM_VERSION"-*_*.changes 2>/dev/null | head -n 1 || true)
 if [ -n "$changes" ]; then

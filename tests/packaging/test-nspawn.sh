@@ -12,7 +12,11 @@
 # serving the old one, a configuration the daemon itself refuses fails
 # `systemctl reload` through the control socket and shows in the unit's
 # status, the log lines reach the journal through syslog, and stop and purge
-# leave nothing running.
+# leave nothing running. Then the file descriptor store: it follows
+# reloads, a package upgrade to the next version (make-next.sh) under 100
+# streams and a churn is a live upgrade (no byte lost, no connect refused,
+# the unit never restarts, the new binary is the main PID), and `systemctl
+# restart` under a churn refuses no connect.
 #
 # Commands run inside the container through nsenter on its init, since this
 # host's PID 1 is not systemd (no machined, hence --register=no --keep-unit).
@@ -229,6 +233,112 @@ in_ct systemctl reset-failed echomaster
 check "systemctl start with the file repaired" in_ct systemctl start echomaster
 check "active and ready again" wait_for 20 ct_ready
 check_eq "and answering" "BACK" "$(ct_tcp 127.0.0.1 7 'back' || true)"
+
+say "== systemd's file descriptor store holds the listeners"
+nlisten=$(in_ct grep -c '^[[:space:]]*{ proto = ' /etc/echomaster/echomaster.conf)
+fdstore() { in_ct systemctl show -p NFileDescriptorStore --value echomaster; }
+check_eq "FileDescriptorStoreMax=64" 64 "$(in_ct systemctl show -p FileDescriptorStoreMax --value echomaster)"
+check_eq "the store holds the $nlisten listeners" "$nlisten" "$(fdstore)"
+in_ct sed -i '/proto = "tcp"; address = "\*"/a\	{ proto = "tcp"; address = "127.0.0.1"; port = 8; mode = "upper"; },' \
+	/etc/echomaster/echomaster.conf
+check "systemctl reload with a listener on 127.0.0.1:8 added" in_ct systemctl reload echomaster
+check_eq "the store holds it too" "$((nlisten + 1))" "$(fdstore)"
+check_eq "port 8 answers" "PORT 8" "$(ct_tcp 127.0.0.1 8 'port 8' || true)"
+in_ct cp /root/echomaster.conf.good /etc/echomaster/echomaster.conf
+check "systemctl reload with it removed again" in_ct systemctl reload echomaster
+check_eq "the store let it go" "$nlisten" "$(fdstore)"
+check "port 8 refuses connects: nothing holds it" fails ct_tcp 127.0.0.1 8 'closed'
+
+# clients_start NAME ARGS...: tests/packaging/clients.py in the container's
+# network, on port 7, in the background (its pid in CLIENTS_PID); its
+# status line in NSPAWN_DIR/NAME.status, its last line in NAME.out.
+clients_start() {
+	local name=$1
+	shift
+	rm -f "$NSPAWN_DIR/$name".{status,stop,out}
+	in_ct_net python3 "$EM_TOP/tests/packaging/clients.py" --port 7 --max-seconds 120 \
+		--status "$NSPAWN_DIR/$name.status" --stop "$NSPAWN_DIR/$name.stop" "$@" \
+		>"$NSPAWN_DIR/$name.out" 2>&1 &
+	CLIENTS_PID=$!
+}
+# clients_field NAME FIELD: a count from NAME's status line.
+clients_field() {
+	awk -v f="$2" '{ for (i = 1; i < NF; i++) if ($i == f) print $(i + 1) }' \
+		"$NSPAWN_DIR/$1.status" 2>/dev/null
+}
+# clients_past NAME FIELD N: FIELD has grown past N.
+clients_past() { local v; v=$(clients_field "$1" "$2"); [ -n "$v" ] && [ "$v" -gt "$3" ]; }
+# clients_stop NAME: asks them to finish, prints their last line.
+clients_stop() {
+	touch "$NSPAWN_DIR/$1.stop"
+	wait "$CLIENTS_PID" 2>/dev/null || true
+	tail -n 1 "$NSPAWN_DIR/$1.out"
+}
+unit_show() { in_ct systemctl show -p "$1" --value echomaster; }
+
+NEXT_DEB=$(next_deb_file)
+say "== upgrading the package live: dpkg -i $(basename "${NEXT_DEB:-none}") under 100 streams and a churn"
+[ -n "$NEXT_DEB" ] || die "no $EM_NEXT_VERSION .deb (tests/packaging/make-next.sh)"
+cp "$NEXT_DEB" "$ROOT/var/tmp/"
+OLD_MAIN=$(unit_show MainPID)
+old_workers=$(workers_of "$OLD_MAIN")
+invocation=$(unit_show InvocationID)
+restarts=$(unit_show NRestarts)
+entered=$(unit_show ActiveEnterTimestampMonotonic)
+clients_start upgrade --streams 100 --churn 2
+check "100 streams connected and echoing, the churn running" \
+	wait_for 20 eval 'clients_past upgrade echoed 100000 && clients_past upgrade churned 100'
+t0=$SECONDS
+out=$(in_ct dpkg -i "/var/tmp/$(basename "$NEXT_DEB")" 2>&1) && rc=0 || rc=$?
+check_eq "dpkg -i of $EM_NEXT_VERSION exits 0 ($((SECONDS - t0)) s)" 0 "$rc"
+upgraded=$(grep -o "upgrade ok: pid [0-9]*, version [^,]*, generation [0-9]*" <<<"$out" || true)
+check "its postinst ran echomaster -s upgrade: '${upgraded:-$(tail -n 3 <<<"$out" | xargs)}'" \
+	grep -q "version $EM_NEXT_VERSION," <<<"$upgraded"
+NEW_MAIN=$(sed -n 's/.*pid \([0-9]*\),.*/\1/p' <<<"$upgraded")
+gen=$(sed -n 's/.*generation \([0-9]*\)$/\1/p' <<<"$upgraded")
+check "no restart fallback" fails grep -q 'restarting echomaster.service instead' <<<"$out"
+check_eq "the unit stayed active, same invocation, no restart" \
+	"active $invocation $restarts $entered" \
+	"$(in_ct systemctl is-active echomaster || true) $(unit_show InvocationID) $(unit_show NRestarts) $(unit_show ActiveEnterTimestampMonotonic)"
+check_eq "systemctl show -p MainPID names the new master" "${NEW_MAIN:-?}" "$(unit_show MainPID)"
+check "which is not the old one ($OLD_MAIN)" test "${NEW_MAIN:-$OLD_MAIN}" != "$OLD_MAIN"
+check_eq "echomaster -v of its /proc/PID/exe" "echomaster $EM_NEXT_VERSION" \
+	"$(in_ct "/proc/${NEW_MAIN:-1}/exe" -v 2>&1 || true)"
+check_eq "the pid file names it" "${NEW_MAIN:-?}" "$(in_ct cat /run/echomaster/echomaster.pid 2>&1 | xargs)"
+check "the old master and workers ($OLD_MAIN $old_workers) are gone" wait_for 15 pids_gone $OLD_MAIN $old_workers
+check_eq "the new master's $ncpu workers run as echomaster" "$ncpu echomaster" \
+	"$(workers_of "${NEW_MAIN:-1}" | wc -w) $(in_ct ps -o user= --ppid "${NEW_MAIN:-1}" | sort -u | xargs)"
+check_eq "the unit's status is the new master's" "serving: $ncpu workers, generation ${gen:-?}" "$(status_text)"
+check_eq "the store still holds the $nlisten listeners" "$nlisten" "$(fdstore)"
+echoed=$(clients_field upgrade echoed)
+churned=$(clients_field upgrade churned)
+check "the streams and the churn go on through the new workers" \
+	wait_for 15 eval "clients_past upgrade echoed $((echoed + 100000)) && clients_past upgrade churned $((churned + 100))"
+line=$(clients_stop upgrade)
+say "   clients: $line"
+check_eq "across the upgrade: 100 streams held, none broken, no byte wrong; no connect refused or cut" \
+	"streams 100 broken 0 wrong 0 refused 0 cut 0" \
+	"$(awk '{ print $1, $2, $3, $4, $5, $6, $11, $12, $13, $14 }' <<<"$line")"
+
+say "== systemctl restart under a churn: the stored listeners refuse nobody"
+MAIN=$(unit_show MainPID)
+clients_start restart --churn 2
+check "the churn is running" wait_for 20 clients_past restart churned 100
+t0=$SECONDS
+check "systemctl restart echomaster" in_ct systemctl restart echomaster
+new=$(unit_show MainPID)
+check "a new master ($new, was $MAIN)" test "$new" != "$MAIN" -a "$new" != 0
+adopted() {
+	in_ct journalctl --no-pager -q -o cat _PID="$new" _TRANSPORT=syslog | grep -c 'listening on .*inherited'
+}
+check_eq "it adopted the $nlisten stored listeners (logged 'inherited')" "$nlisten" "$(adopted || true)"
+churned=$(clients_field restart churned)
+check "the churn goes on" wait_for 15 clients_past restart churned $((churned + 100))
+line=$(clients_stop restart)
+say "   clients: $line ($((SECONDS - t0)) s)"
+check_eq "no connect refused across the restart" "refused 0" "$(awk '{ print $11, $12 }' <<<"$line")"
+say "   (cut: in-flight churn connections a fast stop closes; the restart still cuts established ones)"
+check_eq "the store holds the $nlisten listeners again" "$nlisten" "$(fdstore)"
 
 say "== stop and purge"
 check "systemctl stop echomaster" in_ct systemctl stop echomaster
