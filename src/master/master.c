@@ -119,14 +119,26 @@ serving_cfg(const struct master *m)
 }
 
 /*
- * systemd keeps the serving listeners across `systemctl restart` (the unit's
- * FileDescriptorStoreMax=): stored at each READY=1, after start-up and after
- * every reload commit, so a listener a reload closed goes from the store too.
+ * systemd keeps the serving TCP listeners across `systemctl restart` (the
+ * unit's FileDescriptorStoreMax=): stored at each READY=1, after start-up and
+ * after every reload commit, so a listener a reload closed goes from the
+ * store too. Not the UDP ones: the master's is set aside (connected to
+ * itself, listeners.c), so in the store it would receive nothing.
  */
 static void
 store_listeners(const struct master *m)
 {
-	notify_store_fds(m->sup.cur.ls->fds, m->sup.cur.ls->n);
+	const struct sup_gen *g = &m->sup.cur;
+	int *fds = calloc(g->ls->n + 1, sizeof(*fds));
+	size_t n = 0;
+
+	if (fds == NULL)
+		return;
+	for (size_t i = 0; i < g->ls->n; i++)
+		if (g->cfg->listen[i].proto == CFG_PROTO_TCP)
+			fds[n++] = g->ls->fds[i];
+	notify_store_fds(fds, n);
+	free(fds);
 }
 
 static void
