@@ -306,11 +306,11 @@ check_eq "the unit stayed active, same invocation, no restart" \
 check_eq "systemctl show -p MainPID names the new master" "${NEW_MAIN:-?}" "$(unit_show MainPID)"
 check "which is not the old one ($OLD_MAIN)" test "${NEW_MAIN:-$OLD_MAIN}" != "$OLD_MAIN"
 check_eq "echomaster -v of its /proc/PID/exe" "echomaster $EM_NEXT_VERSION" \
-	"$(in_ct "/proc/${NEW_MAIN:-1}/exe" -v 2>&1 || true)"
+	"$(in_ct "/proc/${NEW_MAIN:-0}/exe" -v 2>&1 || true)"
 check_eq "the pid file names it" "${NEW_MAIN:-?}" "$(in_ct cat /run/echomaster/echomaster.pid 2>&1 | xargs)"
 check "the old master and workers ($OLD_MAIN $old_workers) are gone" wait_for 15 pids_gone $OLD_MAIN $old_workers
 check_eq "the new master's $ncpu workers run as echomaster" "$ncpu echomaster" \
-	"$(workers_of "${NEW_MAIN:-1}" | wc -w) $(in_ct ps -o user= --ppid "${NEW_MAIN:-1}" | sort -u | xargs)"
+	"$(workers_of "${NEW_MAIN:-0}" | wc -w) $(in_ct ps -o user= --ppid "${NEW_MAIN:-0}" | sort -u | xargs)"
 check_eq "the unit's status is the new master's" "serving: $ncpu workers, generation ${gen:-?}" "$(status_text)"
 check_eq "the store still holds the $nlisten listeners" "$nlisten" "$(fdstore)"
 echoed=$(clients_field upgrade echoed)
@@ -372,7 +372,8 @@ ct_rpm() {
 }
 check "rpm -ivh --nodeps $(basename "$RPM")" ct_rpm -ivh --nodeps "/var/tmp/$(basename "$RPM")"
 check "systemctl daemon-reload, start" in_ct sh -c 'systemctl daemon-reload && systemctl start echomaster'
-check_eq "its unit is the rpm's" /usr/lib/systemd/system/echomaster.service "$(unit_show FragmentPath)"
+check_eq "its unit is the rpm's" "echomaster-$EM_VERSION-1" \
+	"$(in_ct rpm -qf --qf '%{NAME}-%{VERSION}-%{RELEASE}' "$(in_ct readlink -f "$(unit_show FragmentPath)")" 2>/dev/null)"
 OLD_MAIN=$(unit_show MainPID)
 invocation=$(unit_show InvocationID)
 clients_start rpm --streams 50 --churn 2
@@ -388,7 +389,7 @@ check_eq "the unit stayed active, same invocation; MainPID is the new master" \
 	"active $invocation ${NEW_MAIN:-?}" \
 	"$(in_ct systemctl is-active echomaster || true) $(unit_show InvocationID) $(unit_show MainPID)"
 check_eq "echomaster -v of its /proc/PID/exe" "echomaster $EM_NEXT_VERSION" \
-	"$(in_ct "/proc/${NEW_MAIN:-1}/exe" -v 2>&1 || true)"
+	"$(in_ct "/proc/${NEW_MAIN:-0}/exe" -v 2>&1 || true)"
 check "the old master is gone" wait_for 15 pids_gone "$OLD_MAIN"
 churned=$(clients_field rpm churned)
 check "the churn goes on" wait_for 15 clients_past rpm churned $((churned + 100))
