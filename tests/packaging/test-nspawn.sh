@@ -78,7 +78,7 @@ ct_udp() { in_ct_net bash -c "$(declare -f udp_roundtrip); udp_roundtrip $1 $2 '
 ct_journal() { in_ct journalctl --no-pager -q -o cat _SYSTEMD_UNIT=echomaster.service "$@" 2>/dev/null; }
 ct_log_has() { ct_journal _TRANSPORT=syslog | grep -q -- "$1"; }
 is_active() { [ "$(in_ct systemctl is-active echomaster 2>/dev/null)" = "$1" ]; }
-workers_of() { in_ct ps -o pid= --ppid "$1" | xargs; }
+workers_of() { in_ct ps -o pid= --ppid "$1" 2>/dev/null | xargs; }
 pids_gone() { for p in "$@"; do in_ct kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
 
 [ -d "$BASE" ] || make_base
