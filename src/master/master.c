@@ -137,7 +137,9 @@ serving_cfg(const struct master *m)
  * systemd keeps the serving TCP listeners across `systemctl restart` (the
  * unit's FileDescriptorStoreMax=): stored at each READY=1, after start-up and
  * after every reload commit, so a listener a reload closed goes from the
- * store too. Not the UDP ones: the master's is set aside (connected to
+ * store too; and by a live upgrade's new master once it is in its
+ * predecessor's place (systemd ignores what it sends before it is the
+ * unit's main process, its READY=1 push among it). Not the UDP ones: the master's is set aside (connected to
  * itself, listeners.c), so in the store it would receive nothing.
  */
 static void
@@ -548,6 +550,7 @@ upgrade_take_place(struct master *m)
 	m->count.upgrades_ok++;
 	log_notice("upgrade: took over from pid %ld, generation %u serving", (long)m->up.peer_pid,
 	    m->sup.cur.number);
+	store_listeners(m);
 	notify_send("STATUS=serving: %d workers, generation %u", m->sup.cur.nslots,
 	    m->sup.cur.number);
 }
