@@ -137,9 +137,9 @@ serving_cfg(const struct master *m)
  * systemd keeps the serving TCP listeners across `systemctl restart` (the
  * unit's FileDescriptorStoreMax=): stored at each READY=1, after start-up and
  * after every reload commit, so a listener a reload closed goes from the
- * store too; and by a live upgrade's new master once it is in its
+ * store too; a live upgrade's new master stores them once it is in its
  * predecessor's place (systemd ignores what it sends before it is the
- * unit's main process, its READY=1 push among it). Not the UDP ones: the master's is set aside (connected to
+ * unit's main process). Not the UDP ones: the master's is set aside (connected to
  * itself, listeners.c), so in the store it would receive nothing.
  */
 static void
@@ -166,7 +166,6 @@ announce_ready(struct master *m)
 	if (m->announced || !sup_gen_ready(g))
 		return;
 	m->announced = true;
-	store_listeners(m);
 	log_notice("ready: %d workers, generation %u", g->nslots, g->number);
 	/* A new master is not systemd's main process yet: the old one speaks for it. */
 	if (m->up.phase == UP_ADOPTING && !m->up_ready_sent) {
@@ -174,6 +173,7 @@ announce_ready(struct master *m)
 		upgrade_send_ready(&m->up, g->number);
 		return;
 	}
+	store_listeners(m);
 	notify_send("READY=1\nSTATUS=serving: %d workers, generation %u", g->nslots, g->number);
 }
 
