@@ -26,12 +26,12 @@ deb_deb="build-essential dpkg-dev debhelper fakeroot libcmocka-dev libconfig-dev
 # rpm: Debian's rpm holds rpmbuild; the spec's BuildRequires are checked only
 # on Fedora (--nodeps here), so their Debian names are listed instead.
 deb_rpm="rpm gcc make pkg-config libconfig-dev libcmocka-dev"
-# packages: lintian; mandoc and man-db for the manuals (manpages-dev: the
-# syslog(3) they refer to); systemd for the unit checks and the .deb's
+# packages: lintian; mandoc and man-db for the manuals (manpages-dev and
+# libsystemd-dev: the syslog(3) and sd_listen_fds(3) they refer to); systemd for the unit checks and the .deb's
 # sysusers; procps (pgrep); debootstrap, its keyring and systemd-nspawn for
 # the boot test; python3 for its clients, and its yaml module for the
 # container test (Dockerfile and manifest).
-deb_packages="$deb_deb $deb_rpm lintian mandoc man-db manpages-dev systemd procps debootstrap debian-archive-keyring systemd-container python3 python3-yaml"
+deb_packages="$deb_deb $deb_rpm lintian mandoc man-db manpages-dev libsystemd-dev systemd procps debootstrap debian-archive-keyring systemd-container python3 python3-yaml"
 deb_lint="cppcheck clang-tidy"
 deb_fuzz="clang libclang-rt-14-dev"
 deb_valgrind="valgrind"
@@ -40,7 +40,7 @@ rpm_build="gcc make pkgconf-pkg-config libconfig-devel libcmocka-devel"
 rpm_deb="$rpm_build dpkg-dev debhelper fakeroot systemd"
 # The spec's BuildRequires.
 rpm_rpm="rpm-build systemd-rpm-macros $rpm_build"
-rpm_packages="$rpm_rpm mandoc"
+rpm_packages="$rpm_rpm mandoc systemd-devel"
 rpm_lint="cppcheck clang-tools-extra"
 rpm_fuzz="clang compiler-rt"
 rpm_valgrind="valgrind"
