@@ -1,36 +1,55 @@
 #!/bin/sh
 # Installs what building and testing echomaster needs, when it is missing.
-# Usage: build-deps.sh [build|packages|lint|fuzz|valgrind]...   (default: build)
+# Usage: build-deps.sh [build|deb|rpm|packages|lint|fuzz|valgrind]...   (default: build)
 #   build     compiler, make, pkg-config, libconfig, libseccomp, cmocka
-#   packages  what `make deb`, `make rpm` and `make check-packages` use
+#   deb       what `make deb` needs: dpkg-buildpackage, and the Build-Depends
+#             of packaging/debian/control (check-packages checks they agree)
+#   rpm       what `make rpm` needs: rpmbuild, and what the spec builds with
+#   packages  what `make check-packages` adds: linters, the boot test's tools
 #   lint      cppcheck and clang-tidy (make lint)
 #   fuzz      clang and its libFuzzer runtime (make fuzz)
 #   valgrind  valgrind (make valgrind)
+#        build-deps.sh --list GROUP   prints the group's packages for this system
 # Uses apt-get on Debian-like systems and dnf on Fedora-like ones; needs root
 # only when something is actually missing.
 set -eu
 
+list=false
+[ "${1:-}" = --list ] && { list=true; shift; }
 groups=${*:-build}
 
 deb_build="gcc make pkg-config libconfig-dev libcmocka-dev libseccomp-dev"
-# packages: dpkg-buildpackage and lintian; rpmbuild; mandoc and man-db for the
-# manuals (manpages-dev: the syslog(3) they refer to); systemd for the unit
-# checks, its pkg-config paths and the .deb's sysusers; procps (pgrep);
-# debootstrap, its keyring and systemd-nspawn for the boot test; python3
-# and its yaml module for the container test (Dockerfile and manifest).
-deb_packages="debhelper dpkg-dev fakeroot lintian mandoc man-db manpages-dev rpm systemd procps debootstrap debian-archive-keyring systemd-container python3 python3-yaml"
+# deb: dpkg-buildpackage checks build-essential and the Build-Depends:
+# debhelper provides debhelper-compat (= 13) and, since 13.x,
+# dh-sequence-installsysusers; systemd gives pkg-config its unit paths.
+deb_deb="build-essential dpkg-dev debhelper fakeroot libcmocka-dev libconfig-dev libseccomp-dev pkg-config systemd"
+# rpm: Debian's rpm holds rpmbuild; the spec's BuildRequires are checked only
+# on Fedora (--nodeps here), so their Debian names are listed instead.
+deb_rpm="rpm gcc make pkg-config libconfig-dev libcmocka-dev libseccomp-dev"
+# packages: lintian; mandoc and man-db for the manuals (manpages-dev and
+# libsystemd-dev: the syslog(3) and sd_listen_fds(3) they refer to); systemd for the unit checks and the .deb's
+# sysusers; procps (pgrep); debootstrap, its keyring and systemd-nspawn for
+# the boot test; python3 for its clients, and its yaml module for the
+# container test (Dockerfile and manifest).
+deb_packages="$deb_deb $deb_rpm lintian mandoc man-db manpages-dev libsystemd-dev systemd procps debootstrap debian-archive-keyring systemd-container python3 python3-yaml"
 deb_lint="cppcheck clang-tidy"
 deb_fuzz="clang libclang-rt-14-dev"
 deb_valgrind="valgrind"
 rpm_build="gcc make pkgconf-pkg-config libconfig-devel libcmocka-devel libseccomp-devel"
-rpm_packages="rpm-build systemd-rpm-macros mandoc"
+# On Fedora `make deb` works too: Fedora packages dpkg-dev and debhelper.
+rpm_deb="$rpm_build dpkg-dev debhelper fakeroot systemd"
+# The spec's BuildRequires.
+rpm_rpm="rpm-build systemd-rpm-macros $rpm_build"
+rpm_packages="$rpm_rpm mandoc systemd-devel"
 rpm_lint="cppcheck clang-tools-extra"
 rpm_fuzz="clang compiler-rt"
 rpm_valgrind="valgrind"
 
-if command -v dpkg-query >/dev/null 2>&1; then
+# apt-get, not dpkg-query: Fedora has dpkg-dev once `make deb` ran there.
+if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; then
 	want=""
 	for g in $groups; do eval "want=\"\$want \$deb_$g\""; done
+	$list && { echo $want; exit 0; }
 	missing=""
 	for p in $want; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
@@ -44,6 +63,7 @@ if command -v dpkg-query >/dev/null 2>&1; then
 elif command -v rpm >/dev/null 2>&1 && command -v dnf >/dev/null 2>&1; then
 	want=""
 	for g in $groups; do eval "want=\"\$want \$rpm_$g\""; done
+	$list && { echo $want; exit 0; }
 	missing=""
 	for p in $want; do rpm -q "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 	[ -z "$missing" ] && exit 0

@@ -5,6 +5,7 @@
 #   make uninstall [DESTDIR=...] [PREFIX=...]        remove what install put
 #   make deb              build/echomaster_VERSION-REV_ARCH.deb  (dpkg-buildpackage)
 #   make rpm              build/echomaster-VERSION-REL.ARCH.rpm  (rpmbuild)
+#   (both first install what they build with: packaging/build-deps.sh deb|rpm)
 #   make check-packages   build both, lint them, install, boot under systemd
 #
 # Layout. The binary and the manuals follow PREFIX. The configuration is
@@ -110,6 +111,7 @@ dirty_warning = @git diff --quiet $(GIT_REF) -- . ':!packaging/debian' 2>/dev/nu
 # binary packages are copied up to build/. DEB_BUILD_OPTIONS is passed
 # through (nocheck skips `make check` inside the build).
 deb: check-version
+	@packaging/build-deps.sh deb
 	$(call dirty_warning,deb)
 	rm -rf $(BUILD)/deb
 	mkdir -p $(BUILD)/deb
@@ -125,6 +127,7 @@ deb: check-version
 # so the build dependencies cannot be checked there: --nodeps on Debian only.
 RPMBUILD_FLAGS = $(if $(wildcard /etc/debian_version),--nodeps)
 rpm: check-version
+	@packaging/build-deps.sh rpm
 	$(call dirty_warning,rpm)
 	rm -rf $(BUILD)/rpm
 	mkdir -p $(BUILD)/rpm/SOURCES

@@ -147,6 +147,31 @@ serving_cfg(const struct master *m)
 	return m->sup.cur.cfg;
 }
 
+/*
+ * systemd keeps the serving TCP listeners across `systemctl restart` (the
+ * unit's FileDescriptorStoreMax=): stored at each READY=1, after start-up and
+ * after every reload commit, so a listener a reload closed goes from the
+ * store too; a live upgrade's new master stores them once it is in its
+ * predecessor's place (systemd ignores what it sends before it is the
+ * unit's main process). Not the UDP ones: the master's is set aside (connected to
+ * itself, listeners.c), so in the store it would receive nothing.
+ */
+static void
+store_listeners(const struct master *m)
+{
+	const struct sup_gen *g = &m->sup.cur;
+	int *fds = calloc(g->ls->n + 1, sizeof(*fds));
+	size_t n = 0;
+
+	if (fds == NULL)
+		return;
+	for (size_t i = 0; i < g->ls->n; i++)
+		if (g->cfg->listen[i].proto == CFG_PROTO_TCP)
+			fds[n++] = g->ls->fds[i];
+	notify_store_fds(fds, n);
+	free(fds);
+}
+
 static void
 announce_ready(struct master *m)
 {
@@ -162,6 +187,7 @@ announce_ready(struct master *m)
 		upgrade_send_ready(&m->up, g->number);
 		return;
 	}
+	store_listeners(m);
 	notify_send("READY=1\nSTATUS=serving: %d workers, generation %u", g->nslots, g->number);
 }
 
@@ -634,6 +660,7 @@ upgrade_take_place(struct master *m)
 	m->count.upgrades_ok++;
 	log_notice("upgrade: took over from pid %ld, generation %u serving", (long)m->up.peer_pid,
 	    m->sup.cur.number);
+	store_listeners(m);
 	notify_send("STATUS=serving: %d workers, generation %u", m->sup.cur.nslots,
 	    m->sup.cur.number);
 }

@@ -4,7 +4,8 @@
 #   test-install.sh   make install / uninstall into scratch directories
 #   test-rpm.sh       the rpm's files, scriptlets and payload
 #   test-deb-host.sh  dpkg -i here, run the installed daemon, dpkg --purge
-#   test-nspawn.sh    the .deb booted under systemd in a Debian 12 container
+#   test-nspawn.sh    the .deb booted under systemd in a Debian 12 container,
+#                     upgraded live to the next version (make-next.sh)
 #   test-container.sh the Dockerfile built without Docker and run as PID 1;
 #                     the Kubernetes manifest checked against it
 # and ends with "check-packages: N passed, N failed". Runs as root.
@@ -59,10 +60,29 @@ run_script() {
 	say "   ($script: $((SECONDS - t0)) s)"
 }
 
+# Every Build-Depends of debian/control is installed by `make deb`: each is
+# a package of build-deps.sh's deb group or provided by one (debhelper
+# provides debhelper-compat and dh-sequence-installsysusers).
+build_depends_covered() {
+	local group atom pkg bad=""
+	group=" $(packaging/build-deps.sh --list deb) "
+	for atom in $(sed -n '/^Build-Depends:/,/^[A-Z]/p' packaging/debian/control |
+		sed 's/^Build-Depends://; /^[A-Z]/d; s/([^)]*)//g; s/<[^>]*>//g' | tr ',' '\n' |
+		sed 's/|.*//; s/[[:space:]]//g' | grep .); do
+		pkg=$(dpkg-query -W -f='${Package} ${Provides}\n' | sed 's/([^)]*)//g; s/,//g' |
+			awk -v a="$atom" '{ for (i = 1; i <= NF; i++) if ($i == a) { print $1; exit } }')
+		say "$atom: ${pkg:-not installed}"
+		case $group in *" ${pkg:-?} "*) ;; *) bad="$bad $atom" ;; esac
+	done
+	[ -z "$bad" ] || { say "not installed by build-deps.sh deb:$bad"; return 1; }
+}
+
 say "== building and linting (DEB_BUILD_OPTIONS=$DEB_BUILD_OPTIONS RPMBUILD_OPTS=$RPMBUILD_OPTS)"
 step "make check-version (VERSION, debian/changelog and the spec agree)" make --no-print-directory check-version
+step "build-deps.sh deb installs every Build-Depends of debian/control" build_depends_covered
 step "make deb" make --no-print-directory deb
 step "make rpm" make --no-print-directory rpm
+step "make-next.sh: the $EM_NEXT_VERSION packages, for the upgrade tests" tests/packaging/make-next.sh
 
 changes=$(ls "$EM_BUILD"/deb/echomaster_"$EM_VERSION"-*_*.changes 2>/dev/null | head -n 1 || true)
 if [ -n "$changes" ]; then

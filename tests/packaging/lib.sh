@@ -6,7 +6,8 @@
 
 EM_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 EM_VERSION=$(cat "$EM_TOP/VERSION")
-EM_BUILD=$EM_TOP/build
+# make passes BUILD (check-packages: make BUILD=build-x check-packages).
+EM_BUILD=$EM_TOP/${BUILD:-build}
 PASSED=0
 FAILED=0
 
@@ -103,3 +104,10 @@ udp_roundtrip() {
 # The one .deb and .rpm `make deb` and `make rpm` leave in build/.
 deb_file() { ls "$EM_BUILD"/echomaster_"$EM_VERSION"-*_*.deb 2>/dev/null | head -n 1; }
 rpm_file() { ls "$EM_BUILD"/echomaster-"$EM_VERSION"-*.rpm 2>/dev/null | grep -v '\.src\.rpm$' | head -n 1; }
+
+# The version tests/packaging/make-next.sh builds, and its packages.
+EM_NEXT_VERSION=$EM_VERSION.1
+next_deb_file() { ls "$EM_BUILD"/next/src/build/echomaster_"$EM_NEXT_VERSION"-*_*.deb 2>/dev/null | head -n 1; }
+next_rpm_file() {
+	ls "$EM_BUILD"/next/src/build/echomaster-"$EM_NEXT_VERSION"-*.rpm 2>/dev/null | grep -v '\.src\.rpm$' | head -n 1
+}

@@ -103,11 +103,14 @@ for line in lines:
         print("df_%s %s" % (word, " ".join(shlex.quote(a) for a in args)))
 EOF
 
+# The Dockerfile copies `make deb`'s build/; the test's packages are in
+# BUILD (make BUILD=... check-packages): COPY reads build/ from there.
+ctx_path() { case $1 in build/*) printf '%s\n' "${EM_BUILD#"$EM_TOP"/}/${1#build/}" ;; *) printf '%s\n' "$1" ;; esac; }
 # The files COPY reads, and whether the .dockerignore keeps them.
 copy_sources() { sed -n 's/^df_copy \(.*\) [^ ]*$/\1/p' "$TMP/dockerfile.sh" | xargs -n 1; }
 missing=""; ignored=""
 while IFS= read -r src; do
-	compgen -G "$src" >/dev/null || missing="$missing $src"
+	compgen -G "$(ctx_path "$src")" >/dev/null || missing="$missing $src"
 	grep -qxF "!$src" "$DOCKERFILE.dockerignore" || ignored="$ignored $src"
 done < <(copy_sources)
 check_eq "every COPY source in $DOCKERFILE exists" "" "$missing"
@@ -176,7 +179,7 @@ df_copy() {
 	local dest=${*: -1} n=$(($# - 1)) src
 	for src in "${@:1:n}"; do
 		# shellcheck disable=SC2086  # the glob is COPY's
-		cp -a $src "$ROOT$dest" || return 1
+		cp -a $(ctx_path "$src") "$ROOT$dest" || return 1
 	done
 }
 df_run() {

@@ -12,7 +12,12 @@
 # serving the old one, a configuration the daemon itself refuses fails
 # `systemctl reload` through the control socket and shows in the unit's
 # status, the log lines reach the journal through syslog, and stop and purge
-# leave nothing running.
+# leave nothing running. Then the file descriptor store: it follows
+# reloads, a package upgrade to the next version (make-next.sh) under 100
+# streams and a churn is a live upgrade (no byte lost, no connect refused,
+# the unit never restarts, the new binary is the main PID), and `systemctl
+# restart` under a churn refuses no connect; last, the .rpm (Debian's rpm)
+# installed and upgraded live by rpm -Uvh the same way.
 #
 # Commands run inside the container through nsenter on its init, since this
 # host's PID 1 is not systemd (no machined, hence --register=no --keep-unit).
@@ -55,8 +60,9 @@ make_base() {
 	debootstrap --variant=minbase --include=systemd,systemd-sysv \
 		"$SUITE" "$BASE.tmp" "$MIRROR" >"$NSPAWN_DIR/debootstrap.log" 2>&1 ||
 		{ tail -20 "$NSPAWN_DIR/debootstrap.log"; die "debootstrap failed (log: $NSPAWN_DIR/debootstrap.log)"; }
-	# Fetch what the package depends on now, so later runs install offline.
-	chroot "$BASE.tmp" apt-get install --download-only -y -qq $(deb_depends) \
+	# Fetch what the package depends on now, so later runs install offline;
+	# and Debian's rpm, for the .rpm's upgrade.
+	chroot "$BASE.tmp" apt-get install --download-only -y -qq $(deb_depends) rpm \
 		>>"$NSPAWN_DIR/debootstrap.log" 2>&1 ||
 		die "downloading the package's dependencies failed (log: $NSPAWN_DIR/debootstrap.log)"
 	mv "$BASE.tmp" "$BASE"
@@ -72,7 +78,7 @@ ct_udp() { in_ct_net bash -c "$(declare -f udp_roundtrip); udp_roundtrip $1 $2 '
 ct_journal() { in_ct journalctl --no-pager -q -o cat _SYSTEMD_UNIT=echomaster.service "$@" 2>/dev/null; }
 ct_log_has() { ct_journal _TRANSPORT=syslog | grep -q -- "$1"; }
 is_active() { [ "$(in_ct systemctl is-active echomaster 2>/dev/null)" = "$1" ]; }
-workers_of() { in_ct ps -o pid= --ppid "$1" | xargs; }
+workers_of() { in_ct ps -o pid= --ppid "$1" 2>/dev/null | xargs; }
 pids_gone() { for p in "$@"; do in_ct kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
 
 [ -d "$BASE" ] || make_base
@@ -87,11 +93,11 @@ nspawn_run() {
 	systemd-nspawn -q -D "$ROOT" --register=no --keep-unit --setenv=DEBIAN_FRONTEND=noninteractive "$@"
 }
 # Offline first (no network at all): the dependencies come from the cache.
-if nspawn_run --private-network apt-get install -y -qq "$ct_deb" >"$NSPAWN_DIR/install.log" 2>&1; then
+if nspawn_run --private-network apt-get install -y -qq "$ct_deb" rpm >"$NSPAWN_DIR/install.log" 2>&1; then
 	ok "apt-get install (offline, dependencies from the cache)"
 else
 	say "   the cache lacks a dependency; installing online (rm -rf $BASE to refresh the cache)"
-	nspawn_run sh -c "apt-get update -qq && apt-get install -y -qq $ct_deb" >>"$NSPAWN_DIR/install.log" 2>&1 ||
+	nspawn_run sh -c "apt-get update -qq && apt-get install -y -qq $ct_deb rpm" >>"$NSPAWN_DIR/install.log" 2>&1 ||
 		{ tail -20 "$NSPAWN_DIR/install.log"; die "installing the package in the container failed"; }
 	ok "apt-get install (online)"
 fi
@@ -230,6 +236,120 @@ check "systemctl start with the file repaired" in_ct systemctl start echomaster
 check "active and ready again" wait_for 20 ct_ready
 check_eq "and answering" "BACK" "$(ct_tcp 127.0.0.1 7 'back' || true)"
 
+say "== systemd's file descriptor store holds the TCP listeners"
+# Not the UDP ones: the master's UDP socket receives nothing (set aside).
+nlisten=$(in_ct grep -c '^[[:space:]]*{ proto = "tcp"' /etc/echomaster/echomaster.conf)
+fdstore() { in_ct systemctl show -p NFileDescriptorStore --value echomaster; }
+check_eq "FileDescriptorStoreMax=64" 64 "$(in_ct systemctl show -p FileDescriptorStoreMax --value echomaster)"
+check_eq "the store holds the $nlisten TCP listeners" "$nlisten" "$(fdstore)"
+in_ct sed -i '/proto = "tcp"; address = "\*"/a\	{ proto = "tcp"; address = "127.0.0.1"; port = 8; mode = "upper"; },' \
+	/etc/echomaster/echomaster.conf
+check "systemctl reload with a listener on 127.0.0.1:8 added" in_ct systemctl reload echomaster
+check_eq "the store holds it too" "$((nlisten + 1))" "$(fdstore)"
+check_eq "port 8 answers" "PORT 8" "$(ct_tcp 127.0.0.1 8 'port 8' || true)"
+in_ct cp /root/echomaster.conf.good /etc/echomaster/echomaster.conf
+check "systemctl reload with it removed again" in_ct systemctl reload echomaster
+check_eq "the store let it go" "$nlisten" "$(fdstore)"
+check "port 8 refuses connects: nothing holds it" fails ct_tcp 127.0.0.1 8 'closed'
+
+# clients_start NAME ARGS...: tests/packaging/clients.py in the container's
+# network, on port 7, in the background (its pid in CLIENTS_PID); its
+# status line in NSPAWN_DIR/NAME.status, its last line in NAME.out.
+clients_start() {
+	local name=$1
+	shift
+	rm -f "$NSPAWN_DIR/$name".{status,stop,out}
+	in_ct_net python3 "$EM_TOP/tests/packaging/clients.py" --port 7 --max-seconds 120 \
+		--status "$NSPAWN_DIR/$name.status" --stop "$NSPAWN_DIR/$name.stop" "$@" \
+		>"$NSPAWN_DIR/$name.out" 2>&1 &
+	CLIENTS_PID=$!
+}
+# clients_field NAME FIELD: a count from NAME's status line.
+clients_field() {
+	awk -v f="$2" '{ for (i = 1; i < NF; i++) if ($i == f) print $(i + 1) }' \
+		"$NSPAWN_DIR/$1.status" 2>/dev/null
+}
+# clients_past NAME FIELD N: FIELD has grown past N.
+clients_past() { local v; v=$(clients_field "$1" "$2"); [ -n "$v" ] && [ "$v" -gt "$3" ]; }
+# clients_stop NAME: asks them to finish and waits (not in a $(...): wait
+# sees only this shell's children); their last line is then in CLIENTS_LINE.
+clients_stop() {
+	touch "$NSPAWN_DIR/$1.stop"
+	wait "$CLIENTS_PID" || true
+	CLIENTS_LINE=$(tail -n 1 "$NSPAWN_DIR/$1.out")
+}
+unit_show() { in_ct systemctl show -p "$1" --value echomaster; }
+
+NEXT_DEB=$(next_deb_file)
+say "== upgrading the package live: dpkg -i $(basename "${NEXT_DEB:-none}") under 100 streams and a churn"
+[ -n "$NEXT_DEB" ] || die "no $EM_NEXT_VERSION .deb (tests/packaging/make-next.sh)"
+cp "$NEXT_DEB" "$ROOT/var/tmp/"
+OLD_MAIN=$(unit_show MainPID)
+old_workers=$(workers_of "$OLD_MAIN")
+invocation=$(unit_show InvocationID)
+restarts=$(unit_show NRestarts)
+entered=$(unit_show ActiveEnterTimestampMonotonic)
+clients_start upgrade --streams 100 --churn 2
+check "100 streams connected and echoing, the churn running" \
+	wait_for 20 eval 'clients_past upgrade echoed 100000 && clients_past upgrade churned 100'
+t0=$SECONDS
+out=$(in_ct dpkg -i "/var/tmp/$(basename "$NEXT_DEB")" 2>&1) && rc=0 || rc=$?
+check_eq "dpkg -i of $EM_NEXT_VERSION exits 0 ($((SECONDS - t0)) s)" 0 "$rc"
+upgraded=$(grep -o "upgrade ok: pid [0-9]*, version [^,]*, generation [0-9]*" <<<"$out" || true)
+check "its postinst ran echomaster -s upgrade: '${upgraded:-$(tail -n 3 <<<"$out" | xargs)}'" \
+	grep -q "version $EM_NEXT_VERSION," <<<"$upgraded"
+NEW_MAIN=$(sed -n 's/.*pid \([0-9]*\),.*/\1/p' <<<"$upgraded")
+gen=$(sed -n 's/.*generation \([0-9]*\)$/\1/p' <<<"$upgraded")
+check "no restart fallback" fails grep -q 'restarting echomaster.service instead' <<<"$out"
+check_eq "the unit stayed active, same invocation, no restart" \
+	"active $invocation $restarts $entered" \
+	"$(in_ct systemctl is-active echomaster || true) $(unit_show InvocationID) $(unit_show NRestarts) $(unit_show ActiveEnterTimestampMonotonic)"
+check_eq "systemctl show -p MainPID names the new master" "${NEW_MAIN:-?}" "$(unit_show MainPID)"
+check "which is not the old one ($OLD_MAIN)" test "${NEW_MAIN:-$OLD_MAIN}" != "$OLD_MAIN"
+check_eq "echomaster -v of its /proc/PID/exe" "echomaster $EM_NEXT_VERSION" \
+	"$(in_ct "/proc/${NEW_MAIN:-0}/exe" -v 2>&1 || true)"
+check_eq "the pid file names it" "${NEW_MAIN:-?}" "$(in_ct cat /run/echomaster/echomaster.pid 2>&1 | xargs)"
+check "the old master and workers ($OLD_MAIN $old_workers) are gone" wait_for 15 pids_gone $OLD_MAIN $old_workers
+check_eq "the new master's $ncpu workers run as echomaster" "$ncpu echomaster" \
+	"$(workers_of "${NEW_MAIN:-0}" | wc -w) $(in_ct ps -o user= --ppid "${NEW_MAIN:-0}" | sort -u | xargs)"
+check_eq "the unit's status is the new master's" "serving: $ncpu workers, generation ${gen:-?}" "$(status_text)"
+check_eq "the store still holds the $nlisten listeners" "$nlisten" "$(fdstore)"
+# The new master keeps quiet until it is the main process: systemd would
+# ignore it, with a warning in the journal each time.
+check_eq "systemd ignored no notification from a not-yet-main master" 0 \
+	"$(in_ct journalctl --no-pager -q -o cat _PID=1 | grep -c 'reception only permitted for main PID' || true)"
+echoed=$(clients_field upgrade echoed)
+churned=$(clients_field upgrade churned)
+check "the streams and the churn go on through the new workers" \
+	wait_for 15 eval "clients_past upgrade echoed $((echoed + 100000)) && clients_past upgrade churned $((churned + 100))"
+clients_stop upgrade
+line=$CLIENTS_LINE
+say "   clients: $line"
+check_eq "across the upgrade: 100 streams held, none broken, no byte wrong; no connect refused or cut" \
+	"streams 100 broken 0 wrong 0 refused 0 cut 0" \
+	"$(awk '{ print $1, $2, $3, $4, $5, $6, $11, $12, $13, $14 }' <<<"$line")"
+
+say "== systemctl restart under a churn: the stored listeners refuse nobody"
+MAIN=$(unit_show MainPID)
+clients_start restart --churn 2
+check "the churn is running" wait_for 20 clients_past restart churned 100
+t0=$SECONDS
+check "systemctl restart echomaster" in_ct systemctl restart echomaster
+new=$(unit_show MainPID)
+check "a new master ($new, was $MAIN)" test "$new" != "$MAIN" -a "$new" != 0
+adopted() {
+	in_ct journalctl --no-pager -q -o cat _PID="$new" _TRANSPORT=syslog | grep -c 'listening on .*inherited'
+}
+check_eq "it adopted the $nlisten stored listeners (logged 'inherited')" "$nlisten" "$(adopted || true)"
+churned=$(clients_field restart churned)
+check "the churn goes on" wait_for 15 clients_past restart churned $((churned + 100))
+clients_stop restart
+line=$CLIENTS_LINE
+say "   clients: $line ($((SECONDS - t0)) s)"
+check_eq "no connect refused across the restart" "refused 0" "$(awk '{ print $11, $12 }' <<<"$line")"
+say "   (cut: in-flight churn connections a fast stop closes; the restart still cuts established ones)"
+check_eq "the store holds the $nlisten listeners again" "$nlisten" "$(fdstore)"
+
 say "== stop and purge"
 check "systemctl stop echomaster" in_ct systemctl stop echomaster
 check_eq "it stopped cleanly (Result=success)" success "$(in_ct systemctl show -p Result --value echomaster)"
@@ -242,5 +362,52 @@ check_eq "purge stopped it" "" "$(in_ct pgrep -a echomaster || true)"
 check "purge removed /etc/echomaster" in_ct test ! -e /etc/echomaster
 check "purge removed the unit and its enablement" in_ct sh -c \
 	'! systemctl cat echomaster >/dev/null 2>&1 && ! test -e /etc/systemd/system/multi-user.target.wants/echomaster.service'
+
+say "== the .rpm under systemd: rpm -Uvh of $EM_NEXT_VERSION upgrades it live"
+# Debian's rpm has no systemd macros: %post neither enables nor starts the
+# service (started by hand here) and %preun does not stop it; %posttrans,
+# plain shell, is the same as on Fedora.
+RPM=$(rpm_file)
+NEXT_RPM=$(next_rpm_file)
+[ -n "$RPM" ] && [ -n "$NEXT_RPM" ] || die "no .rpm of $EM_VERSION and $EM_NEXT_VERSION (make rpm, make-next.sh)"
+cp "$RPM" "$NEXT_RPM" "$ROOT/var/tmp/"
+ct_rpm() {
+	local out rc=0
+	out=$(in_ct rpm "$@" 2>&1) || rc=$?
+	grep -v -e 'should not be used directly' -e 'assuming you know what you are doing' <<<"$out" || true
+	return "$rc"
+}
+check "rpm -ivh --nodeps $(basename "$RPM")" ct_rpm -ivh --nodeps "/var/tmp/$(basename "$RPM")"
+check "systemctl daemon-reload, start" in_ct sh -c 'systemctl daemon-reload && systemctl start echomaster'
+check_eq "its unit is the rpm's" "echomaster-$EM_VERSION-1" \
+	"$(in_ct rpm -qf --qf '%{NAME}-%{VERSION}-%{RELEASE}' "$(in_ct readlink -f "$(unit_show FragmentPath)")" 2>/dev/null)"
+OLD_MAIN=$(unit_show MainPID)
+invocation=$(unit_show InvocationID)
+clients_start rpm --streams 50 --churn 2
+check "50 streams and the churn running" \
+	wait_for 20 eval 'clients_past rpm echoed 50000 && clients_past rpm churned 100'
+out=$(ct_rpm -Uvh --nodeps "/var/tmp/$(basename "$NEXT_RPM")") && rc=0 || rc=$?
+check_eq "rpm -Uvh --nodeps $(basename "$NEXT_RPM") exits 0" 0 "$rc"
+upgraded=$(grep -o "upgrade ok: pid [0-9]*, version [^,]*, generation [0-9]*" <<<"$out" || true)
+check "its %posttrans ran echomaster -s upgrade: '${upgraded:-$(tail -n 3 <<<"$out" | xargs)}'" \
+	grep -q "version $EM_NEXT_VERSION," <<<"$upgraded"
+NEW_MAIN=$(sed -n 's/.*pid \([0-9]*\),.*/\1/p' <<<"$upgraded")
+check_eq "the unit stayed active, same invocation; MainPID is the new master" \
+	"active $invocation ${NEW_MAIN:-?}" \
+	"$(in_ct systemctl is-active echomaster || true) $(unit_show InvocationID) $(unit_show MainPID)"
+check_eq "echomaster -v of its /proc/PID/exe" "echomaster $EM_NEXT_VERSION" \
+	"$(in_ct "/proc/${NEW_MAIN:-0}/exe" -v 2>&1 || true)"
+check "the old master is gone" wait_for 15 pids_gone "$OLD_MAIN"
+churned=$(clients_field rpm churned)
+check "the churn goes on" wait_for 15 clients_past rpm churned $((churned + 100))
+clients_stop rpm
+line=$CLIENTS_LINE
+say "   clients: $line"
+check_eq "across the rpm upgrade: 50 streams held, none broken, no byte wrong; no connect refused or cut" \
+	"streams 50 broken 0 wrong 0 refused 0 cut 0" \
+	"$(awk '{ print $1, $2, $3, $4, $5, $6, $11, $12, $13, $14 }' <<<"$line")"
+check "rpm -e --nodeps echomaster, systemctl stop" in_ct sh -c \
+	'rpm -e --nodeps echomaster 2>/dev/null; systemctl stop echomaster'
+check_eq "nothing is left running" "" "$(in_ct pgrep -a echomaster || true)"
 
 summary test-nspawn

@@ -2,7 +2,8 @@
 # Checks build/echomaster-*.rpm: its version, file list, file flags and
 # scriptlets against the expected layout; that the spec's Fedora branches
 # expand (with stand-ins for systemd-rpm-macros, which Debian lacks); and
-# installs the payload into a scratch root (rpm --root, --nodeps: the rpm
+# runs %posttrans (the live upgrade) against stand-ins; installs the
+# payload into a scratch root (rpm --root, --nodeps: the rpm
 # built on Debian links against Debian's libconfig) to prove it complete.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -74,24 +75,68 @@ Requires(postun): systemd \
 %systemd_post() FEDORA-systemd_post %{?*}
 %systemd_preun() FEDORA-systemd_preun %{?*}
 %systemd_postun_with_restart() FEDORA-systemd_postun_with_restart %{?*}
+%systemd_postun() FEDORA-systemd_postun %{?*}
 %tmpfiles_create() FEDORA-tmpfiles_create %{?*}
 %sysusers_create_compat() FEDORA-sysusers_create_compat %{?*}
 EOF
 rpmspec -P --define "_topdir /topdir" --load "$TMP/fedora.macros" "$SPEC" >"$TMP/fedora.spec" 2>&1 || true
-section() { awk -v s="$1" '$0 == s { on = 1; next } /^%[a-z]+$/ { on = 0 } on && NF' "$TMP/fedora.spec"; }
+section() { awk -v s="$1" '$0 == s { on = 1; next } /^%[a-z]+$/ { on = 0 } on && NF && !/^#/' "$TMP/fedora.spec"; }
 check_eq "Fedora %pre: sysusers_create_compat" \
 	"FEDORA-sysusers_create_compat /topdir/SOURCES/echomaster.sysusers" "$(section %pre)"
 check_eq "Fedora %post: tmpfiles_create, systemd_post" \
 	"FEDORA-tmpfiles_create echomaster.conf FEDORA-systemd_post echomaster.service" "$(section %post | xargs)"
 check_eq "Fedora %preun: systemd_preun" "FEDORA-systemd_preun echomaster.service" "$(section %preun)"
-check_eq "Fedora %postun: systemd_postun_with_restart" \
-	"FEDORA-systemd_postun_with_restart echomaster.service" "$(section %postun)"
+check_eq "Fedora %postun: systemd_postun, which does not restart on upgrade" \
+	"FEDORA-systemd_postun echomaster.service" "$(section %postun | grep -v '^#')"
 check "Fedora: Requires(post/preun/postun) systemd" \
 	bash -c "[ \$(grep -c '^Requires(\\(post\\|preun\\|postun\\)): systemd\$' '$TMP/fedora.spec') = 3 ]"
 check "Fedora: no shadow-utils fallback" bash -c "! grep -q shadow-utils '$TMP/fedora.spec'"
 check_eq "the spec's BuildRequires" \
 	"gcc libcmocka-devel libconfig-devel make pkgconfig systemd-rpm-macros" \
 	"$(sed -n 's/^BuildRequires:[[:space:]]*//p' "$SPEC" | sort | xargs)"
+
+# The upgrade: %posttrans asks a running service to upgrade live, and
+# restarts it only if that fails. Run here with stand-ins for systemctl and
+# the installed binary, in each case a package transaction can meet.
+posttrans=$TMP/posttrans.sh
+rpm -qp --qf '%{POSTTRANS}\n' "$RPM" >"$posttrans"
+check "the rpm has a %posttrans that runs echomaster -s upgrade" \
+	grep -q '/usr/sbin/echomaster -s upgrade -c /etc/echomaster/echomaster.conf' "$posttrans"
+# posttrans_with ACTIVE UPGRADE_RC: runs it with systemctl is-active
+# answering ACTIVE (0 or 3) and echomaster -s upgrade exiting UPGRADE_RC;
+# prints the commands it ran and what it said.
+posttrans_with() {
+	local d=$TMP/pt.$1.$2
+	mkdir -p "$d/bin" "$d/run/systemd/system"
+	cat >"$d/bin/systemctl" <<EOS
+#!/bin/sh
+echo "systemctl \$*" >>"$d/log"
+case "\$*" in *is-active*) exit $1 ;; esac
+exit 0
+EOS
+	cat >"$d/bin/echomaster" <<EOS
+#!/bin/sh
+echo "echomaster \$*" >>"$d/log"
+[ $2 = 0 ] && echo "upgrade ok: pid 42, version $EM_VERSION, generation 3" && exit 0
+echo "upgrade failed: the new binary exited 1 before it was ready"; exit 1
+EOS
+	chmod +x "$d/bin/systemctl" "$d/bin/echomaster"
+	sed -e "s|/run/systemd/system|$d/run/systemd/system|; s|/usr/sbin/echomaster|$d/bin/echomaster|" \
+		"$posttrans" >"$d/posttrans"
+	PATH=$d/bin:$PATH sh "$d/posttrans" 2>&1
+	cat "$d/log"
+}
+out=$(posttrans_with 0 0)
+check "service active: posttrans runs the live upgrade and no restart ($(head -n 1 <<<"$out"))" \
+	bash -c 'grep -q "^echomaster -s upgrade -c /etc/echomaster/echomaster.conf$" <<<"$1" &&
+		grep -q "^echomaster: upgrade ok: pid 42" <<<"$1" && ! grep -q "systemctl restart" <<<"$1"' _ "$out"
+out=$(posttrans_with 0 1)
+check "service active, upgrade fails: posttrans says why and restarts it" \
+	bash -c 'grep -q "live upgrade failed: upgrade failed: the new binary exited 1" <<<"$1" &&
+		grep -q "^systemctl restart echomaster.service$" <<<"$1"' _ "$out"
+out=$(posttrans_with 3 0)
+check "service stopped (a first install): posttrans neither upgrades nor starts it" \
+	bash -c '! grep -q "^echomaster " <<<"$1" && ! grep -q "systemctl restart\|systemctl start" <<<"$1"' _ "$out"
 
 # The payload, installed into and erased from a scratch root.
 ROOT=$TMP/root
