@@ -130,7 +130,8 @@ sandbox_landlock(char *err, size_t errlen)
 
 	abi = (int)syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
 	if (abi < 0)
-		return errno == ENOSYS || errno == EOPNOTSUPP ? 1 :
+		/* EPERM: a service manager's system call filter that does not know Landlock. */
+		return errno == ENOSYS || errno == EOPNOTSUPP || errno == EPERM ? 1 :
 		    fail(err, errlen, "landlock_create_ruleset: %s", strerror(errno));
 	attr.handled_access_fs = landlock_fs_rights(abi);
 	if (abi >= 4) {
