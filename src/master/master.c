@@ -204,8 +204,9 @@ sandbox_report(const struct cfg *cfg)
 	else if (why != NULL)
 		log_notice("sandbox off: %s", why);
 	else if (abi == 0)
-		log_info("sandbox on: no_new_privs and seccomp; this kernel has no Landlock, so "
-		    "file access is refused by seccomp alone");
+		log_info("sandbox on: no_new_privs and seccomp; Landlock is unavailable (not in "
+		    "this kernel, or refused by a service manager's filter), so file access is "
+		    "refused by seccomp alone");
 	else
 		log_info("sandbox on: no_new_privs, Landlock ABI %d and seccomp", abi);
 }

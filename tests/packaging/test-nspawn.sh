@@ -147,6 +147,16 @@ check_eq "every worker runs as echomaster" "echomaster" \
 	"$(in_ct ps -o user= --ppid "$MAIN" | sort -u | xargs)"
 check_eq "every worker is titled 'echomaster: worker process'" "echomaster: worker process" \
 	"$(in_ct ps -o args= --ppid "$MAIN" | sort -u)"
+sandbox_of() {   # Seccomp and NoNewPrivs of each of the pids, one "S/N" a pid
+	for p in "$@"; do
+		in_ct awk '/^Seccomp:/ { s = $2 } /^NoNewPrivs:/ { n = $2 } END { print s "/" n }' \
+		    "/proc/$p/status"
+	done | sort -u | xargs
+}
+check_eq "under the unit's own filter every worker is sandboxed (Seccomp 2, NoNewPrivs 1)" "2/1" \
+	"$(sandbox_of $workers)"
+check "the sandbox has Landlock under the unit (its calls are in SystemCallFilter)" \
+	ct_log_has "sandbox on: no_new_privs, Landlock ABI"
 
 check_eq "TCP 127.0.0.1:7 answers upper-cased" "HELLO, SYSTEMD" "$(ct_tcp 127.0.0.1 7 'hello, systemd' || true)"
 check_eq "TCP [::1]:7 answers upper-cased" "OVER IPV6" "$(ct_tcp ::1 7 'over ipv6' || true)"
