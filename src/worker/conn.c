@@ -21,7 +21,7 @@
 
 /* struct conn.handover */
 #define CONN_H_DETACHED 0x01u  /* out of epoll and the idle list: in a batch, or adopted and not served yet */
-#define CONN_H_KEPT     0x02u  /* offered once and taken back: drained here, never offered again */
+#define CONN_H_KEPT     0x02u  /* not offered: taken back once, or special (PROXY header due, whoami) */
 #define CONN_H_ADOPTED  0x04u  /* taken over: the sender may still hold a copy of its socket */
 
 /*

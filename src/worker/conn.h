@@ -33,7 +33,7 @@ struct conn_set {
 	struct conn *waiting_tail;
 	size_t n;
 	size_t detached;         /* of n: out of epoll (conn_detach, conn_adopt) */
-	size_t kept;             /* of n: taken back from a handover, never offered again */
+	size_t kept;             /* of n: never offered (taken back from a handover, or special) */
 	/*
 	 * Bytes not yet in the scoreboard entry: a request then writes to the
 	 * worker's own memory, not to the page the master and the other
