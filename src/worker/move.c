@@ -252,10 +252,11 @@ sender_take_back_all(struct worker *w, struct move_peer *p)
 static int
 sender_apply_ack(struct worker *w, struct move_peer *p, const struct handover_ack *a)
 {
-	bool same_version = a->version == p->batch->hdr.p.version;  /* handover.h's version rule */
+	bool same_version;
 
 	if (!p->in_flight || p->blocked || a->seq != p->batch->hdr.p.seq)
 		return -1;
+	same_version = a->version == p->batch->hdr.p.version;  /* handover.h's version rule */
 	for (unsigned i = 0; i < p->batch->hdr.nrec; i++) {
 		if (same_version && handover_ack_taken(a, i)) {
 			conn_forget(w, p->conn[i]);
