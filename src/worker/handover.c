@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -94,6 +95,24 @@ version_known(uint16_t v)
 {
 	return v >= HANDOVER_VERSION_MIN && v <= HANDOVER_VERSION;
 }
+
+#ifdef EM_TEST_HOOKS
+/*
+ * Test builds only: a receiver that reads no batch past version
+ * EM_TEST_HANDOVER_READS and refuses in that version, as an older
+ * release does (a downgrade).
+ */
+static uint16_t
+version_read_max(void)
+{
+	const char *v = getenv("EM_TEST_HANDOVER_READS");
+	long n = v != NULL ? strtol(v, NULL, 10) : 0;
+
+	return n >= HANDOVER_VERSION_MIN && n < HANDOVER_VERSION ? (uint16_t)n : HANDOVER_VERSION;
+}
+#else
+#define version_read_max() HANDOVER_VERSION
+#endif
 
 /* Bytes a record takes before the inline area, in version V. */
 static size_t
@@ -565,7 +584,7 @@ inbox_load(struct handover_inbox *in, const struct rx *r, char *err, size_t errl
 		return -1;
 	in->seq = h->p.seq;
 	in->has_seq = true;
-	if (!version_known(h->p.version))
+	if (!version_known(h->p.version) || h->p.version > version_read_max())
 		return fail(err, errlen, "batch %u: version %u unknown", (unsigned)h->p.seq, h->p.version);
 	if (r->flags & MSG_TRUNC)
 		return fail(err, errlen, "batch %u: longer than %zu bytes", (unsigned)h->p.seq, sizeof(in->buf));
@@ -625,7 +644,7 @@ handover_inbox_ack(const struct handover_inbox *in, struct handover_ack *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->seq = in->seq;
-	a->version = HANDOVER_VERSION;
+	a->version = version_read_max();
 	if (!in->loaded)
 		return;  /* rejected: nrec 0 refuses the whole batch */
 	a->version = in->version;  /* the version rule: only then can it take anything */

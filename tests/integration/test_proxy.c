@@ -614,6 +614,52 @@ a_connection_mid_header_moves_once_its_header_is_in(void **state)
 	close(half);
 }
 
+/*
+ * The version rule against an older receiver (the test hooks'
+ * EM_TEST_HANDOVER_READS = 1: new workers that read handover version 1
+ * only, as the previous release, during a downgrade): the batch that
+ * carries the PROXY connection's client address is refused whole, and
+ * the old worker keeps that connection and drains it, serving it to the
+ * end; nothing is cut.
+ */
+static void
+an_older_receiver_leaves_proxy_connections_to_drain(void **state)
+{
+	struct env *e = *state;
+	const char *hooks = getenv("ECHOMASTER_TESTHOOKS");
+	char *saved = getenv("ECHOMASTER") != NULL ? strdup(getenv("ECHOMASTER")) : NULL;
+	int port = port_pick(), fd;
+	char h[128];
+	size_t n;
+	struct em_status st;
+
+	if (hooks == NULL || access(hooks, X_OK) != 0)
+		fail_msg("ECHOMASTER_TESTHOOKS must name the test-hooks build (make check sets it)");
+	setenv("ECHOMASTER", hooks, 1);
+	setenv("EM_TEST_HANDOVER_READS", "1", 1);
+	start(e, "proxy_protocol = \"v1\";", "shutdown_timeout = 20;\nreload_handover = true;", port);
+	unsetenv("EM_TEST_HANDOVER_READS");
+	if (saved != NULL)
+		setenv("ECHOMASTER", saved, 1);
+	else
+		unsetenv("ECHOMASTER");
+	free(saved);
+	n = v1_header(h, sizeof(h), "192.0.2.1", 1);
+	fd = proxied_open("127.0.0.2", port, h, n);
+	assert_int_equal(env_control(e, "reload", NULL, EM_DEADLINE_MS), 0);
+	env_wait_serving(e, 2, 2, EM_DEADLINE_MS);
+	env_wait_log(e, "version 2 unknown", EM_DEADLINE_MS);
+	env_wait_log(e, "0 connections moved, 1 refused", EM_DEADLINE_MS);
+	assert_true(send_served(fd, "still", 5, "STILL"));
+	if (env_status(e, &st, EM_DEADLINE_MS) == -1)
+		fail_msg("status-json: %s", strerror(errno));
+	assert_int_equal(status_count_gen(&st, 0), 1);  /* its old worker, draining it */
+	assert_int_equal(status_gen_sum(&st, 2, offsetof(struct em_status_worker, moved_in)), 0);
+	assert_true(send_served(fd, "again", 5, "AGAIN"));
+	close(fd);
+	env_wait_log(e, "1 could not move and were drained", EM_DEADLINE_MS);
+}
+
 /* A listener without proxy_protocol takes a header for data: it pays for nothing. */
 static void
 a_plain_listener_echoes_a_header(void **state)
@@ -640,6 +686,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(a_reload_that_denies_a_header_address_closes_its_moved_connection,
 		    env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(a_connection_mid_header_moves_once_its_header_is_in, env_setup,
+		    env_teardown),
+		cmocka_unit_test_setup_teardown(an_older_receiver_leaves_proxy_connections_to_drain, env_setup,
 		    env_teardown),
 		cmocka_unit_test_setup_teardown(a_plain_listener_echoes_a_header, env_setup, env_teardown),
 	};
