@@ -10,7 +10,7 @@
  * -1 with that errno, never retried here. A SEQPACKET message is atomic: a
  * send that fails has sent nothing, not even descriptors. Nothing is
  * allocated per connection: a batch and an inbox are fixed-size structs the
- * caller owns (about 29 and 64 KiB; keep them off small stacks).
+ * caller owns (about 29 and 70 KiB; keep them off small stacks).
  *
  * Wire format (versions 1 and 2; native byte order and layout, since both
  * ends run on one host; the structs below, whose sizes are asserted in
