@@ -21,7 +21,7 @@
 
 /* struct conn.handover */
 #define CONN_H_DETACHED 0x01u  /* out of epoll and the idle list: in a batch, or adopted and not served yet */
-#define CONN_H_KEPT     0x02u  /* offered once and taken back: drained here, never offered again */
+#define CONN_H_KEPT     0x02u  /* not offered: taken back once, or special (PROXY header due, whoami) */
 #define CONN_H_ADOPTED  0x04u  /* taken over: the sender may still hold a copy of its socket */
 
 /*
@@ -60,7 +60,18 @@ struct conn {
 	uint64_t received;    /* bytes read since last_active, for limits.min_rate */
 	struct conn *prev;    /* idle list, least recently active first */
 	struct conn *next;
-	struct conn_proxy *px; /* non-NULL while waiting for the PROXY header */
+	/*
+	 * NULL on a connection that never had a PROXY header, so that
+	 * conn_destroy tests one pointer for both. While special, px: waiting
+	 * for the header (NULL once it is in). Otherwise client: the header's
+	 * client address, which a handover carries to the next worker (NULL
+	 * for a LOCAL header and the address-less families: the socket's peer
+	 * is the client then).
+	 */
+	union {
+		struct conn_proxy *px;
+		struct sockaddr_storage *client;
+	};
 	struct outbuf out;
 };
 
@@ -165,7 +176,7 @@ static void
 conn_destroy(struct worker *w, struct conn *c)
 {
 	if (c->px != NULL)
-		free(waiting_unlink(&w->conns, c));
+		free(c->special ? (void *)waiting_unlink(&w->conns, c) : (void *)c->client);
 	w->conns.detached -= (c->handover & CONN_H_DETACHED) != 0;
 	w->conns.kept -= (c->handover & CONN_H_KEPT) != 0;
 	close(c->fd);  /* close only: after a handover another worker may hold the socket too */
@@ -194,10 +205,11 @@ conn_close(struct worker *w, struct conn *c)
  * Takes ownership of fd, of the per-address count at addr_entry (-1:
  * none) and of px (NULL: not waiting for a PROXY header). A connection
  * that waits for a header or answers whoami is special (struct conn), and
- * is never offered to a reload's handover: its state is not in the
- * handover record (the header's address, the parser's bytes), so it stays
- * here, as a connection taken back does, and is drained here. Returns the
- * connection, or NULL when it had to be dropped.
+ * is not offered to a reload's handover: the parser's bytes are not in
+ * the handover record, nor is whoami's state (its one line, partly out).
+ * It is kept, as a connection taken back is; one whose header comes in
+ * becomes movable then (conn_proxy_movable). Returns the connection, or
+ * NULL when it had to be dropped.
  */
 static struct conn *
 conn_open(struct worker *w, int fd, int mode, int addr_entry, struct conn_proxy *px)
@@ -651,6 +663,26 @@ conn_echo_rest(struct worker *w, struct conn *c, size_t at, size_t n)
 }
 
 /*
+ * An echo connection past its header joins the connections a handover
+ * moves, with the header's client address kept for the record (RES has
+ * none: the socket's peer is the client, as on a plain listener). Out of
+ * memory, it stays kept: served and drained here, never cut.
+ */
+static void
+conn_proxy_movable(struct worker *w, struct conn *c, const struct proxy_result *res)
+{
+	if (res->has_addr) {
+		if ((c->client = malloc(sizeof(*c->client))) == NULL) {
+			log_warn("PROXY connection kept from handovers");
+			return;
+		}
+		*c->client = res->src;
+	}
+	c->handover &= (uint8_t)~CONN_H_KEPT;
+	w->conns.kept--;
+}
+
+/*
  * The header is in. Its address (PROXY command with an address; LOCAL
  * and address-less families keep the balancer's) becomes the client's:
  * allow/deny and the per-address limit are checked on it now. The bytes
@@ -676,8 +708,9 @@ conn_proxy_done(struct worker *w, struct conn *c, size_t used, size_t n)
 		free(px);
 		return closed;
 	}
-	free(px);
 	c->special = false;
+	conn_proxy_movable(w, c, &px->res);
+	free(px);
 	/*
 	 * The steady state from now on, without an epoll_ctl: the kernel
 	 * may still watch EPOLLRDHUP as well, which only sends a half-close
@@ -919,7 +952,10 @@ conn_describe(const struct worker *w, const struct conn *c, struct handover_rec 
 		.received = c->received,
 		.idle_age_ms = age < 0 ? 0 : age > UINT32_MAX ? UINT32_MAX : (uint32_t)age,
 		.mode = c->mode, .half_closed = c->read_closed, .counted = c->addr_entry != -1,
+		.has_client = c->client != NULL,  /* a movable connection is never special: client, not px */
 	};
+	if (c->client != NULL)
+		rec->client = *c->client;
 	*pending = c->out.len != 0 ? c->out.data + c->out.off : NULL;
 	*pending_len = c->out.len;
 	return c->fd;
@@ -971,10 +1007,17 @@ conn_adopt(struct worker *w, int fd, const struct handover_rec *rec, const void 
 
 	if (pending_len > OUTBUF_CAP || (c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
-	if (pending_len > 0 && outbuf_append(&c->out, pending, pending_len) == -1) {
+	if (rec->has_client && (c->client = malloc(sizeof(*c->client))) == NULL) {
 		free(c);
 		return NULL;
 	}
+	if (pending_len > 0 && outbuf_append(&c->out, pending, pending_len) == -1) {
+		free(c->client);
+		free(c);
+		return NULL;
+	}
+	if (rec->has_client)
+		*c->client = rec->client;
 	c->ev.kind = EV_CONN;
 	c->fd = fd;
 	c->mode = rec->mode;

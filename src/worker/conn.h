@@ -33,7 +33,7 @@ struct conn_set {
 	struct conn *waiting_tail;
 	size_t n;
 	size_t detached;         /* of n: out of epoll (conn_detach, conn_adopt) */
-	size_t kept;             /* of n: taken back from a handover, never offered again */
+	size_t kept;             /* of n: never offered (taken back from a handover, or special) */
 	/*
 	 * Bytes not yet in the scoreboard entry: a request then writes to the
 	 * worker's own memory, not to the page the master and the other
@@ -56,6 +56,16 @@ static inline size_t
 conn_movable_count(const struct conn_set *s)
 {
 	return s->n - s->detached - s->kept;
+}
+
+/*
+ * Whether connections wait for their PROXY header: each that gets it (and
+ * is not whoami) becomes movable then, within limits.proxy_timeout.
+ */
+static inline bool
+conn_headers_due(const struct conn_set *s)
+{
+	return s->waiting_head != NULL;
 }
 
 /* What one conn_accept did. */
@@ -99,6 +109,11 @@ size_t conn_close_all(struct worker *w);
  * Sender: conn_next_movable, conn_detach, conn_describe; then, on the
  * receiver's ack, conn_forget (taken) or conn_take_back (refused, or no
  * ack at all).
+ *
+ * Never offered: whoami connections, and those still waiting for their
+ * PROXY header (their parser's bytes are not in the record). One past
+ * its header is offered like any other, its record carrying the header's
+ * client address, which the receiver keeps for its own handovers.
  */
 
 /* The oldest attached connection never offered before; NULL when none is left. */
@@ -134,9 +149,11 @@ bool conn_take_back(struct worker *w, struct conn *c);
 
 /*
  * Receiver: builds a connection from a handed-over record: its mode,
- * half-close, idle stamp and min_rate progress, the owed reply queued and
- * reading paused until it is written; counts it for the client address
- * PEER when our configuration limits per address (whatever the limit). It
+ * half-close, idle stamp and min_rate progress, its PROXY client address,
+ * the owed reply queued and reading paused until it is written; counts it
+ * for the client address PEER (the record's client when it has one, else
+ * the socket's peer: the caller's choice) when our configuration limits
+ * per address (whatever the limit). It
  * joins the set detached: serve it with conn_serve only once the ack is
  * sent, or conn_forget it. Returns NULL when it could not be built (out of
  * memory); fd is then not ours, nor anything else.

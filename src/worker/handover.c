@@ -2,8 +2,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -19,11 +21,13 @@
 #define SCM_FDS_MAX  253
 
 #define SEALS        (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
-#define REC_FLAGS    (HANDOVER_R_HALF_CLOSED | HANDOVER_R_COUNTED | HANDOVER_R_MEMFD)
+#define REC_FLAGS_V1 (HANDOVER_R_HALF_CLOSED | HANDOVER_R_COUNTED | HANDOVER_R_MEMFD)
+#define REC_FLAGS_V2 (REC_FLAGS_V1 | HANDOVER_R_CLIENT)
 
 _Static_assert(sizeof(struct handover_wire_prefix) == 12, "wire prefix layout");
 _Static_assert(sizeof(struct handover_wire_batch) == 24, "wire batch layout");
 _Static_assert(sizeof(struct handover_wire_rec) == 24, "wire record layout");
+_Static_assert(sizeof(struct handover_wire_client) == 24, "wire client layout");
 _Static_assert(sizeof(struct handover_wire_ack) == 48, "wire ack layout");
 _Static_assert(HANDOVER_MAX_FDS < SCM_FDS_MAX + 1, "SCM_RIGHTS carries at most 253 descriptors");
 
@@ -79,11 +83,95 @@ close_fds(const int *fds, unsigned n)
 }
 
 static struct handover_wire_prefix
-prefix(uint16_t kind, uint32_t seq)
+prefix(uint16_t version, uint16_t kind, uint32_t seq)
 {
 	return (struct handover_wire_prefix){
-		.magic = HANDOVER_MAGIC, .version = HANDOVER_VERSION, .kind = kind, .seq = seq,
+		.magic = HANDOVER_MAGIC, .version = version, .kind = kind, .seq = seq,
 	};
+}
+
+static bool
+version_known(uint16_t v)
+{
+	return v >= HANDOVER_VERSION_MIN && v <= HANDOVER_VERSION;
+}
+
+#ifdef EM_TEST_HOOKS
+/*
+ * Test builds only: a receiver that reads no batch past version
+ * EM_TEST_HANDOVER_READS and refuses in that version, as an older
+ * release does (a downgrade).
+ */
+static uint16_t
+version_read_max(void)
+{
+	const char *v = getenv("EM_TEST_HANDOVER_READS");
+	long n = v != NULL ? strtol(v, NULL, 10) : 0;
+
+	return n >= HANDOVER_VERSION_MIN && n < HANDOVER_VERSION ? (uint16_t)n : HANDOVER_VERSION;
+}
+#else
+#define version_read_max() HANDOVER_VERSION
+#endif
+
+/* Bytes a record takes before the inline area, in version V. */
+static size_t
+rec_bytes(uint16_t v)
+{
+	return sizeof(struct handover_wire_rec) +
+	    (v >= HANDOVER_VERSION_CLIENT ? sizeof(struct handover_wire_client) : 0);
+}
+
+/* ---- client entries (version 2) ---- */
+
+static int
+client_encode(const struct sockaddr_storage *ss, struct handover_wire_client *c)
+{
+	memset(c, 0, sizeof(*c));
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+		c->port = in->sin_port;
+		memcpy(c->addr, &in->sin_addr, sizeof(in->sin_addr));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+		c->port = in6->sin6_port;
+		memcpy(c->addr, &in6->sin6_addr, sizeof(in6->sin6_addr));
+	} else
+		return -1;
+	c->family = ss->ss_family;
+	return 0;
+}
+
+/* A present entry is IPv4 (its tail zero) or IPv6; an absent one is all zero. */
+static bool
+client_valid(const struct handover_wire_client *c, bool present)
+{
+	static const uint8_t zeros[sizeof(struct handover_wire_client)];
+
+	if (!present)
+		return memcmp(c, zeros, sizeof(*c)) == 0;
+	if (c->zero != 0)
+		return false;
+	if (c->family == AF_INET)
+		return memcmp(c->addr + 4, zeros, sizeof(c->addr) - 4) == 0;
+	return c->family == AF_INET6;
+}
+
+static void
+client_decode(const struct handover_wire_client *c, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (c->family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)ss;
+		in->sin_family = AF_INET;
+		in->sin_port = c->port;
+		memcpy(&in->sin_addr, c->addr, sizeof(in->sin_addr));
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = c->port;
+		memcpy(&in6->sin6_addr, c->addr, sizeof(in6->sin6_addr));
+	}
 }
 
 /* ---- sender ---- */
@@ -100,7 +188,7 @@ handover_batch_reset(struct handover_batch *b, uint32_t seq)
 	if (b->has_memfd)
 		close(b->memfd);
 	memset(&b->hdr, 0, sizeof(b->hdr));
-	b->hdr.p = prefix(HANDOVER_KIND_BATCH, seq);
+	b->hdr.p = prefix(HANDOVER_VERSION_MIN, HANDOVER_KIND_BATCH, seq);
 	b->memfd = -1;
 	b->has_memfd = false;
 	b->sent = false;
@@ -159,11 +247,13 @@ int
 handover_batch_add(struct handover_batch *b, int fd, const struct handover_rec *rec,
     const void *pending, size_t pending_len)
 {
+	struct handover_wire_client client = { 0 };
 	bool to_memfd;
 	uint32_t off = 0;
 
 	if (b->sent || fd < 0 || pending_len > HANDOVER_PENDING_MAX ||
-	    (pending_len > 0 && pending == NULL)) {
+	    (pending_len > 0 && pending == NULL) ||
+	    (rec->has_client && client_encode(&rec->client, &client) == -1)) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -181,8 +271,12 @@ handover_batch_add(struct handover_batch *b, int fd, const struct handover_rec *
 		.received = rec->received, .idle_age_ms = rec->idle_age_ms,
 		.pending_off = off, .pending_len = (uint32_t)pending_len, .mode = rec->mode,
 		.flags = (uint8_t)((rec->half_closed ? HANDOVER_R_HALF_CLOSED : 0) |
-		    (rec->counted ? HANDOVER_R_COUNTED : 0) | (to_memfd ? HANDOVER_R_MEMFD : 0)),
+		    (rec->counted ? HANDOVER_R_COUNTED : 0) | (to_memfd ? HANDOVER_R_MEMFD : 0) |
+		    (rec->has_client ? HANDOVER_R_CLIENT : 0)),
 	};
+	b->client[b->hdr.nrec] = client;
+	if (rec->has_client)
+		b->hdr.p.version = HANDOVER_VERSION_CLIENT;  /* the lowest that carries it */
 	b->fd[b->hdr.nrec++] = fd;
 	return 0;
 }
@@ -209,12 +303,14 @@ batch_control(const struct handover_batch *b, union cmsg_fds *ctl, struct msghdr
 int
 handover_batch_send(int sock, struct handover_batch *b)
 {
-	struct iovec iov[3] = {
+	bool clients = b->hdr.p.version >= HANDOVER_VERSION_CLIENT;
+	struct iovec iov[4] = {
 		{ &b->hdr, sizeof(b->hdr) },
 		{ b->rec, sizeof(b->rec[0]) * b->hdr.nrec },
+		{ b->client, clients ? sizeof(b->client[0]) * b->hdr.nrec : 0 },
 		{ b->inl, b->hdr.inline_len },
 	};
-	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = b->hdr.inline_len > 0 ? 3 : 2 };
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 4 };
 	union cmsg_fds ctl;
 	ssize_t n;
 
@@ -228,7 +324,7 @@ handover_batch_send(int sock, struct handover_batch *b)
 	batch_control(b, &ctl, &msg);
 	if ((n = sendmsg(sock, &msg, MSG_NOSIGNAL)) == -1)
 		return -1;
-	if ((size_t)n != iov[0].iov_len + iov[1].iov_len + iov[2].iov_len) {
+	if ((size_t)n != iov[0].iov_len + iov[1].iov_len + iov[2].iov_len + iov[3].iov_len) {
 		errno = EMSGSIZE;  /* not a SEQPACKET socket: a record boundary was lost */
 		return -1;
 	}
@@ -324,7 +420,7 @@ check_batch_hdr(const struct handover_wire_batch *h, size_t len, char *err, size
 		return fail(err, errlen, "inline area of %u bytes", (unsigned)h->inline_len);
 	if (memfd != (h->memfd_len > 0))
 		return fail(err, errlen, "memfd flag and memfd length %u disagree", (unsigned)h->memfd_len);
-	want = sizeof(*h) + h->nrec * sizeof(struct handover_wire_rec) + h->inline_len;
+	want = sizeof(*h) + h->nrec * rec_bytes(h->p.version) + h->inline_len;
 	if (len != want)
 		return fail(err, errlen, "payload of %zu bytes, %zu expected", len, want);
 	return 0;
@@ -350,11 +446,28 @@ inbox_rec(const struct handover_inbox *in, unsigned i, struct handover_wire_rec 
 	return w;
 }
 
+/* Version 2's client entry of record i; all zero in version 1, which has none. */
+static const struct handover_wire_client *
+inbox_client(const struct handover_inbox *in, unsigned i, struct handover_wire_client *c)
+{
+	const struct handover_wire_batch *h = &in->buf.hdr;
+
+	if (h->p.version < HANDOVER_VERSION_CLIENT) {
+		memset(c, 0, sizeof(*c));
+		return c;
+	}
+	memcpy(c, in->buf.bytes + sizeof(*h) + h->nrec * sizeof(struct handover_wire_rec) +
+	    i * sizeof(*c), sizeof(*c));
+	return c;
+}
+
 static int
 check_recs(const struct handover_inbox *in, char *err, size_t errlen)
 {
 	const struct handover_wire_batch *h = &in->buf.hdr;
+	unsigned known = h->p.version >= HANDOVER_VERSION_CLIENT ? REC_FLAGS_V2 : REC_FLAGS_V1;
 	struct handover_wire_rec w;
+	struct handover_wire_client c;
 
 	for (unsigned i = 0; i < h->nrec; i++) {
 		uint64_t end;
@@ -363,8 +476,10 @@ check_recs(const struct handover_inbox *in, char *err, size_t errlen)
 		inbox_rec(in, i, &w);
 		memfd = (w.flags & HANDOVER_R_MEMFD) != 0;
 		end = (uint64_t)w.pending_off + w.pending_len;
-		if ((w.flags & ~REC_FLAGS) != 0 || w.zero != 0)
+		if ((w.flags & ~known) != 0 || w.zero != 0)
 			return fail(err, errlen, "record %u: unknown flags 0x%x", i, w.flags);
+		if (!client_valid(inbox_client(in, i, &c), (w.flags & HANDOVER_R_CLIENT) != 0))
+			return fail(err, errlen, "record %u: bad client entry (family %u)", i, c.family);
 		if (w.pending_len > HANDOVER_PENDING_MAX)
 			return fail(err, errlen, "record %u: %u pending bytes", i, (unsigned)w.pending_len);
 		if (end > (memfd ? h->memfd_len : h->inline_len))
@@ -426,9 +541,10 @@ static void
 inbox_fill(struct handover_inbox *in, const struct rx *r)
 {
 	const struct handover_wire_batch *h = &in->buf.hdr;
-	const unsigned char *inl = in->buf.bytes + sizeof(*h) + h->nrec * sizeof(struct handover_wire_rec);
+	const unsigned char *inl = in->buf.bytes + sizeof(*h) + h->nrec * rec_bytes(h->p.version);
 	unsigned base = hdr_base(h);
 	struct handover_wire_rec w;
+	struct handover_wire_client c;
 
 	memset(in->taken, 0, sizeof(in->taken));
 	in->nrec = h->nrec;
@@ -446,10 +562,14 @@ inbox_fill(struct handover_inbox *in, const struct rx *r)
 			.received = w.received, .idle_age_ms = w.idle_age_ms, .mode = w.mode,
 			.half_closed = (w.flags & HANDOVER_R_HALF_CLOSED) != 0,
 			.counted = (w.flags & HANDOVER_R_COUNTED) != 0,
+			.has_client = (w.flags & HANDOVER_R_CLIENT) != 0,
 		};
+		if (it->rec.has_client)
+			client_decode(inbox_client(in, i, &c), &it->rec.client);
 		it->pending = from != NULL ? from + w.pending_off : NULL;
 		it->pending_len = w.pending_len;
 	}
+	in->version = h->p.version;
 	in->loaded = true;
 }
 
@@ -464,7 +584,7 @@ inbox_load(struct handover_inbox *in, const struct rx *r, char *err, size_t errl
 		return -1;
 	in->seq = h->p.seq;
 	in->has_seq = true;
-	if (h->p.version != HANDOVER_VERSION)
+	if (!version_known(h->p.version) || h->p.version > version_read_max())
 		return fail(err, errlen, "batch %u: version %u unknown", (unsigned)h->p.seq, h->p.version);
 	if (r->flags & MSG_TRUNC)
 		return fail(err, errlen, "batch %u: longer than %zu bytes", (unsigned)h->p.seq, sizeof(in->buf));
@@ -524,9 +644,10 @@ handover_inbox_ack(const struct handover_inbox *in, struct handover_ack *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->seq = in->seq;
-	a->version = HANDOVER_VERSION;
+	a->version = version_read_max();
 	if (!in->loaded)
 		return;  /* rejected: nrec 0 refuses the whole batch */
+	a->version = in->version;  /* the version rule: only then can it take anything */
 	a->nrec = in->nrec;
 	memcpy(a->taken, in->taken, sizeof(a->taken));
 }
@@ -543,6 +664,7 @@ handover_inbox_reset(struct handover_inbox *in)
 	memset(in->taken, 0, sizeof(in->taken));
 	in->loaded = false;
 	in->has_seq = false;
+	in->version = 0;
 	in->truncated = false;
 	in->nrec = 0;
 	in->lost = 0;
@@ -553,10 +675,11 @@ handover_inbox_reset(struct handover_inbox *in)
 int
 handover_ack_send(int sock, const struct handover_ack *a)
 {
-	struct handover_wire_ack w = { .p = prefix(HANDOVER_KIND_ACK, a->seq), .nrec = a->nrec };
+	uint16_t version = a->version != 0 ? a->version : HANDOVER_VERSION;
+	struct handover_wire_ack w = { .p = prefix(version, HANDOVER_KIND_ACK, a->seq), .nrec = a->nrec };
 	ssize_t n;
 
-	if (a->nrec > HANDOVER_MAX_FDS) {
+	if (a->nrec > HANDOVER_MAX_FDS || !version_known(version)) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -581,8 +704,8 @@ ack_load(struct handover_ack *a, const struct handover_wire_ack *w, const struct
 		return -1;
 	a->seq = w->p.seq;
 	a->version = w->p.version;
-	if (w->p.version != HANDOVER_VERSION)
-		return 0;  /* the version rule: a whole refusal */
+	if (!version_known(w->p.version))
+		return 0;  /* the version rule: a whole refusal (every known version has this layout) */
 	if ((r->flags & MSG_TRUNC) || r->len != sizeof(*w))
 		return fail(err, errlen, "ack %u: %zu bytes%s", (unsigned)w->p.seq, r->len,
 		    (r->flags & MSG_TRUNC) ? " or more" : "");

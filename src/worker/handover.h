@@ -10,18 +10,30 @@
  * -1 with that errno, never retried here. A SEQPACKET message is atomic: a
  * send that fails has sent nothing, not even descriptors. Nothing is
  * allocated per connection: a batch and an inbox are fixed-size structs the
- * caller owns (about 23 and 32 KiB; keep them off small stacks).
+ * caller owns (about 29 and 70 KiB; keep them off small stacks).
  *
- * Wire format (version 1; native byte order and layout, since both ends run
- * on one host; the structs below, whose sizes are asserted in handover.c):
+ * Wire format (versions 1 and 2; native byte order and layout, since both
+ * ends run on one host; the structs below, whose sizes are asserted in
+ * handover.c):
  *
  *   batch, sender to receiver:
  *     struct handover_wire_batch                 24 bytes
  *     struct handover_wire_rec      x nrec       24 bytes each
+ *     struct handover_wire_client   x nrec       24 bytes each, version 2 only
  *     inline pending bytes          inline_len   at most HANDOVER_INLINE_MAX
  *     SCM_RIGHTS: [memfd,] fd of record 0, fd of record 1, ...
  *   ack, receiver to sender:
  *     struct handover_wire_ack                   48 bytes, no descriptors
+ *
+ * Version 2 adds one thing: a client entry per record, the real client
+ * address a PROXY protocol header named (the socket's peer is then the
+ * load balancer), flagged by HANDOVER_R_CLIENT; a record without the flag
+ * has an all-zero entry and its client is the socket's peer. A sender
+ * writes the lowest version that carries its batch: version 1 unless a
+ * record has a client address, so that a batch of plain connections is
+ * byte for byte what the previous release wrote and read, and a receiver
+ * of either release takes it (a live upgrade runs old and new binaries
+ * side by side). A receiver reads both.
  *
  * Pending bytes (the reply a connection owes its client, at most
  * HANDOVER_PENDING_MAX) travel inline when a record's are at most
@@ -49,10 +61,15 @@
  * Version rule: the first 12 bytes of every message (struct
  * handover_wire_prefix) keep their layout in every version. A receiver that
  * does not know a batch's version refuses the whole batch, answering with
- * an ack whose nrec is 0, written in its own version. An ack may take
- * connections only when written in the version of the batch it answers;
- * so a sender that reads an ack of a version it does not know reads it as
- * a whole refusal of the batch its prefix names, and keeps them all.
+ * an ack whose nrec is 0, written in its own version; one that knows it
+ * answers in the batch's version. An ack may take connections only when
+ * written in the version of the batch it answers; so a sender that reads an
+ * ack of a version it does not know reads it as a whole refusal of the
+ * batch its prefix names, and one whose version is not its batch's takes
+ * nothing either (the caller compares a->version with the batch's): either
+ * way the sender keeps them all, and drains them. (A version-1 receiver
+ * thus refuses a batch that carries a client address whole, and the plain
+ * connections in it with it.)
  *
  * Ownership of descriptors, step by step:
  *   1. handover_batch_add borrows the connection's fd: the caller keeps it,
@@ -81,8 +98,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
-#define HANDOVER_VERSION        1
+#define HANDOVER_VERSION        2   /* the newest we read and write */
+#define HANDOVER_VERSION_MIN    1   /* the oldest we read; written when it carries the batch */
+#define HANDOVER_VERSION_CLIENT 2   /* the first with client entries */
 #define HANDOVER_MAGIC          0x4f484d45u  /* "EMHO" in memory on little-endian */
 #define HANDOVER_KIND_BATCH     1
 #define HANDOVER_KIND_ACK       2
@@ -100,6 +120,7 @@
 #define HANDOVER_R_HALF_CLOSED  0x01u
 #define HANDOVER_R_COUNTED      0x02u
 #define HANDOVER_R_MEMFD        0x04u    /* pending bytes are in the memfd, else inline */
+#define HANDOVER_R_CLIENT       0x08u    /* version 2: the client entry holds the real client */
 
 /* The same in every version. */
 struct handover_wire_prefix {
@@ -127,6 +148,14 @@ struct handover_wire_rec {
 	uint16_t zero;         /* must be 0 */
 };
 
+/* Version 2: record i's real client address; all zero without HANDOVER_R_CLIENT. */
+struct handover_wire_client {
+	uint16_t family;       /* AF_INET or AF_INET6 */
+	uint16_t port;         /* network byte order, as in a sockaddr */
+	uint32_t zero;         /* must be 0 */
+	uint8_t addr[16];      /* AF_INET: the first 4 bytes, the rest 0 */
+};
+
 struct handover_wire_ack {
 	struct handover_wire_prefix p;
 	uint16_t nrec;         /* the batch's count, or 0: the whole batch refused */
@@ -138,7 +167,10 @@ struct handover_wire_ack {
  * A connection's state as handed over. The sender sends the idle stamp's
  * age (now - last_active, clamped to UINT32_MAX), the receiver rebuilds the
  * stamp from its own clock: last_active = now - idle_age_ms. mode is not
- * checked here: the receiver validates it against its enum.
+ * checked here: the receiver validates it against its enum. has_client:
+ * client is the real client's address (AF_INET or AF_INET6, port
+ * included), from the PROXY header the connection began with; without it
+ * the client is the socket's peer.
  */
 struct handover_rec {
 	uint64_t received;
@@ -146,12 +178,15 @@ struct handover_rec {
 	uint8_t mode;
 	bool half_closed;      /* the client shut its write side */
 	bool counted;          /* the sender counted it in the per-address table */
+	bool has_client;
+	struct sockaddr_storage client;
 };
 
 /* Sender side: one message being built. Fields are read-only for the caller. */
 struct handover_batch {
 	struct handover_wire_batch hdr;   /* hdr.nrec: connections added; hdr.p.seq */
 	struct handover_wire_rec rec[HANDOVER_MAX_FDS];
+	struct handover_wire_client client[HANDOVER_MAX_FDS];  /* sent in version 2 only */
 	int fd[HANDOVER_MAX_FDS];         /* borrowed: record i's connection */
 	int memfd;
 	bool has_memfd;                   /* memfd is open and owned */
@@ -177,6 +212,7 @@ struct handover_item {
 /* Receiver side: one received batch. A zeroed inbox is empty. */
 struct handover_inbox {
 	uint32_t seq;
+	uint16_t version;      /* the batch's, once loaded: its ack is written in it */
 	bool has_seq;          /* seq was read: the batch can be answered, even rejected */
 	bool loaded;           /* a batch was accepted and is held */
 	bool truncated;        /* MSG_CTRUNC: some descriptors did not arrive */
@@ -189,8 +225,9 @@ struct handover_inbox {
 	union {
 		struct handover_wire_batch hdr;
 		uint64_t align;
-		unsigned char bytes[sizeof(struct handover_wire_batch) +
-		    HANDOVER_MAX_FDS * sizeof(struct handover_wire_rec) + HANDOVER_INLINE_MAX];
+		unsigned char bytes[sizeof(struct handover_wire_batch) + HANDOVER_MAX_FDS *
+		    (sizeof(struct handover_wire_rec) + sizeof(struct handover_wire_client)) +
+		    HANDOVER_INLINE_MAX];
 	} buf;
 };
 
@@ -202,10 +239,11 @@ void handover_batch_reset(struct handover_batch *b, uint32_t seq);
 
 /*
  * Adds a connection: its fd (borrowed), its state, and its unsent bytes
- * (copied: pending may be reused at once). Returns 0, or -1 with errno
- * ENOBUFS (the batch is full: send it and add to the next one), EINVAL (a
- * bad argument, or the batch was sent), or memfd_create's or pwrite's.
- * A failed add leaves the batch as it was.
+ * (copied: pending may be reused at once). A record with a client address
+ * makes the batch version 2. Returns 0, or -1 with errno ENOBUFS (the
+ * batch is full: send it and add to the next one), EINVAL (a bad argument,
+ * a client address neither IPv4 nor IPv6, or the batch was sent), or
+ * memfd_create's or pwrite's. A failed add leaves the batch as it was.
  */
 int handover_batch_add(struct handover_batch *b, int fd, const struct handover_rec *rec,
     const void *pending, size_t pending_len);
@@ -241,15 +279,18 @@ void handover_inbox_ack(const struct handover_inbox *in, struct handover_ack *a)
 /* Closes every record fd not taken, unmaps the memfd, empties the inbox. */
 void handover_inbox_reset(struct handover_inbox *in);
 
-/* Writes an ack, with MSG_NOSIGNAL. Returns 0, or -1 and errno (EAGAIN: nothing sent). */
+/*
+ * Writes an ack in a->version (0: ours), with MSG_NOSIGNAL. Returns 0, or
+ * -1 and errno (EAGAIN: nothing sent; EINVAL: a version we do not write).
+ */
 int handover_ack_send(int sock, const struct handover_ack *a);
 
 /*
  * Reads one ack. Returns 0, or -1 with errno EAGAIN, recvmsg's, ECONNRESET
  * (peer closed), or EPROTO (malformed; any descriptor it brought closed),
- * err filled. An ack of a version not ours reads as a whole refusal
+ * err filled. An ack of a version we do not know reads as a whole refusal
  * (nrec 0, a->version telling which). Matching a->seq to the outstanding
- * batch is the caller's.
+ * batch, and a->version to its version, is the caller's.
  */
 int handover_ack_recv(int sock, struct handover_ack *a, char *err, size_t errlen);
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/sock.h"
 #include "worker/acl.h"
 #include "worker/conn.h"
 #include "worker/worker.h"
@@ -251,10 +252,13 @@ sender_take_back_all(struct worker *w, struct move_peer *p)
 static int
 sender_apply_ack(struct worker *w, struct move_peer *p, const struct handover_ack *a)
 {
+	bool same_version;
+
 	if (!p->in_flight || p->blocked || a->seq != p->batch->hdr.p.seq)
 		return -1;
+	same_version = a->version == p->batch->hdr.p.version;  /* handover.h's version rule */
 	for (unsigned i = 0; i < p->batch->hdr.nrec; i++) {
-		if (handover_ack_taken(a, i)) {
+		if (same_version && handover_ack_taken(a, i)) {
 			conn_forget(w, p->conn[i]);
 			w->me->moved_out++;
 			p->moved++;
@@ -439,6 +443,7 @@ sender_conclude(struct worker *w)
 {
 	struct move *mv = &w->move;
 	size_t left = conn_movable_count(&w->conns), live = 0;
+	bool more = left != 0 || conn_headers_due(&w->conns);  /* movable once their header is in */
 
 	for (size_t i = 0; i < mv->npeers; i++) {
 		struct move_peer *p = mv->peer[i];
@@ -446,12 +451,12 @@ sender_conclude(struct worker *w)
 			continue;
 		if (p->in_flight)
 			return;  /* its ack decides what remains */
-		if (p->stopped || left == 0)
+		if (p->stopped || !more)
 			sender_finish(w, p);
 		else
 			live++;
 	}
-	if (live != 0 && left != 0)
+	if (live != 0 && more)
 		return;
 	if (left != 0) {
 		log_warnx("handover: no worker left to take %zu connections; draining them here", left);
@@ -485,9 +490,14 @@ sender_run(struct worker *w)
 
 enum admit { ADMIT, ADMIT_ACL_REFUSES, ADMIT_CANNOT };
 
-/* Our own allow/deny lists, of the listener the connection arrived on. */
+/*
+ * Our own allow/deny lists, of the listener the connection arrived on, on
+ * its client: the PROXY header's address the record carries, else the
+ * socket's peer.
+ */
 static enum admit
-receiver_admit(const struct worker *w, int fd, struct sockaddr_storage *peer)
+receiver_admit(const struct worker *w, int fd, const struct handover_rec *rec,
+    struct sockaddr_storage *peer)
 {
 	struct sockaddr_storage local = { 0 };
 	socklen_t llen = sizeof(local), plen = sizeof(*peer);
@@ -496,10 +506,24 @@ receiver_admit(const struct worker *w, int fd, struct sockaddr_storage *peer)
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == -1 ||
 	    getpeername(fd, (struct sockaddr *)peer, &plen) == -1)
 		return ADMIT_CANNOT;  /* reset meanwhile: its sender will see it */
+	if (rec->has_client)
+		*peer = rec->client;
 	if ((l = move_listener_of(w->cfg, (const struct sockaddr *)&local)) == NULL)
 		return ADMIT;  /* the reload removed its listener: no lists apply */
 	return acl_admits(&l->allow, &l->deny, (const struct sockaddr *)peer) ? ADMIT :
 	    ADMIT_ACL_REFUSES;
+}
+
+/* As conn.c logs a refusal at accept: debug only, with the client's address. */
+static void
+receiver_log_refused(const struct sockaddr_storage *peer)
+{
+	char addr[64];
+
+	if (!log_enabled(LOG_DEBUG))
+		return;
+	sock_addr_format(peer, addr, sizeof(addr));
+	log_debug("moved connection from %s refused: access list", addr);
 }
 
 /* What R1 made of a batch: the connections rebuilt and those the lists refused, all taken. */
@@ -521,9 +545,10 @@ receiver_take(struct worker *w, struct handover_inbox *in, unsigned i, struct ta
 	if (it->fd == -1 || w->draining || conn_count(&w->conns) >= (size_t)w->cfg->max_connections ||
 	    (it->rec.mode != CFG_MODE_UPPER && it->rec.mode != CFG_MODE_ECHO))
 		return;
-	if ((verdict = receiver_admit(w, it->fd, &peer)) == ADMIT_CANNOT)
+	if ((verdict = receiver_admit(w, it->fd, &it->rec, &peer)) == ADMIT_CANNOT)
 		return;
 	if (verdict == ADMIT_ACL_REFUSES) {
+		receiver_log_refused(&peer);
 		t->acl[t->nacl++] = handover_inbox_take(in, i);
 		return;
 	}

@@ -30,14 +30,16 @@
  *   S2  For each connection: conn_detach (out of epoll: we read it no more)
  *       BEFORE it goes into the batch, then conn_describe (mode, half-close,
  *       idle age, min_rate progress, whether it is counted per address, the
- *       reply bytes it owes, at most 64 KiB) into handover_batch_add. At
+ *       client address of its PROXY header if it had one, the reply bytes
+ *       it owes, at most 64 KiB) into handover_batch_add. At
  *       most 251 connections a batch; one batch outstanding per receiver.
  *       Connections not in a batch are served as before meanwhile.
  *   S3  handover_batch_send. EAGAIN: wait for EPOLLOUT on that socket.
  *   R1  The receiver reads the batch. For each record it refuses it while
  *       draining itself (stopping, or handing over), at max_connections, or
  *       when it cannot be rebuilt; it applies its own allow/deny lists of
- *       the listener the connection arrived on (move_listener_of): one they
+ *       the listener the connection arrived on (move_listener_of), on the
+ *       record's PROXY client address or else the socket's peer: one they
  *       refuse is taken, then closed and counted in refused_acl; the rest
  *       are rebuilt (conn_adopt: counted per address whatever the limit,
  *       joined to the set but not served) and taken.
@@ -50,6 +52,10 @@
  *       back (conn_take_back: into epoll as it was, drained here, never
  *       offered again) and counted in moves_failed. A receiver that refused
  *       any gets no more batches.
+ *   S5  While connections wait for their PROXY header (never offered: the
+ *       parser's bytes are not in the record) the sender keeps its live
+ *       receivers: each becomes movable when its header is in, and is
+ *       moved then; limits.proxy_timeout bounds the wait.
  *
  * Failure: when the socket breaks (EOF, ECONNRESET, EPIPE), an ack is
  * malformed or unexpected, or no ack came within MOVE_ACK_TIMEOUT_MS, the

@@ -31,12 +31,14 @@ struct tcp {
 	int peer;
 };
 
-/* 23 KiB each: kept off the stack, reset by each test. */
+/* 29 and 70 KiB: kept off the stack, reset by each test. */
 static struct handover_batch batch;
 static struct handover_inbox inbox;
 static unsigned char scratch[HANDOVER_PENDING_MAX];
 static unsigned char expect[HANDOVER_PENDING_MAX];
 static char err[256];
+/* rec_for gives records PROXY client addresses (two in three: IPv4, none, IPv6). */
+static bool clients;
 
 static int
 count_fds(void)
@@ -95,13 +97,48 @@ pattern(unsigned char *p, size_t len, unsigned seed)
 		p[j] = (unsigned char)(seed * 31 + j * 7 + j / 251);
 }
 
+/* Record i's client address as a PROXY header named it: 192.0.2.X or 2001:db8::X. */
+static struct sockaddr_storage
+client_for(unsigned i)
+{
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+	if (i % 3 == 0) {
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16_t)(40000 + i));
+		in->sin_addr.s_addr = htonl(0xc0000200u + i % 250 + 1);
+	} else {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)(1 + i));
+		assert_int_equal(inet_pton(AF_INET6, "2001:db8::", &in6->sin6_addr), 1);
+		in6->sin6_addr.s6_addr[14] = (uint8_t)(i >> 8);
+		in6->sin6_addr.s6_addr[15] = (uint8_t)i;
+	}
+	return ss;
+}
+
 static struct handover_rec
 rec_for(unsigned i)
 {
-	return (struct handover_rec){
+	struct handover_rec r = {
 		.received = (1ull << 40) + i * 1000003ull, .idle_age_ms = i * 7 + 1,
 		.mode = (uint8_t)(i % 3), .half_closed = i % 2 == 1, .counted = i % 3 == 0,
 	};
+
+	if (clients && i % 3 != 1) {
+		r.has_client = true;
+		r.client = client_for(i);
+	}
+	return r;
+}
+
+/* The version a batch of n records from rec_for is written in: 2 when one has a client (record 0 does). */
+static uint16_t
+version_for(unsigned n)
+{
+	return clients && n > 0 ? HANDOVER_VERSION_CLIENT : HANDOVER_VERSION_MIN;
 }
 
 /* Record i's descriptor is the very socket sent: same inode, and bytes written through it reach the client. */
@@ -129,6 +166,9 @@ assert_item(const struct handover_item *it, unsigned i, size_t len)
 	assert_int_equal(it->rec.mode, want.mode);
 	assert_int_equal(it->rec.half_closed, want.half_closed);
 	assert_int_equal(it->rec.counted, want.counted);
+	assert_int_equal(it->rec.has_client, want.has_client);
+	if (want.has_client)  /* decoded whole: no stray byte in the rest of the storage */
+		assert_memory_equal(&it->rec.client, &want.client, sizeof(want.client));
 	assert_int_equal(it->pending_len, len);
 	pattern(expect, len, i);
 	if (len > 0)
@@ -166,9 +206,11 @@ deliver_and_take(int sv[2], struct tcp *t, unsigned n, size_t (*len_of)(unsigned
 {
 	struct handover_ack ack;
 
+	assert_int_equal(batch.hdr.p.version, version_for(n));
 	assert_int_equal(handover_batch_send(sv[0], &batch), 0);
 	assert_false(batch.has_memfd);  /* gone with the message */
 	assert_int_equal(handover_batch_recv(sv[1], &inbox, err, sizeof(err)), 0);
+	assert_int_equal(inbox.version, version_for(n));
 	assert_int_equal(inbox.nrec, n);
 	assert_int_equal(inbox.lost, 0);
 	assert_false(inbox.truncated);
@@ -182,6 +224,7 @@ deliver_and_take(int sv[2], struct tcp *t, unsigned n, size_t (*len_of)(unsigned
 	assert_int_equal(handover_ack_send(sv[1], &ack), 0);
 	assert_int_equal(handover_ack_recv(sv[0], &ack, err, sizeof(err)), 0);
 	assert_int_equal(ack.seq, batch.hdr.p.seq);
+	assert_int_equal(ack.version, version_for(n));  /* the batch's, as the version rule says */
 	assert_int_equal(ack.nrec, n);
 	for (unsigned i = 0; i < n; i++) {
 		assert_true(handover_ack_taken(&ack, i));
@@ -265,6 +308,69 @@ full_batch_of_251_with_memfd(void **state)
 	round_trip(HANDOVER_MAX_FDS - 1, len_mixed, true, true);
 }
 
+/*
+ * Version 2: client addresses (IPv4, none, IPv6 in turn) with every
+ * pending-bytes path, the inline area now after the client entries; the
+ * batch stays as full as version 1's.
+ */
+static void
+full_batches_with_client_addresses(void **state)
+{
+	(void)state;
+	clients = true;
+	round_trip(HANDOVER_MAX_FDS, len_small, true, false);
+	round_trip(HANDOVER_MAX_FDS - 1, len_mixed, true, true);
+	round_trip(17, len_1k, false, true);
+	clients = false;
+}
+
+/* A batch whose one record has no client address is version 1, byte for byte: the old receiver takes it. */
+static void
+no_client_address_is_version_1(void **state)
+{
+	struct handover_rec r;
+	struct tcp t[2];
+	int sv[2];
+
+	(void)state;
+	clients = true;
+	tcp_open(t, 2);
+	seqpair(sv);
+	handover_batch_reset(&batch, 5);
+	r = rec_for(1);  /* i % 3 == 1: none */
+	assert_false(r.has_client);
+	assert_int_equal(handover_batch_add(&batch, t[0].conn, &r, "hello", 5), 0);
+	assert_int_equal(batch.hdr.p.version, 1);
+	assert_int_equal(handover_batch_send(sv[0], &batch), 0);
+	assert_int_equal(recv(sv[1], scratch, sizeof(scratch), MSG_PEEK | MSG_TRUNC),
+	    (ssize_t)(sizeof(struct handover_wire_batch) + sizeof(struct handover_wire_rec) + 5));
+	assert_int_equal(handover_batch_recv(sv[1], &inbox, err, sizeof(err)), 0);
+	assert_int_equal(inbox.version, 1);
+	assert_false(inbox.item[0].rec.has_client);
+	handover_inbox_reset(&inbox);
+	/* One record with an address makes the whole batch version 2, whatever came first. */
+	handover_batch_reset(&batch, 6);
+	assert_int_equal(handover_batch_add(&batch, t[0].conn, &r, NULL, 0), 0);
+	r = rec_for(0);
+	assert_int_equal(handover_batch_add(&batch, t[1].conn, &r, "hi", 2), 0);
+	assert_int_equal(batch.hdr.p.version, 2);
+	assert_int_equal(handover_batch_send(sv[0], &batch), 0);
+	assert_int_equal(recv(sv[1], scratch, sizeof(scratch), MSG_PEEK | MSG_TRUNC),
+	    (ssize_t)(sizeof(struct handover_wire_batch) + 2 * (sizeof(struct handover_wire_rec) +
+	    sizeof(struct handover_wire_client)) + 2));
+	assert_int_equal(handover_batch_recv(sv[1], &inbox, err, sizeof(err)), 0);
+	assert_false(inbox.item[0].rec.has_client);
+	assert_true(inbox.item[1].rec.has_client);
+	assert_int_equal(inbox.item[1].pending_len, 2);
+	assert_memory_equal(inbox.item[1].pending, "hi", 2);
+	handover_inbox_reset(&inbox);
+	handover_batch_reset(&batch, 0);
+	close(sv[0]);
+	close(sv[1]);
+	tcp_close(t, 2);
+	clients = false;
+}
+
 /* The 17th 1 KiB buffer no longer fits the 16 KiB inline area and goes to the memfd. */
 static void
 inline_area_spills_to_memfd(void **state)
@@ -317,6 +423,13 @@ misuse_is_einval(void **state)
 	assert_int_equal(errno, EINVAL);
 	assert_int_equal(handover_batch_add(&batch, t[0].conn, &r, NULL, 1), -1);
 	assert_int_equal(errno, EINVAL);
+	r.has_client = true;  /* a client that is neither IPv4 nor IPv6: the batch unchanged */
+	r.client.ss_family = AF_UNIX;
+	assert_int_equal(handover_batch_add(&batch, t[0].conn, &r, NULL, 0), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(batch.hdr.nrec, 0);
+	assert_int_equal(batch.hdr.p.version, HANDOVER_VERSION_MIN);
+	r.has_client = false;
 	assert_int_equal(handover_batch_add(&batch, t[0].conn, &r, NULL, 0), 0);
 	assert_int_equal(handover_batch_send(sv[0], &batch), 0);
 	assert_int_equal(handover_batch_send(sv[0], &batch), -1);  /* sent already */
@@ -555,10 +668,38 @@ static void
 raw_batch(struct raw *m, unsigned nrec)
 {
 	memset(m, 0, sizeof(*m));
-	m->u.h.p = (struct handover_wire_prefix){ HANDOVER_MAGIC, HANDOVER_VERSION,
+	m->u.h.p = (struct handover_wire_prefix){ HANDOVER_MAGIC, HANDOVER_VERSION_MIN,
 		HANDOVER_KIND_BATCH, 31 };
 	m->u.h.nrec = (uint16_t)nrec;
 	m->len = sizeof(m->u.h) + nrec * sizeof(struct handover_wire_rec);
+}
+
+/* A well-formed version 2 batch of nrec records, without client addresses yet. */
+static void
+raw_batch_v2(struct raw *m, unsigned nrec)
+{
+	raw_batch(m, nrec);
+	m->u.h.p.version = HANDOVER_VERSION_CLIENT;
+	m->len += nrec * sizeof(struct handover_wire_client);
+}
+
+static struct handover_wire_client *
+raw_client(struct raw *m, unsigned i)
+{
+	return (struct handover_wire_client *)(void *)(m->u.b + sizeof(m->u.h) +
+	    m->u.h.nrec * sizeof(struct handover_wire_rec) + i * sizeof(struct handover_wire_client));
+}
+
+/* Record i of m names 192.0.2.9:4242. */
+static void
+raw_client_ipv4(struct raw *m, unsigned i)
+{
+	struct handover_wire_client *c = raw_client(m, i);
+
+	raw_rec(m, i)->flags |= HANDOVER_R_CLIENT;
+	c->family = AF_INET;
+	c->port = htons(4242);
+	assert_int_equal(inet_pton(AF_INET, "192.0.2.9", c->addr), 1);
 }
 
 static void
@@ -626,7 +767,7 @@ rejects_short_messages(void **state)
 	m.len -= 1;  /* the last record cut */
 	expect_rejected(&m, &t[0].conn, 1, true, "payload of");
 	m.len = sizeof(m.u.b);  /* more than any batch can be */
-	expect_rejected(&m, &t[0].conn, 1, true, "batch 31: longer than 22456 bytes");
+	expect_rejected(&m, &t[0].conn, 1, true, "batch 31: longer than 28504 bytes");
 	tcp_close(t, 1);
 }
 
@@ -663,7 +804,7 @@ rejects_an_unknown_version(void **state)
 	raw_batch(&m, 2);
 	m.u.h.p.version = HANDOVER_VERSION + 1;
 	m.u.h.nrec = 9;  /* a later layout: nothing past the prefix is read */
-	expect_rejected(&m, fds, 2, true, "version 2 unknown");
+	expect_rejected(&m, fds, 2, true, "version 3 unknown");
 	assert_int_equal(inbox.seq, 31);
 	handover_inbox_ack(&inbox, &ack);
 	assert_int_equal(ack.seq, 31);
@@ -751,6 +892,79 @@ rejects_bad_records(void **state)
 	raw_rec(&m, 0)->pending_len = HANDOVER_PENDING_MAX + 1;
 	expect_rejected(&m, &t[0].conn, 1, true, "record 0: 65537 pending bytes");
 	tcp_close(t, 1);
+}
+
+/* Client entries: only in version 2, only IPv4 or IPv6, every unused byte zero. */
+static void
+rejects_bad_client_entries(void **state)
+{
+	struct tcp t[1];
+	struct raw m;
+
+	(void)state;
+	tcp_open(t, 1);
+	raw_batch(&m, 1);  /* version 1 knows no client flag */
+	raw_rec(&m, 0)->flags = HANDOVER_R_CLIENT;
+	expect_rejected(&m, &t[0].conn, 1, true, "record 0: unknown flags 0x8");
+	raw_batch_v2(&m, 1);
+	m.len -= sizeof(struct handover_wire_client);  /* laid out as version 1 */
+	expect_rejected(&m, &t[0].conn, 1, true, "payload of 48 bytes, 72 expected");
+	raw_batch_v2(&m, 1);
+	raw_client_ipv4(&m, 0);
+	raw_client(&m, 0)->family = AF_UNIX;
+	expect_rejected(&m, &t[0].conn, 1, true, "record 0: bad client entry (family 1)");
+	raw_batch_v2(&m, 1);
+	raw_client_ipv4(&m, 0);
+	raw_client(&m, 0)->addr[4] = 1;  /* past an IPv4 address */
+	expect_rejected(&m, &t[0].conn, 1, true, "record 0: bad client entry");
+	raw_batch_v2(&m, 1);
+	raw_client_ipv4(&m, 0);
+	raw_client(&m, 0)->zero = 1;
+	expect_rejected(&m, &t[0].conn, 1, true, "record 0: bad client entry");
+	raw_batch_v2(&m, 1);
+	raw_client_ipv4(&m, 0);
+	raw_rec(&m, 0)->flags &= (uint8_t)~HANDOVER_R_CLIENT;  /* an entry the flags do not claim */
+	expect_rejected(&m, &t[0].conn, 1, true, "record 0: bad client entry (family 2)");
+	raw_batch_v2(&m, 1);
+	m.u.h.p.version = 0;
+	expect_rejected(&m, &t[0].conn, 1, true, "batch 31: version 0 unknown");
+	tcp_close(t, 1);
+}
+
+/* A hand-made version 2 batch, not our encoder's: the entry decodes to the address it names. */
+static void
+accepts_a_hand_made_client_entry(void **state)
+{
+	const struct sockaddr_in *in;
+	struct handover_ack ack;
+	struct tcp t[2];
+	struct raw m;
+	int sv[2], fds[2], before;
+
+	(void)state;
+	tcp_open(t, 2);
+	fds[0] = t[0].conn;
+	fds[1] = t[1].conn;
+	before = count_fds();
+	seqpair(sv);
+	raw_batch_v2(&m, 2);
+	raw_client_ipv4(&m, 1);
+	raw_send(sv[0], m.u.b, m.len, fds, 2);
+	assert_int_equal(handover_batch_recv(sv[1], &inbox, err, sizeof(err)), 0);
+	assert_int_equal(inbox.version, 2);
+	assert_false(inbox.item[0].rec.has_client);
+	assert_true(inbox.item[1].rec.has_client);
+	in = (const struct sockaddr_in *)&inbox.item[1].rec.client;
+	assert_int_equal(in->sin_family, AF_INET);
+	assert_int_equal(ntohs(in->sin_port), 4242);
+	assert_int_equal(ntohl(in->sin_addr.s_addr), 0xc0000209u);
+	handover_inbox_ack(&inbox, &ack);  /* nothing taken: every copy closed at the reset */
+	assert_int_equal(ack.version, 2);
+	handover_inbox_reset(&inbox);
+	close(sv[0]);
+	close(sv[1]);
+	assert_int_equal(count_fds(), before);
+	tcp_close(t, 2);
 }
 
 static int
@@ -929,7 +1143,7 @@ ack_round_trip_with_refusals(void **state)
 	handover_inbox_reset(&inbox);  /* closes the copies of 1 and 3 */
 	assert_int_equal(handover_ack_recv(sv[0], &ack, err, sizeof(err)), 0);
 	assert_int_equal(ack.seq, 0xfffffffeu);
-	assert_int_equal(ack.version, HANDOVER_VERSION);
+	assert_int_equal(ack.version, HANDOVER_VERSION_MIN);  /* the batch's: no client addresses */
 	assert_int_equal(ack.nrec, 5);
 	for (unsigned i = 0; i < 5; i++) {
 		assert_int_equal(handover_ack_taken(&ack, i), i % 2 == 0);
@@ -1056,6 +1270,8 @@ main(void)
 		cmocka_unit_test(full_batch_of_252_inline),
 		cmocka_unit_test(full_batch_of_251_with_memfd),
 		cmocka_unit_test(inline_area_spills_to_memfd),
+		cmocka_unit_test(full_batches_with_client_addresses),
+		cmocka_unit_test(no_client_address_is_version_1),
 		cmocka_unit_test(the_memfd_takes_a_descriptor_slot),
 		cmocka_unit_test(misuse_is_einval),
 		cmocka_unit_test(a_held_inbox_is_ebusy),
@@ -1068,6 +1284,8 @@ main(void)
 		cmocka_unit_test(rejects_a_descriptor_count_mismatch),
 		cmocka_unit_test(rejects_bad_header_fields),
 		cmocka_unit_test(rejects_bad_records),
+		cmocka_unit_test(rejects_bad_client_entries),
+		cmocka_unit_test(accepts_a_hand_made_client_entry),
 		cmocka_unit_test(rejects_bad_descriptors),
 		cmocka_unit_test(accepts_a_hand_made_memfd_batch),
 		cmocka_unit_test(a_full_channel_is_eagain),
