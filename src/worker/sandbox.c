@@ -63,6 +63,9 @@ struct ll_ruleset_attr {
 /* Our scoreboard entry, for the SIGSYS handler: it can do nothing but store. */
 static struct sb_worker *sandbox_me;
 
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 static int
 fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -167,9 +170,13 @@ rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned nargs,
 static int
 seccomp_narrow_rules(scmp_filter_ctx ctx)
 {
-	const struct scmp_arg_cmp no_exec = SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0);
-	const struct scmp_arg_cmp on_fd = SCMP_A3(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, AT_EMPTY_PATH);
-	const struct scmp_arg_cmp unix_family = SCMP_A0(SCMP_CMP_EQ, AF_UNIX);
+	/* Spelt out: libseccomp's SCMP_A* macros leave datum_b to default initialisation. */
+	const struct scmp_arg_cmp no_exec = { .arg = 2, .op = SCMP_CMP_MASKED_EQ,
+	    .datum_a = PROT_EXEC, .datum_b = 0 };
+	const struct scmp_arg_cmp on_fd = { .arg = 3, .op = SCMP_CMP_MASKED_EQ,
+	    .datum_a = AT_EMPTY_PATH, .datum_b = AT_EMPTY_PATH };
+	const struct scmp_arg_cmp unix_family = { .arg = 0, .op = SCMP_CMP_EQ,
+	    .datum_a = AF_UNIX, .datum_b = 0 };
 
 	if (rule(ctx, SCMP_ACT_ALLOW, "mmap", 1, &no_exec) < 0 ||
 	    rule(ctx, SCMP_ACT_ALLOW, "mprotect", 1, &no_exec) < 0 ||

@@ -44,7 +44,7 @@ proc_status_field(pid_t pid, const char *field)
 {
 	char path[64], *text, *p;
 	size_t flen = strlen(field);
-	int v;
+	int v = -1;
 
 	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
 	if ((text = file_read(path, NULL)) == NULL)
