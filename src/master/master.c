@@ -138,6 +138,7 @@ quiesce_start(struct master *m, const char *why)
 		quit(m, why);
 }
 
+/* The lifecycle (master_int.h): each state's action for each event; empty = none. */
 static life_action *const lifecycle[LS_COUNT][LE_COUNT] = {
 	[LS_SERVING] = {
 		[LE_RELOAD] = reload_begin,
@@ -202,7 +203,6 @@ life_fire_asked(struct master *m, enum life_event event, const char *what)
 	}
 	life_fire(m, event, NULL);
 }
-
 
 /* What an upgrade's process or channel said: upgrading.c acts, and names the event, if any. */
 static void

@@ -33,7 +33,7 @@
 
 /*
  * The daemon's lifecycle. Every event that can change it goes through
- * lifecycle[state][event] below; an empty cell means the event changes
+ * lifecycle[state][event] in master.c; an empty cell means the event changes
  * nothing in that state.
  */
 enum life_state {

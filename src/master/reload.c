@@ -120,7 +120,7 @@ reload_commit(struct master *m, const char *why)
 	admin_answer_deferred(&m->admin, true, body);
 }
 
-
+/* The next generation's wait: all ready, or out of time. */
 enum life_event
 reload_progress(const struct master *m, const char **why)
 {

@@ -50,7 +50,6 @@ report_agent_fill(const struct master *m, const struct status_view *v, struct ag
 	}
 }
 
-
 /* The agent's line and its description of the state now; false when out of memory. */
 static bool
 report_agent_now(const struct master *m, char *line, size_t linelen, char *what, size_t whatlen)
@@ -96,6 +95,7 @@ report_render(const struct master *m, enum status_format format)
 	return text;
 }
 
+/* `status`, `status json`, /metrics: one rendering of the view now. */
 void
 report_status(struct master *m, const struct admin_request *r)
 {
