@@ -7,7 +7,7 @@
  *
  * It never decides the daemon's lifecycle. Each call returns what happened
  * (a worker of the next generation died, a slot was parked) and the getters
- * say whether a generation is ready; master.c decides what follows (abort
+ * say whether a generation is ready; the master decides what follows (abort
  * or commit a reload, announce, notify systemd). Time is always passed in,
  * and forking and signalling go through struct sup_ops, so unit tests drive
  * it with fake children and a fake clock.

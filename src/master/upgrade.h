@@ -1,6 +1,6 @@
 /*
  * upgrade: the mechanics of a live binary upgrade (`-s upgrade`, SIGUSR2),
- * on both sides; master.c decides when each step happens.
+ * on both sides; upgrading.c decides when each step happens.
  *
  * The old master: upgrade_check runs `EXE -t -c CONF` in a child, its
  * stderr through a pipe; upgrade_spawn forks and execs `EXE -F -c CONF`

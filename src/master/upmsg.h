@@ -22,7 +22,7 @@
  * whatever each binary's state format is. A new binary that reads a state
  * version it does not know answers "not understood" (the envelope still
  * gives it the old master's pid and generation), and the upgrade falls
- * back to draining the old workers (see master.c). The rest of UPM_STATE
+ * back to draining the old workers (see upgrading.c). The rest of UPM_STATE
  * belongs to its version; the other messages are only exchanged once the
  * state was understood.
  */
