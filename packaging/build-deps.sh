@@ -6,6 +6,7 @@
 #   lint      cppcheck and clang-tidy (make lint)
 #   fuzz      clang and its libFuzzer runtime (make fuzz)
 #   valgrind  valgrind (make valgrind)
+#   fleet     haproxy, nginx's stream module, iproute2, python3 (make check-fleet)
 # Uses apt-get on Debian-like systems and dnf on Fedora-like ones; needs root
 # only when something is actually missing.
 set -eu
@@ -22,11 +23,13 @@ deb_packages="debhelper dpkg-dev fakeroot lintian mandoc man-db manpages-dev rpm
 deb_lint="cppcheck clang-tidy"
 deb_fuzz="clang libclang-rt-14-dev"
 deb_valgrind="valgrind"
+deb_fleet="haproxy nginx libnginx-mod-stream iproute2 python3"
 rpm_build="gcc make pkgconf-pkg-config libconfig-devel libcmocka-devel"
 rpm_packages="rpm-build systemd-rpm-macros mandoc"
 rpm_lint="cppcheck clang-tools-extra"
 rpm_fuzz="clang compiler-rt"
 rpm_valgrind="valgrind"
+rpm_fleet="haproxy nginx nginx-mod-stream iproute python3"
 
 if command -v dpkg-query >/dev/null 2>&1; then
 	want=""
