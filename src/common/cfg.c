@@ -71,7 +71,13 @@ static const struct key_choice proto_choices[] = {
 };
 
 static const struct key_choice mode_choices[] = {
-	{ "upper", CFG_MODE_UPPER }, { "echo", CFG_MODE_ECHO }, { NULL, 0 },
+	{ "upper", CFG_MODE_UPPER }, { "echo", CFG_MODE_ECHO }, { "whoami", CFG_MODE_WHOAMI },
+	{ NULL, 0 },
+};
+
+static const struct key_choice proxy_choices[] = {
+	{ "off", CFG_PROXY_OFF }, { "v1", CFG_PROXY_V1 }, { "v2", CFG_PROXY_V2 },
+	{ "any", CFG_PROXY_ANY }, { NULL, 0 },
 };
 
 #define CFG_OFF(field)    offsetof(struct cfg, field)
@@ -99,6 +105,8 @@ static const struct key limits_keys[] = {
 	  .min = 0, .max = 100000000, .def_int = 1000 },
 	{ .name = "udp_burst", .type = KT_INT, .offset = CFG_OFF(udp_burst),
 	  .min = 1, .max = 100000000, .def_int = 2000 },
+	{ .name = "proxy_timeout", .type = KT_INT, .offset = CFG_OFF(proxy_timeout),
+	  .min = 1, .max = 3600, .def_int = 5 },
 	{ .name = NULL },
 };
 
@@ -129,6 +137,9 @@ static const struct key listen_keys[] = {
 	  .def_int = CFG_MODE_UPPER, .choices = mode_choices },
 	{ .name = "allow", .type = KT_PREFIXES, .offset = LISTEN_OFF(allow) },
 	{ .name = "deny", .type = KT_PREFIXES, .offset = LISTEN_OFF(deny) },
+	{ .name = "proxy_protocol", .type = KT_ENUM, .offset = LISTEN_OFF(proxy_protocol),
+	  .def_int = CFG_PROXY_OFF, .choices = proxy_choices },
+	{ .name = "proxy_trusted", .type = KT_PREFIXES, .offset = LISTEN_OFF(proxy_trusted) },
 	{ .name = NULL },
 };
 
@@ -153,6 +164,7 @@ static const struct key root_keys[] = {
 	  .def_int = 1 },
 	{ .name = "control_socket", .type = KT_STRING, .offset = CFG_OFF(control_socket),
 	  .def_str = "", .restart_only = true },
+	{ .name = "name", .type = KT_STRING, .offset = CFG_OFF(name), .def_str = "" },
 	{ .name = "log", .type = KT_GROUP, .members = log_keys },
 	{ .name = "limits", .type = KT_GROUP, .members = limits_keys },
 	{ .name = "metrics", .type = KT_GROUP, .members = metrics_keys },
@@ -495,6 +507,21 @@ cfg_listen_same(const struct cfg_listen *a, const struct cfg_listen *b)
 	    memcmp(&a->addr, &b->addr, a->addrlen) == 0;
 }
 
+/* PROXY settings make sense on a TCP listener with proxy_protocol on, nowhere else. */
+static int
+check_listen_proxy(struct parse *p, const config_setting_t *s, const struct cfg_listen *l)
+{
+	const config_setting_t *where;
+
+	if (l->proto == CFG_PROTO_UDP && l->proxy_protocol != CFG_PROXY_OFF)
+		return parse_fail(p, config_setting_get_member(s, "proxy_protocol"),
+		    "'proxy_protocol' is for tcp listeners only: a datagram carries no header");
+	if (l->proxy_protocol == CFG_PROXY_OFF && l->proxy_trusted.n != 0 &&
+	    (where = config_setting_get_member(s, "proxy_trusted")) != NULL)
+		return parse_fail(p, where, "'proxy_trusted' needs 'proxy_protocol' on this listener");
+	return 0;
+}
+
 static int
 parse_listen_entry(struct parse *p, const config_setting_t *s, struct cfg *cfg, size_t i)
 {
@@ -509,7 +536,7 @@ parse_listen_entry(struct parse *p, const config_setting_t *s, struct cfg *cfg, 
 		return parse_fail(p, s, "out of memory");
 	cfg->nlisten = i + 1;  /* from here on cfg_free owns the entry's strings */
 	if (parse_members(p, s, listen_keys, l, "listen") == -1 ||
-	    resolve_listen(p, s, l) == -1)
+	    check_listen_proxy(p, s, l) == -1 || resolve_listen(p, s, l) == -1)
 		return -1;
 	for (size_t j = 0; j < i; j++) {
 		if (cfg_listen_same(&cfg->listen[j], l)) {
@@ -585,6 +612,29 @@ resolve_workers(struct cfg *cfg)
 	return 0;
 }
 
+/*
+ * The instance name: name as written, or the host name when it is "".
+ * Resolved here, in the master at load and reload, so every worker of a
+ * generation says the same.
+ */
+static int
+resolve_names(struct parse *p, const config_t *lc, struct cfg *cfg)
+{
+	if (gethostname(cfg->hostname, sizeof(cfg->hostname)) == -1)
+		snprintf(cfg->hostname, sizeof(cfg->hostname), "localhost");
+	cfg->hostname[sizeof(cfg->hostname) - 1] = '\0';
+	if (strlen(cfg->name) >= sizeof(cfg->instance))
+		return parse_fail(p, config_lookup(lc, "name"), "'name' is longer than %zu bytes",
+		    sizeof(cfg->instance) - 1);
+	for (const char *c = cfg->name; *c != '\0'; c++)
+		if (*c <= ' ' || *c > '~' || *c == '"' || *c == '\\')
+			return parse_fail(p, config_lookup(lc, "name"),
+			    "'name' may hold printable ASCII only, without spaces, quotes or backslashes");
+	snprintf(cfg->instance, sizeof(cfg->instance), "%s",
+	    cfg->name[0] != '\0' ? cfg->name : cfg->hostname);
+	return 0;
+}
+
 /* Turns a parsed libconfig tree into a validated struct cfg. */
 static struct cfg *
 cfg_build(struct parse *p, const config_t *lc, const char *path)
@@ -599,7 +649,8 @@ cfg_build(struct parse *p, const config_t *lc, const char *path)
 		return NULL;
 	}
 	if (parse_members(p, config_root_setting(lc), root_keys, cfg, NULL) == -1 ||
-	    resolve_identity(p, lc, cfg) == -1 || resolve_workers(cfg) == -1) {
+	    resolve_identity(p, lc, cfg) == -1 || resolve_workers(cfg) == -1 ||
+	    resolve_names(p, lc, cfg) == -1) {
 		cfg_free(cfg);
 		return NULL;
 	}

@@ -26,7 +26,13 @@
 
 enum cfg_proto { CFG_PROTO_TCP, CFG_PROTO_UDP };
 
-enum cfg_mode { CFG_MODE_UPPER, CFG_MODE_ECHO };
+enum cfg_mode { CFG_MODE_UPPER, CFG_MODE_ECHO, CFG_MODE_WHOAMI };
+
+/* proxy_protocol: which PROXY protocol header a TCP listener requires (worker/proxy.h). */
+enum cfg_proxy { CFG_PROXY_OFF = 0, CFG_PROXY_V1 = 1, CFG_PROXY_V2 = 2, CFG_PROXY_ANY = 3 };
+
+/* Room for the instance name and the host name, NUL included. */
+#define CFG_HOSTNAME_LEN 256
 
 struct cfg_listen {
 	int proto;                    /* enum cfg_proto */
@@ -37,6 +43,8 @@ struct cfg_listen {
 	socklen_t addrlen;
 	struct prefix_list allow;     /* checked first: a match admits the client */
 	struct prefix_list deny;      /* then: a match refuses it; no match admits */
+	int proxy_protocol;           /* enum cfg_proxy; TCP only */
+	struct prefix_list proxy_trusted; /* who may send the header; empty = any source */
 	int line;                     /* where it was defined, for messages */
 };
 
@@ -61,6 +69,10 @@ struct cfg {
 	int max_per_address;  /* TCP connections from one client address, whole daemon; 0 = none */
 	int udp_rate;         /* datagrams a second answered per source address; 0 = no limit */
 	int udp_burst;        /* token bucket depth for udp_rate */
+	int proxy_timeout;    /* seconds a PROXY listener waits for the header */
+	char *name;           /* as written; "" = the host name */
+	char instance[CFG_HOSTNAME_LEN]; /* name, resolved at load: whoami, status, metrics */
+	char hostname[CFG_HOSTNAME_LEN]; /* gethostname() at load */
 	char *control_socket; /* "" = none */
 	char *metrics_address;/* "" = no /metrics listener */
 	int metrics_port;
@@ -88,7 +100,7 @@ void cfg_free(struct cfg *cfg);
 /* Prints the effective configuration, defaults filled in, in libconfig syntax. */
 void cfg_dump(const struct cfg *cfg, FILE *out);
 
-/* "tcp"/"udp", "upper"/"echo". */
+/* "tcp"/"udp", "upper"/"echo"/"whoami". */
 const char *cfg_proto_name(int proto);
 const char *cfg_mode_name(int mode);
 

@@ -52,6 +52,11 @@ struct sb_worker {
 	uint64_t moved_in;           /* taken over from another worker */
 	uint64_t moves_failed;       /* could not be moved: kept here, and drained */
 	int32_t addr_counted;        /* set once it counts connections in sb->addr */
+	/* PROXY protocol listeners (proxy_protocol): headers taken, and refusals by class. */
+	uint64_t proxy_headers;      /* headers accepted */
+	uint64_t proxy_bad;          /* malformed, too long or a bad CRC32C: closed */
+	uint64_t proxy_timeout;      /* not complete within limits.proxy_timeout: closed */
+	uint64_t proxy_untrusted;    /* from a source outside proxy_trusted: closed at accept */
 } __attribute__((aligned(64)));
 
 struct scoreboard {

@@ -52,6 +52,17 @@ static const struct counter {
 	{ "moves_failed", "echomaster_connections_move_failed_total",
 	  "TCP connections a handover could not move: kept, and drained instead.", 0,
 	  offsetof(struct sb_worker, moves_failed) },
+	{ "proxy_headers", "echomaster_proxy_headers_total",
+	  "PROXY protocol headers accepted.", 0, offsetof(struct sb_worker, proxy_headers) },
+	{ "proxy_bad", "echomaster_proxy_headers_bad_total",
+	  "PROXY protocol headers refused: malformed, too long or a bad CRC32C.", 0,
+	  offsetof(struct sb_worker, proxy_bad) },
+	{ "proxy_timeout", "echomaster_proxy_headers_timeout_total",
+	  "PROXY protocol headers not complete within limits.proxy_timeout.", 0,
+	  offsetof(struct sb_worker, proxy_timeout) },
+	{ "proxy_untrusted", "echomaster_proxy_untrusted_total",
+	  "PROXY protocol connections from a source outside proxy_trusted.", 0,
+	  offsetof(struct sb_worker, proxy_untrusted) },
 };
 #define NCOUNTERS (sizeof(counters) / sizeof(counters[0]))
 
@@ -118,8 +129,9 @@ status_text(const struct status_view *v)
 	if (f == NULL)
 		return NULL;
 	duration(up, sizeof(up), v->uptime_ms);
-	fprintf(f, "echomaster %s: master %ld, up %s, generation %u, %d workers\n", EM_VERSION,
-	    (long)v->master_pid, up, v->generation, v->workers);
+	fprintf(f, "echomaster %s: %s%s%smaster %ld, up %s, generation %u, %d workers\n", EM_VERSION,
+	    v->name != NULL ? "instance " : "", v->name != NULL ? v->name : "",
+	    v->name != NULL ? ", " : "", (long)v->master_pid, up, v->generation, v->workers);
 	fprintf(f, "respawns %" PRIu64 " (throttled %" PRIu64 "), reloads %" PRIu64 " ok / %" PRIu64
 	    " failed, draining generations %d, parked slots %d\n\n", v->respawns,
 	    v->respawns_throttled, v->reloads_ok, v->reloads_failed, v->draining_generations,
@@ -154,11 +166,14 @@ status_json(const struct status_view *v)
 
 	if (f == NULL)
 		return NULL;
-	fprintf(f, "{\"version\":\"%s\",\"master\":{\"pid\":%ld,\"uptime_ms\":%" PRId64
+	fprintf(f, "{\"version\":\"%s\",", EM_VERSION);
+	if (v->name != NULL)
+		fprintf(f, "\"name\":\"%s\",", v->name);  /* cfg allows no quote or backslash in it */
+	fprintf(f, "\"master\":{\"pid\":%ld,\"uptime_ms\":%" PRId64
 	    ",\"generation\":%u,\"workers\":%d,\"respawns\":%" PRIu64
 	    ",\"respawns_throttled\":%" PRIu64 ",\"reloads_ok\":%" PRIu64
 	    ",\"reloads_failed\":%" PRIu64 ",\"draining_generations\":%d,\"parked_slots\":%d},"
-	    "\"workers\":[", EM_VERSION, (long)v->master_pid, v->uptime_ms, v->generation,
+	    "\"workers\":[", (long)v->master_pid, v->uptime_ms, v->generation,
 	    v->workers, v->respawns, v->respawns_throttled, v->reloads_ok, v->reloads_failed,
 	    v->draining_generations, v->parked_slots);
 	for (size_t k = 0; k < v->nworkers; k++) {
@@ -200,6 +215,11 @@ status_prometheus(const struct status_view *v)
 			fprintf(f, "%s{worker=\"%d\",generation=\"%u\",pid=\"%ld\"} %" PRIu64 "\n",
 			    counters[i].metric, v->w[k].slot, v->w[k].generation, (long)v->w[k].pid,
 			    counter_get(v->w[k].sb, i));
+	}
+	if (v->name != NULL) {
+		metric_header(f, "echomaster_instance_info", "The instance's name (name, or the host name).",
+		    "gauge");
+		fprintf(f, "echomaster_instance_info{name=\"%s\"} 1\n", v->name);
 	}
 	metric_header(f, "echomaster_respawns_total", "Workers restarted after dying.", "counter");
 	fprintf(f, "echomaster_respawns_total %" PRIu64 "\n", v->respawns);

@@ -22,6 +22,7 @@ struct status_worker {
 
 /* A snapshot the master fills in for one rendering. */
 struct status_view {
+	const char *name;             /* the instance (cfg's name, resolved); NULL: not shown */
 	pid_t master_pid;
 	unsigned generation;          /* serving */
 	int workers;                  /* slots of the serving generation */

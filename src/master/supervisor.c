@@ -758,6 +758,7 @@ sup_view(const struct sup *s, struct status_view *v)
 		n++;
 	if ((v->w = calloc(n + 1, sizeof(*v->w))) == NULL)
 		return -1;
+	v->name = s->cur.cfg != NULL ? s->cur.cfg->instance : NULL;
 	v->generation = s->cur.number;
 	v->workers = s->cur.nslots;
 	v->respawns = s->count.respawns;

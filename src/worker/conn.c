@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,16 +17,39 @@
 #include "worker/acl.h"
 #include "worker/echo.h"
 #include "worker/outbuf.h"
+#include "worker/proxy.h"
 
 /* struct conn.handover */
 #define CONN_H_DETACHED 0x01u  /* out of epoll and the idle list: in a batch, or adopted and not served yet */
 #define CONN_H_KEPT     0x02u  /* offered once and taken back: drained here, never offered again */
 #define CONN_H_ADOPTED  0x04u  /* taken over: the sender may still hold a copy of its socket */
 
+/*
+ * A connection on a PROXY listener, until its header is in: the parser
+ * and what the header's checks need. Allocated at accept on such
+ * listeners only, and freed once the header is handled, so that a plain
+ * connection carries one NULL pointer and nothing more.
+ */
+struct conn_proxy {
+	struct proxy_parser parser;
+	struct proxy_result res;
+	struct sockaddr_storage balancer;        /* the TCP peer: the header's sender */
+	const struct worker_listener *listener;  /* its allow/deny lists, checked on the header's address */
+	int64_t since_ms;                        /* accepted: the proxy_timeout clock */
+	struct conn *prev, *next;                /* conn_set's waiting list, oldest first */
+};
+
 struct conn {
 	struct ev_source ev;
 	int fd;
 	uint8_t mode;         /* enum cfg_mode */
+	/*
+	 * Waiting for a PROXY header (px set) or answering whoami: such a
+	 * connection's c->events always holds EPOLLRDHUP, so conn_handle's
+	 * steady-state test fails for it and it never takes the echo path.
+	 */
+	bool special;
+	bool shut;            /* whoami: our side is shut down, the line is out */
 	bool read_closed;     /* the client half-closed: finish writing, then close */
 	bool paused;          /* output full: not reading until it drains */
 	uint8_t handover;     /* CONN_H_*: where a reload's handover left it */
@@ -35,8 +59,12 @@ struct conn {
 	uint64_t received;    /* bytes read since last_active, for limits.min_rate */
 	struct conn *prev;    /* idle list, least recently active first */
 	struct conn *next;
+	struct conn_proxy *px; /* non-NULL while waiting for the PROXY header */
 	struct outbuf out;
 };
+
+/* What epoll watches on a special connection: never plain EPOLLIN (see struct conn). */
+#define CONN_SPECIAL_EVENTS (EPOLLIN | EPOLLRDHUP)
 
 static void
 idle_unlink(struct conn_set *s, struct conn *c)
@@ -101,10 +129,42 @@ conn_touch(struct worker *w, struct conn *c)
 		conn_restamp(w, c);
 }
 
+static void
+waiting_append(struct conn_set *s, struct conn *c)
+{
+	c->px->prev = s->waiting_tail;
+	c->px->next = NULL;
+	if (s->waiting_tail != NULL)
+		s->waiting_tail->px->next = c;
+	else
+		s->waiting_head = c;
+	s->waiting_tail = c;
+}
+
+/* Takes a connection off the waiting list; its PROXY state is the caller's now. */
+static struct conn_proxy *
+waiting_unlink(struct conn_set *s, struct conn *c)
+{
+	struct conn_proxy *px = c->px;
+
+	if (px->prev != NULL)
+		px->prev->px->next = px->next;
+	else
+		s->waiting_head = px->next;
+	if (px->next != NULL)
+		px->next->px->prev = px->prev;
+	else
+		s->waiting_tail = px->prev;
+	c->px = NULL;
+	return px;
+}
+
 /* Closes our descriptor and forgets the connection; it is in neither epoll nor the idle list. */
 static void
 conn_destroy(struct worker *w, struct conn *c)
 {
+	if (c->px != NULL)
+		free(waiting_unlink(&w->conns, c));
 	w->conns.detached -= (c->handover & CONN_H_DETACHED) != 0;
 	w->conns.kept -= (c->handover & CONN_H_KEPT) != 0;
 	close(c->fd);  /* close only: after a handover another worker may hold the socket too */
@@ -130,11 +190,16 @@ conn_close(struct worker *w, struct conn *c)
 }
 
 /*
- * Takes ownership of fd and of the per-address count at addr_entry (-1:
- * none). Returns 0, or -1 when the connection had to be dropped.
+ * Takes ownership of fd, of the per-address count at addr_entry (-1:
+ * none) and of px (NULL: not waiting for a PROXY header). A connection
+ * that waits for a header or answers whoami is special (struct conn), and
+ * is never offered to a reload's handover: its state is not in the
+ * handover record (the header's address, the parser's bytes), so it stays
+ * here, as a connection taken back does, and is drained here. Returns the
+ * connection, or NULL when it had to be dropped.
  */
-static int
-conn_open(struct worker *w, int fd, int mode, int addr_entry)
+static struct conn *
+conn_open(struct worker *w, int fd, int mode, int addr_entry, struct conn_proxy *px)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 
@@ -146,22 +211,32 @@ conn_open(struct worker *w, int fd, int mode, int addr_entry)
 	c->fd = fd;
 	c->addr_entry = addr_entry;
 	c->mode = (uint8_t)mode;
-	c->events = EPOLLIN;
+	c->special = px != NULL || mode == CFG_MODE_WHOAMI;
+	c->events = c->special ? CONN_SPECIAL_EVENTS : EPOLLIN;
 	c->last_active = w->now_ms;
-	if (ev_add(w->epfd, fd, EPOLLIN, &c->ev) == -1) {
+	if (ev_add(w->epfd, fd, c->events, &c->ev) == -1) {
 		log_warn("epoll_ctl add connection");
 		free(c);
 		goto fail;
 	}
 	idle_append(&w->conns, c);
+	if (c->special) {
+		c->handover |= CONN_H_KEPT;
+		w->conns.kept++;
+	}
+	if ((c->px = px) != NULL) {
+		px->since_ms = w->now_ms;
+		waiting_append(&w->conns, c);
+	}
 	w->me->active = ++w->conns.n;
 	w->me->accepted++;
-	return 0;
+	return c;
 fail:
 	close(fd);
+	free(px);
 	if (addr_entry != -1)
 		addrtab_conn_release(&w->sb->addr, addr_entry, w->sb_entry);
-	return -1;
+	return NULL;
 }
 
 static void
@@ -245,15 +320,57 @@ conn_accept4(const struct worker_listener *l, struct sockaddr_storage *peer)
 	    accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
 
+static bool conn_whoami_start(struct worker *w, struct conn *c, const struct sockaddr_storage *client,
+    const struct conn_proxy *px);
+
 /*
- * A listener without access lists or a per-address limit (l->screen
- * false) never asks for the peer's address: the plain path costs nothing
- * more. A refused client's connection is closed at once: it sees EOF (or
- * a reset if it had sent data), and each refusal is counted in our scoreboard entry.
+ * A PROXY listener: the TCP peer is the balancer. Only the trust check
+ * can be made now; allow/deny and the per-address limit wait for the
+ * header's address (conn_proxy_done).
+ */
+static enum conn_accepted
+conn_accept_proxied(struct worker *w, const struct worker_listener *l, int fd,
+    const struct sockaddr_storage *peer)
+{
+	const struct prefix_list *trusted = &l->conf->proxy_trusted;
+	struct conn_proxy *px;
+	int family;
+	const uint8_t *addr;
+
+	if (trusted->n != 0 && (prefix_addr_of((const struct sockaddr *)peer, &family, &addr) == -1 ||
+	    !prefix_list_match(trusted, family, addr))) {
+		close(fd);
+		w->me->proxy_untrusted++;
+		conn_log_refused(peer, "not in proxy_trusted");
+		return CONN_TURNED_AWAY;
+	}
+	if (w->conns.n >= (size_t)w->cfg->max_connections) {
+		close(fd);
+		w->me->refused++;
+		return CONN_TURNED_AWAY;
+	}
+	if ((px = malloc(sizeof(*px))) == NULL) {
+		log_warn("connection dropped");
+		close(fd);
+		return CONN_TURNED_AWAY;
+	}
+	proxy_init(&px->parser, (enum proxy_accept)l->conf->proxy_protocol);
+	px->balancer = *peer;
+	px->listener = l;
+	return conn_open(w, fd, l->conf->mode, -1, px) != NULL ? CONN_OPENED : CONN_TURNED_AWAY;
+}
+
+/*
+ * A listener without access lists, a per-address limit or a PROXY header
+ * (l->screen false) never asks for the peer's address: the plain path
+ * costs nothing more. A refused client's connection is closed at once: it
+ * sees EOF (or a reset if it had sent data), and each refusal is counted
+ * in our scoreboard entry.
  */
 enum conn_accepted
 conn_accept(struct worker *w, struct worker_listener *l)
 {
+	struct conn *c;
 	struct sockaddr_storage peer;
 	int entry = -1;
 	int fd = conn_accept4(l, &peer);
@@ -271,6 +388,8 @@ conn_accept(struct worker *w, struct worker_listener *l)
 		log_warn("accept");
 		return CONN_EXHAUSTED;
 	}
+	if (l->screen && l->conf->proxy_protocol != CFG_PROXY_OFF)
+		return conn_accept_proxied(w, l, fd, &peer);
 	if (l->screen && conn_acl_refuses(w, l, &peer)) {
 		close(fd);
 		return CONN_TURNED_AWAY;
@@ -284,8 +403,10 @@ conn_accept(struct worker *w, struct worker_listener *l)
 		close(fd);
 		return CONN_TURNED_AWAY;
 	}
-	if (conn_open(w, fd, l->conf->mode, entry) == -1)
+	if ((c = conn_open(w, fd, l->conf->mode, entry, NULL)) == NULL)
 		return CONN_TURNED_AWAY;
+	if (c->mode == CFG_MODE_WHOAMI)
+		conn_whoami_start(w, c, NULL, NULL);
 	return CONN_OPENED;
 }
 
@@ -392,6 +513,232 @@ conn_update_events(struct worker *w, struct conn *c)
 	return 0;
 }
 
+/* ---- PROXY header and whoami: special connections, off the echo path ---- */
+
+/* What epoll should watch on a whoami connection: output owed, and the client's EOF. */
+static int
+conn_whoami_update(struct worker *w, struct conn *c)
+{
+	uint32_t want;
+
+	if (c->out.len == 0 && !c->shut) {
+		/* The line is out: our half-close tells the client it is whole. */
+		if (shutdown(c->fd, SHUT_WR) == -1)
+			return -1;
+		c->shut = true;
+	}
+	if (c->read_closed && c->out.len == 0)
+		return -1;
+	want = (c->read_closed ? 0 : CONN_SPECIAL_EVENTS) | (c->out.len != 0 ? EPOLLOUT : 0);
+	if (want == 0)
+		want = EPOLLOUT | EPOLLRDHUP;
+	if (want != c->events) {
+		if (ev_mod(w->epfd, c->fd, want, &c->ev) == -1)
+			return -1;
+		c->events = want;
+	}
+	return 0;
+}
+
+/* The local and (unless the caller knows it) the peer address of a connection. */
+static int
+conn_addresses(int fd, struct sockaddr_storage *local, struct sockaddr_storage *peer)
+{
+	socklen_t llen = sizeof(*local), plen = sizeof(*peer);
+
+	memset(local, 0, sizeof(*local));
+	if (getsockname(fd, (struct sockaddr *)local, &llen) == -1)
+		return -1;
+	if (peer == NULL)
+		return 0;
+	memset(peer, 0, sizeof(*peer));
+	return getpeername(fd, (struct sockaddr *)peer, &plen);
+}
+
+/*
+ * whoami: writes the one line, queues what the client does not take, and
+ * from then on only waits for the client's EOF (what it sends is read and
+ * dropped: closing with unread bytes would reset the connection and could
+ * lose the line). CLIENT: the header's address, or NULL for the socket's
+ * peer; PX: the header, or NULL. True when it had to close the connection.
+ */
+static bool
+conn_whoami_start(struct worker *w, struct conn *c, const struct sockaddr_storage *client,
+    const struct conn_proxy *px)
+{
+	struct sockaddr_storage local, peer;
+	char line[ECHO_WHOAMI_MAX];
+	struct echo_whoami who = {
+		.instance = w->cfg->instance, .host = w->cfg->hostname, .pid = (long)getpid(),
+		.slot = w->me->slot, .generation = w->me->generation, .server = &local,
+	};
+	size_t n;
+	ssize_t sent;
+
+	if (conn_addresses(c->fd, &local, client == NULL ? &peer : NULL) == -1)
+		goto fail;
+	who.client = client != NULL ? client : &peer;
+	if (px != NULL) {
+		who.proxy_version = px->res.version;
+		who.balancer = &px->balancer;
+		who.authority = px->res.authority;
+		who.authority_len = px->res.authority_len;
+		who.unique_id = px->res.unique_id;
+		who.unique_id_len = px->res.unique_id_len;
+	}
+	n = echo_whoami(line, sizeof(line), &who);
+	sent = write(c->fd, line, n);
+	if (sent < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			goto fail;
+		sent = 0;
+	}
+	w->conns.bytes_out += (uint64_t)sent;
+	if ((size_t)sent < n && outbuf_append(&c->out, line + sent, n - (size_t)sent) == -1)
+		goto fail;
+	if (conn_whoami_update(w, c) == -1)
+		goto fail;
+	return false;
+fail:
+	conn_close(w, c);
+	return true;
+}
+
+/* A whoami connection's events: the rest of the line out, the client's bytes dropped. */
+static bool
+conn_whoami_handle(struct worker *w, struct conn *c, uint32_t events)
+{
+	if ((events & EPOLLERR) || ((events & EPOLLOUT) && conn_flush(w, c) == -1))
+		goto close;
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
+		ssize_t n = read(c->fd, w->scratch, WORKER_SCRATCH);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			c->read_closed = true;
+		else if (n > 0)
+			w->conns.bytes_in += (uint64_t)n;
+	}
+	if ((events & EPOLLHUP) || conn_whoami_update(w, c) == -1)
+		goto close;
+	conn_touch(w, c);
+	return false;
+close:
+	conn_close(w, c);
+	return true;
+}
+
+/*
+ * Echoes what followed the header in its read (scratch[at, n)): the
+ * client's first bytes. Queued behind nothing, since nothing was owed.
+ */
+static int
+conn_echo_rest(struct worker *w, struct conn *c, size_t at, size_t n)
+{
+	unsigned char *d = w->scratch + at;
+	ssize_t sent;
+
+	if (at == n)
+		return 0;
+	if (c->mode == CFG_MODE_UPPER)
+		echo_upper(d, n - at);
+	sent = write(c->fd, d, n - at);
+	if (sent < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			return -1;
+		sent = 0;
+	}
+	w->conns.bytes_out += (uint64_t)sent;
+	return outbuf_append(&c->out, d + sent, n - at - (size_t)sent);
+}
+
+/*
+ * The header is in. Its address (PROXY command with an address; LOCAL
+ * and address-less families keep the balancer's) becomes the client's:
+ * allow/deny and the per-address limit are checked on it now. The bytes
+ * after the header in the same read are the client's. True when the
+ * connection was closed.
+ */
+static bool
+conn_proxy_done(struct worker *w, struct conn *c, size_t used, size_t n)
+{
+	struct conn_proxy *px = c->px;
+	const struct sockaddr_storage *client = px->res.has_addr ? &px->res.src : &px->balancer;
+	bool closed;
+	int entry = -1;
+
+	w->me->proxy_headers++;
+	if (conn_acl_refuses(w, px->listener, client) ||
+	    (entry = conn_count_address(w, client)) == -2)
+		goto close;
+	c->addr_entry = entry;
+	px = waiting_unlink(&w->conns, c);
+	if (c->mode == CFG_MODE_WHOAMI) {
+		closed = conn_whoami_start(w, c, client, px);  /* what followed the header is dropped */
+		free(px);
+		return closed;
+	}
+	free(px);
+	c->special = false;
+	if (conn_echo_rest(w, c, used, n) == -1 || conn_update_events(w, c) == -1)
+		goto close;
+	conn_touch(w, c);
+	return false;
+close:
+	conn_close(w, c);
+	return true;
+}
+
+/* A connection waiting for its PROXY header: one read, fed to the parser. */
+static bool
+conn_proxy_handle(struct worker *w, struct conn *c, uint32_t events)
+{
+	struct conn_proxy *px = c->px;
+	ssize_t n = read(c->fd, w->scratch, WORKER_SCRATCH);
+	size_t used;
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR) && !(events & (EPOLLERR | EPOLLHUP)))
+		return false;
+	if (n <= 0)
+		goto close;  /* gone before its header: a balancer's bare connect check, say; not counted */
+	w->conns.bytes_in += (uint64_t)n;
+	c->received += (uint64_t)n;
+	switch (proxy_feed(&px->parser, w->scratch, (size_t)n, &used, &px->res)) {
+	case PROXY_NEED_MORE:
+		conn_touch(w, c);
+		return false;
+	case PROXY_ERROR:
+		w->me->proxy_bad++;
+		conn_log_refused(&px->balancer, px->parser.error == PROXY_ERR_TOO_LONG ?
+		    "PROXY header too long" : px->parser.error == PROXY_ERR_CRC ?
+		    "PROXY header CRC32C mismatch" : "malformed PROXY header");
+		goto close;
+	case PROXY_DONE:
+		break;
+	}
+	return conn_proxy_done(w, c, used, (size_t)n);
+close:
+	conn_close(w, c);
+	return true;
+}
+
+/* Closes connections whose PROXY header is later than proxy_timeout; returns how many. */
+static size_t
+conn_expire_waiting(struct worker *w)
+{
+	int64_t limit = (int64_t)w->cfg->proxy_timeout * 1000;
+	size_t closed = 0;
+
+	for (struct conn *c = w->conns.waiting_head, *next; c != NULL; c = next) {
+		next = c->px->next;
+		if (w->now_ms - c->px->since_ms < limit)
+			break;  /* oldest first */
+		w->me->proxy_timeout++;
+		conn_log_refused(&c->px->balancer, "PROXY header not complete within proxy_timeout");
+		conn_close(w, c);
+		closed++;
+	}
+	return closed;
+}
+
 /*
  * Any event but plain readability (progress is then CONN_CHANGED), or
  * what remains after conn_handle's read changed something: events is 0
@@ -400,6 +747,8 @@ conn_update_events(struct worker *w, struct conn *c)
 static __attribute__((noinline)) bool
 conn_handle_slow(struct worker *w, struct conn *c, uint32_t events, enum conn_progress progress)
 {
+	if (c->special)
+		return c->px != NULL ? conn_proxy_handle(w, c, events) : conn_whoami_handle(w, c, events);
 	if (progress == CONN_FAILED ||
 	    /* ERR or HUP: reset, or both directions shut; nothing can reach the client. */
 	    (events & (EPOLLERR | EPOLLHUP)) ||
@@ -457,10 +806,10 @@ size_t
 conn_expire_idle(struct worker *w)
 {
 	int64_t limit = (int64_t)w->cfg->idle_timeout * 1000;
-	size_t closed = 0;
+	size_t closed = w->conns.waiting_head != NULL ? conn_expire_waiting(w) : 0;
 
 	if (limit == 0)
-		return 0;
+		return closed;
 	limit += IDLE_STAMP_MS;  /* never close early: the stamp may lag */
 	for (struct conn *c = w->conns.idle_head, *next; c != NULL; c = next) {
 		next = c->next;

@@ -29,6 +29,8 @@ struct worker_listener;
 struct conn_set {
 	struct conn *idle_head;  /* least recently active first */
 	struct conn *idle_tail;
+	struct conn *waiting_head; /* waiting for a PROXY header, oldest first (also in the idle list) */
+	struct conn *waiting_tail;
 	size_t n;
 	size_t detached;         /* of n: out of epoll (conn_detach, conn_adopt) */
 	size_t kept;             /* of n: taken back from a handover, never offered again */
@@ -77,7 +79,10 @@ bool conn_handle(struct worker *w, struct conn *c, uint32_t events);
  */
 void conn_publish(struct worker *w);
 
-/* Closes connections idle for idle_timeout seconds or more; returns how many. */
+/*
+ * Closes connections idle for idle_timeout seconds or more, and those
+ * whose PROXY header is not in after limits.proxy_timeout; returns how many.
+ */
 size_t conn_expire_idle(struct worker *w);
 
 /* Closes every connection (end of a drain); returns how many. */

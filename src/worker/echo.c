@@ -1,7 +1,10 @@
 #include "worker/echo.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "common/sock.h"
 
 #define ONES 0x0101010101010101ULL
 
@@ -50,4 +53,70 @@ echo_upper(unsigned char *buf, size_t len)
 	}
 	for (; i < len; i++)
 		buf[i] = upper1(buf[i]);
+}
+
+/* Appends " KEY=VALUE", VALUE percent-escaped so that the line stays one line of printable words. */
+static size_t
+whoami_bytes(char *buf, size_t at, size_t len, const char *key, const void *v, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *b = v;
+	int k = snprintf(buf + at, len - at, " %s=", key);
+
+	if (k < 0 || (size_t)k >= len - at)
+		return at;
+	at += (size_t)k;
+	for (size_t i = 0; i < n && at + 4 < len; i++) {
+		if (b[i] > 0x20 && b[i] < 0x7f && b[i] != '%') {
+			buf[at++] = (char)b[i];
+			continue;
+		}
+		buf[at++] = '%';
+		buf[at++] = hex[b[i] >> 4];
+		buf[at++] = hex[b[i] & 0x0f];
+	}
+	buf[at] = '\0';
+	return at;
+}
+
+static size_t
+whoami_addr(char *buf, size_t at, size_t len, const char *key, const struct sockaddr_storage *ss)
+{
+	char text[64];
+
+	sock_addr_format(ss, text, sizeof(text));
+	return whoami_bytes(buf, at, len, key, text, strlen(text));
+}
+
+size_t
+echo_whoami(char *buf, size_t len, const struct echo_whoami *who)
+{
+	size_t at = 0;
+	char num[64];
+
+	at = whoami_bytes(buf, at, len, "instance", who->instance, strlen(who->instance));
+	at = whoami_bytes(buf, at, len, "host", who->host, strlen(who->host));
+	snprintf(num, sizeof(num), "%ld", who->pid);
+	at = whoami_bytes(buf, at, len, "pid", num, strlen(num));
+	snprintf(num, sizeof(num), "%d", who->slot);
+	at = whoami_bytes(buf, at, len, "worker", num, strlen(num));
+	snprintf(num, sizeof(num), "%u", who->generation);
+	at = whoami_bytes(buf, at, len, "generation", num, strlen(num));
+	at = whoami_addr(buf, at, len, "client", who->client);
+	at = whoami_addr(buf, at, len, "server", who->server);
+	if (who->proxy_version != 0) {
+		at = whoami_bytes(buf, at, len, "proxy", who->proxy_version == 1 ? "v1" : "v2", 2);
+		if (who->balancer != NULL)
+			at = whoami_addr(buf, at, len, "balancer", who->balancer);
+		if (who->authority_len != 0)
+			at = whoami_bytes(buf, at, len, "authority", who->authority, who->authority_len);
+		if (who->unique_id_len != 0)
+			at = whoami_bytes(buf, at, len, "unique_id", who->unique_id, who->unique_id_len);
+	}
+	/* The first key's leading space goes; the newline ends the line. */
+	memmove(buf, buf + 1, at);
+	at--;
+	buf[at++] = '\n';
+	buf[at] = '\0';
+	return at;
 }

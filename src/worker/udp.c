@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/ev.h"
 #include "common/log.h"
@@ -117,6 +118,29 @@ udp_admits(struct worker *w, const struct worker_listener *l,
 	return true;
 }
 
+/*
+ * whoami: the reply is the line, cut to the datagram's own length, so that
+ * an answer is never larger than its question (no amplification from a
+ * spoofed source). server= is the listener's address as configured: a
+ * wildcard listener does not learn which local address a datagram hit.
+ */
+static void
+udp_whoami(struct worker *w, const struct worker_listener *l, struct udp_batch *b, int i)
+{
+	char line[ECHO_WHOAMI_MAX];
+	struct echo_whoami who = {
+		.instance = w->cfg->instance, .host = w->cfg->hostname, .pid = (long)getpid(),
+		.slot = w->me->slot, .generation = w->me->generation, .client = &b->from[i],
+		.server = &l->conf->addr,
+	};
+	size_t n = echo_whoami(line, sizeof(line), &who);
+
+	if (n > b->in[i].msg_len)
+		n = b->in[i].msg_len;
+	memcpy(b->data[i], line, n);
+	b->iov[i].iov_len = n;
+}
+
 /* Keeps the datagrams worth answering, transformed, at the front of b->out. */
 static unsigned
 udp_prepare_replies(struct worker *w, const struct worker_listener *l, struct udp_batch *b, int n)
@@ -138,6 +162,8 @@ udp_prepare_replies(struct worker *w, const struct worker_listener *l, struct ud
 		b->iov[i].iov_len = b->in[i].msg_len;
 		if (mode == CFG_MODE_UPPER)
 			echo_upper(b->data[i], b->in[i].msg_len);
+		else if (mode == CFG_MODE_WHOAMI)
+			udp_whoami(w, l, b, i);
 		b->out[out].msg_hdr = *h;
 		b->out[out].msg_len = 0;
 		out++;

@@ -313,7 +313,8 @@ worker_init(struct worker *w, const struct worker_spec *spec, const int *own_udp
 	for (size_t i = 0; i < spec->cfg->nlisten; i++) {
 		const struct cfg_listen *conf = &spec->cfg->listen[i];
 		bool screen = conf->allow.n != 0 || conf->deny.n != 0 ||
-		    (conf->proto == CFG_PROTO_TCP && spec->cfg->max_per_address != 0);
+		    (conf->proto == CFG_PROTO_TCP && spec->cfg->max_per_address != 0) ||
+		    conf->proxy_protocol != CFG_PROXY_OFF;
 
 		worker_add_listener(w, conf, spec->listen_fds[i], screen);
 		if (own_udp[i] != -1)

@@ -47,7 +47,7 @@ struct worker_listener {
 	struct ev_source ev;
 	int fd;
 	bool registered;
-	bool screen;      /* has allow/deny lists, or (TCP) a per-address limit: needs the peer address */
+	bool screen;      /* has allow/deny lists, or (TCP) a per-address limit or a PROXY header: needs the peer address */
 	const struct cfg_listen *conf;
 };
 
