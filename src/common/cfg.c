@@ -118,6 +118,15 @@ static const struct key metrics_keys[] = {
 	{ .name = NULL },
 };
 
+/* The HAProxy agent (master/agent.c): opened once by the master, like /metrics. */
+static const struct key agent_keys[] = {
+	{ .name = "address", .type = KT_STRING, .offset = CFG_OFF(agent_address), .def_str = "",
+	  .restart_only = true },
+	{ .name = "port", .type = KT_INT, .offset = CFG_OFF(agent_port),
+	  .min = 1, .max = 65535, .def_int = 9188, .restart_only = true },
+	{ .name = NULL },
+};
+
 static const struct key crash_loop_keys[] = {
 	{ .name = "deaths", .type = KT_INT, .offset = CFG_OFF(crash_loop_deaths),
 	  .min = 1, .max = 1000, .def_int = 5 },
@@ -165,9 +174,13 @@ static const struct key root_keys[] = {
 	{ .name = "control_socket", .type = KT_STRING, .offset = CFG_OFF(control_socket),
 	  .def_str = "", .restart_only = true },
 	{ .name = "name", .type = KT_STRING, .offset = CFG_OFF(name), .def_str = "" },
+	/* Seconds a graceful stop reports drain (agent, status) while still accepting. */
+	{ .name = "drain_delay", .type = KT_INT, .offset = CFG_OFF(drain_delay),
+	  .min = 0, .max = 3600, .def_int = 0 },
 	{ .name = "log", .type = KT_GROUP, .members = log_keys },
 	{ .name = "limits", .type = KT_GROUP, .members = limits_keys },
 	{ .name = "metrics", .type = KT_GROUP, .members = metrics_keys },
+	{ .name = "agent", .type = KT_GROUP, .members = agent_keys },
 	{ .name = "crash_loop", .type = KT_GROUP, .members = crash_loop_keys },
 	{ .name = "listen", .type = KT_LISTEN, .members = listen_keys, .required = true },
 	{ .name = NULL },

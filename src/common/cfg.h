@@ -76,6 +76,9 @@ struct cfg {
 	char *control_socket; /* "" = none */
 	char *metrics_address;/* "" = no /metrics listener */
 	int metrics_port;
+	char *agent_address;  /* "" = no HAProxy agent listener */
+	int agent_port;
+	int drain_delay;      /* seconds a graceful stop reports drain before it stops accepting */
 	int max_draining;     /* draining worker generations alive at once */
 	int crash_loop_deaths;/* start-up deaths within crash_loop_window that park a slot */
 	int crash_loop_window;/* seconds */
@@ -122,7 +125,7 @@ bool cfg_listen_same(const struct cfg_listen *a, const struct cfg_listen *b);
 const char *cfg_restart_only_name(size_t i, char name[CFG_NAME_LEN]);
 
 /* Room for every restart-only setting at once (test_cfg checks the table keeps to it). */
-#define CFG_RESTART_ONLY_MAX 8
+#define CFG_RESTART_ONLY_MAX 12
 
 /* A restart-only setting that a reloaded file changes. */
 struct cfg_change {

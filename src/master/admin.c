@@ -136,7 +136,8 @@ ctl_event(struct admin *a, struct reqconn *c)
 	static const enum admin_req of_cmd[] = {
 		[CTL_STATUS] = ADMIN_STATUS, [CTL_STATUS_JSON] = ADMIN_STATUS_JSON,
 		[CTL_RELOAD] = ADMIN_RELOAD, [CTL_RESPAWN] = ADMIN_RESPAWN, [CTL_STOP] = ADMIN_STOP,
-		[CTL_QUIT] = ADMIN_QUIT, [CTL_REOPEN] = ADMIN_REOPEN,
+		[CTL_QUIT] = ADMIN_QUIT, [CTL_REOPEN] = ADMIN_REOPEN, [CTL_DRAIN] = ADMIN_DRAIN,
+		[CTL_READY] = ADMIN_READY, [CTL_MAINT] = ADMIN_MAINT,
 	};
 	enum ctl_cmd cmd = control_read(c);
 
@@ -144,7 +145,7 @@ ctl_event(struct admin *a, struct reqconn *c)
 		return;
 	if (cmd == CTL_BAD)
 		admin_answer(a, c, false, "unknown command (status, status-json, reload, respawn, "
-		    "stop, quit, reopen)\n");
+		    "stop, quit, reopen, drain, ready, maint)\n");
 	else
 		admin_queue(a, c, of_cmd[cmd]);
 }

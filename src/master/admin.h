@@ -28,6 +28,9 @@ enum admin_req {
 	ADMIN_STOP,
 	ADMIN_QUIT,
 	ADMIN_REOPEN,
+	ADMIN_DRAIN,       /* what the HAProxy agent answers: drain, ready, maint */
+	ADMIN_READY,
+	ADMIN_MAINT,
 };
 
 struct admin_request {

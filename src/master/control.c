@@ -17,7 +17,8 @@ static const struct {
 } commands[] = {
 	{ "status", CTL_STATUS }, { "status-json", CTL_STATUS_JSON }, { "reload", CTL_RELOAD },
 	{ "respawn", CTL_RESPAWN }, { "stop", CTL_STOP }, { "quit", CTL_QUIT },
-	{ "reopen", CTL_REOPEN },
+	{ "reopen", CTL_REOPEN }, { "drain", CTL_DRAIN }, { "ready", CTL_READY },
+	{ "maint", CTL_MAINT },
 };
 
 static int

@@ -1,7 +1,7 @@
 /*
  * control: the master's control socket, a Unix stream socket of mode 0600.
  * A client sends one line ("status", "status-json", "reload", "respawn",
- * "stop", "quit", "reopen") and gets back "ok" or "error" on the first line,
+ * "stop", "quit", "reopen", "drain", "ready", "maint") and gets back "ok" or "error" on the first line,
  * then a text body, then EOF. The master decides what to answer and when: a
  * reload answers only once the new workers are ready or the reload failed.
  */
@@ -24,6 +24,9 @@ enum ctl_cmd {
 	CTL_STOP,
 	CTL_QUIT,
 	CTL_REOPEN,
+	CTL_DRAIN,        /* the HAProxy agent: drain, ready, maint */
+	CTL_READY,
+	CTL_MAINT,
 	CTL_BAD,          /* unknown command, EOF or error: answer and close */
 };
 

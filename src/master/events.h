@@ -12,6 +12,7 @@ enum master_ev_kind {
 	MEV_CTL_CLIENT,   /* a control client (struct reqconn) */
 	MEV_METRICS,      /* the /metrics listener */
 	MEV_HTTP_CLIENT,  /* a /metrics client (struct reqconn) */
+	MEV_AGENT,        /* the HAProxy agent's listener (struct agent) */
 };
 
 #endif

@@ -36,7 +36,7 @@ static const struct {
 	int signo;           /* 0: only the control socket can do it */
 } signal_names[] = {
 	{ "reload", SIGHUP }, { "stop", SIGTERM }, { "quit", SIGQUIT }, { "reopen", SIGUSR1 },
-	{ "status", 0 }, { "respawn", 0 },
+	{ "status", 0 }, { "respawn", 0 }, { "drain", 0 }, { "ready", 0 }, { "maint", 0 },
 };
 
 static void
@@ -51,13 +51,15 @@ usage(FILE *out)
 	    "  -F, --foreground    stay in the foreground, whatever 'daemon' says\n"
 	    "  -s, --signal SIG    ask the running master: reload, stop, quit, reopen through\n"
 	    "                      control_socket (reload then waits for the outcome) or as\n"
-	    "                      HUP, TERM, QUIT, USR1 through pid_file; status and respawn\n"
-	    "                      (unpark crash-looping slots) need control_socket\n"
+	    "                      HUP, TERM, QUIT, USR1 through pid_file; status, respawn\n"
+	    "                      (unpark crash-looping slots), and drain, ready, maint\n"
+	    "                      (what the HAProxy agent reports) need control_socket\n"
 	    "  -j, --json          with -s status: print JSON\n"
 	    "  -v, --version       print the version and exit\n"
 	    "  -h, --help          print this help and exit\n"
 	    "\n"
-	    "Signals to the master: HUP reload, QUIT graceful stop, TERM/INT fast stop,\n"
+	    "Signals to the master: HUP reload, QUIT graceful stop (drain_delay, then the\n"
+	    "queued connections are accepted, then the drain), TERM/INT fast stop,\n"
 	    "USR1 reopen logs. Exit status: 0 ok, 1 usage or configuration error,\n"
 	    "2 runtime failure.\n",
 	    CFG_DEFAULT_PATH);
@@ -168,7 +170,7 @@ send_signal(const struct options *o)
 			signo = signal_names[i].signo;
 	if (signo == -1) {
 		fprintf(stderr, "echomaster: unknown signal \"%s\" (reload, stop, quit, reopen, "
-		    "status or respawn)\n", o->signal);
+		    "status, respawn, drain, ready or maint)\n", o->signal);
 		return EXIT_CONFIG;
 	}
 	if (rescue_read_setting(o->config, "control_socket", ctl, sizeof(ctl), err) == -1) {

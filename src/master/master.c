@@ -18,15 +18,19 @@
 #include "common/proctitle.h"
 #include "common/scoreboard.h"
 #include "master/admin.h"
+#include "master/agent.h"
 #include "master/events.h"
 #include "master/listeners.h"
 #include "master/notify.h"
 #include "master/pidfile.h"
+#include "master/quiesce.h"
 #include "master/status.h"
 #include "master/supervisor.h"
 
 /* How long a reload waits for every new worker to report ready. */
 #define RELOAD_READY_TIMEOUT_MS 10000
+/* A graceful stop waits at most this long for the accept queues to empty (quiesce.h). */
+#define GRACEFUL_QUIESCE_TIMEOUT_MS 5000
 
 /*
  * The daemon's lifecycle. Every event that can change it goes through
@@ -38,6 +42,8 @@ enum life_state {
 	LS_RELOADING,   /* a next generation is starting beside the serving one */
 	LS_QUITTING,      /* graceful stop: workers finish their clients */
 	LS_TERMINATING,   /* fast stop: workers are terminated */
+	LS_DRAIN_DELAY,   /* graceful stop, first drain_delay: the agent says drain, workers still accept */
+	LS_QUIESCING,     /* graceful stop, then: no new handshakes, the queued ones are accepted */
 	LS_COUNT
 };
 
@@ -47,6 +53,8 @@ enum life_event {
 	LE_TERMINATE,   /* fast stop */
 	LE_NEXT_READY,  /* every worker of the next generation reported ready */
 	LE_NEXT_FAILED, /* one of them died, or they were not ready in time */
+	LE_DELAY_OVER,  /* drain_delay has passed */
+	LE_QUIESCED,    /* every accept queue is empty (or the wait timed out) */
 	LE_COUNT
 };
 
@@ -68,6 +76,11 @@ struct master {
 	struct ev_source sig_ev;     /* MEV_SIGNAL */
 	struct sup sup;              /* the generations and their workers */
 	struct admin admin;          /* the control socket and /metrics */
+	struct agent agent;          /* the HAProxy agent's listener */
+	enum agent_admin agent_word; /* -s ready, drain, maint */
+	int64_t delay_end_ms;        /* LS_DRAIN_DELAY: when the stop proper begins */
+	struct quiesce quiesce;      /* LS_QUIESCING onwards: the filtered listeners */
+	char name[256];              /* the instance name, in the agent's free text */
 	struct scoreboard *sb;
 	int64_t next_deadline_ms;    /* LS_RELOADING: abort when not ready by then */
 	bool reload_again;           /* a reload was asked for during a reload */
@@ -250,18 +263,61 @@ terminate(struct master *m, const char *why)
 	stop(m, false, why);
 }
 
+/*
+ * A graceful stop in three steps, so that it resets no connection: with
+ * drain_delay, first report drain while still accepting (the balancer moves
+ * new clients elsewhere); then quiesce (quiesce.h): no new handshakes, and
+ * the workers accept what the kernel has queued; then quit as above.
+ */
+static void
+quiesce_start(struct master *m, const char *why)
+{
+	const struct sup_gen *g = &m->sup.cur;
+	int fds[g->ls->n > 0 ? g->ls->n : 1];
+	size_t n = 0;
+
+	for (size_t i = 0; i < g->ls->n; i++)
+		if (g->cfg->listen[i].proto == CFG_PROTO_TCP)
+			fds[n++] = g->ls->fds[i];
+	if (quiesce_begin(&m->quiesce, fds, n, ev_now_ms(), GRACEFUL_QUIESCE_TIMEOUT_MS) == -1) {
+		log_warnx("graceful stop: out of memory; queued connections may be reset");
+		quit(m, why);
+		return;
+	}
+	log_notice("graceful stop: no new connections; accepting the %zu TCP listeners' queues", n);
+	notify_send("STOPPING=1\nSTATUS=stopping: accepting the queued connections");
+	m->state = LS_QUIESCING;
+}
+
+static void
+drain_delay_start(struct master *m, const char *why)
+{
+	int delay = serving_cfg(m)->drain_delay;
+
+	if (m->state == LS_RELOADING)
+		reload_abort(m, why);
+	if (delay == 0) {
+		quiesce_start(m, why);
+		return;
+	}
+	m->delay_end_ms = ev_now_ms() + (int64_t)delay * 1000;
+	m->state = LS_DRAIN_DELAY;
+	log_notice("graceful stop: reporting drain for %d s (drain_delay) before stopping", delay);
+	notify_send("STOPPING=1\nSTATUS=draining (stopping in %d s)", delay);
+}
+
 /* WHY says what caused the event, for the messages of a failure. */
 typedef void life_action(struct master *m, const char *why);
 
 static life_action *const lifecycle[LS_COUNT][LE_COUNT] = {
 	[LS_SERVING] = {
 		[LE_RELOAD] = reload_begin,
-		[LE_QUIT] = quit,
+		[LE_QUIT] = drain_delay_start,
 		[LE_TERMINATE] = terminate,
 	},
 	[LS_RELOADING] = {
 		[LE_RELOAD] = reload_queue,
-		[LE_QUIT] = quit,
+		[LE_QUIT] = drain_delay_start,
 		[LE_TERMINATE] = terminate,
 		[LE_NEXT_READY] = reload_commit,
 		[LE_NEXT_FAILED] = reload_abort,
@@ -270,6 +326,14 @@ static life_action *const lifecycle[LS_COUNT][LE_COUNT] = {
 		[LE_TERMINATE] = terminate,
 	},
 	[LS_TERMINATING] = { 0 },
+	[LS_DRAIN_DELAY] = {
+		[LE_TERMINATE] = terminate,
+		[LE_DELAY_OVER] = quiesce_start,
+	},
+	[LS_QUIESCING] = {
+		[LE_TERMINATE] = terminate,
+		[LE_QUIESCED] = quit,
+	},
 };
 
 /* Acts on EVENT in the current state. */
@@ -293,6 +357,101 @@ static bool
 stopping(const struct master *m)
 {
 	return m->state == LS_QUITTING || m->state == LS_TERMINATING;
+}
+
+/* What the HAProxy agent reports, from the lifecycle, the operator and the workers. */
+static void
+agent_view_fill(const struct master *m, const struct status_view *v, struct agent_view *av)
+{
+	memset(av, 0, sizeof(*av));
+	av->admin = m->agent_word;
+	av->stopping = m->state == LS_QUIESCING || stopping(m);
+	av->delaying = m->state == LS_DRAIN_DELAY;
+	av->delay_left_ms = av->delaying ? m->delay_end_ms - v->now_ms : 0;
+	av->max_connections = serving_cfg(m)->max_connections;
+	av->name = m->name;
+	for (size_t i = 0; i < v->nworkers; i++) {
+		const struct status_worker *w = &v->w[i];
+		if (w->generation != v->generation || strcmp(w->state, "serving") != 0)
+			continue;
+		av->serving++;
+		av->active += __atomic_load_n(&w->sb->active, __ATOMIC_RELAXED);
+	}
+}
+
+/* The supervisor's view now; false when out of memory. v->w is malloc'd. */
+static bool
+master_view(const struct master *m, struct status_view *v)
+{
+	memset(v, 0, sizeof(*v));
+	if (sup_view(&m->sup, v) == -1)
+		return false;
+	v->now_ms = ev_now_ms();
+	return true;
+}
+
+/* The agent's line and its description of the state now; false when out of memory. */
+static bool
+agent_now(const struct master *m, char *line, size_t linelen, char *what, size_t whatlen)
+{
+	struct status_view v;
+	struct agent_view av;
+
+	if (!master_view(m, &v))
+		return false;
+	agent_view_fill(m, &v, &av);
+	free(v.w);
+	agent_reply(&av, line, linelen);
+	if (what != NULL)
+		agent_describe(&av, what, whatlen);
+	return true;
+}
+
+/* HAProxy's agent asks: every waiting client gets the line. */
+static void
+agent_event(struct master *m)
+{
+	char line[512];
+
+	if (!agent_now(m, line, sizeof(line), NULL, 0))
+		snprintf(line, sizeof(line), "down #%s out of memory\n", m->name);
+	agent_serve(&m->agent, line);
+}
+
+/*
+ * The instance name in the agent's free text. The host name until the
+ * `name` setting exists (branch h-proxy adds cfg->name: take it here when
+ * set). Kept to characters that need no quoting in a status line, JSON or
+ * an agent reply.
+ */
+static void
+master_name_init(struct master *m)
+{
+	if (gethostname(m->name, sizeof(m->name) - 1) == -1 || m->name[0] == '\0')
+		snprintf(m->name, sizeof(m->name), "echomaster");
+	for (char *p = m->name; *p != '\0'; p++)
+		if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
+		    !(*p >= '0' && *p <= '9') && *p != '.' && *p != '-' && *p != '_')
+			*p = '_';
+}
+
+/* -s ready, -s drain, -s maint: what the agent says from now on. */
+static void
+set_agent_word(struct master *m, const struct admin_request *r)
+{
+	static const char *const names[] = {
+		[AGENT_READY] = "ready", [AGENT_DRAIN] = "drain", [AGENT_MAINT] = "maint",
+	};
+	char line[512], what[128], body[160];
+
+	m->agent_word = r->what == ADMIN_DRAIN ? AGENT_DRAIN :
+	    r->what == ADMIN_MAINT ? AGENT_MAINT : AGENT_READY;
+	if (!agent_now(m, line, sizeof(line), what, sizeof(what)))
+		snprintf(what, sizeof(what), "%s", names[m->agent_word]);
+	log_notice("operator: %s; the agent reports %s", names[m->agent_word], what);
+	notify_send("STATUS=%s", what);
+	snprintf(body, sizeof(body), "%s\n", what);
+	admin_answer(&m->admin, r->client, true, body);
 }
 
 static void
@@ -363,13 +522,20 @@ act_on_signals(struct master *m)
 static char *
 master_status(const struct master *m, enum status_format format)
 {
-	struct status_view v = { 0 };
+	struct status_view v;
+	struct agent_view av;
+	char line[512], what[128];
 	char *text;
 
-	if (sup_view(&m->sup, &v) == -1)
+	if (!master_view(m, &v))
 		return NULL;
+	agent_view_fill(m, &v, &av);
+	agent_reply(&av, line, sizeof(line));
+	line[strcspn(line, "\n")] = '\0';
+	agent_describe(&av, what, sizeof(what));
+	v.state = what;
+	v.agent = line;
 	v.master_pid = getpid();
-	v.now_ms = ev_now_ms();
 	v.uptime_ms = v.now_ms - m->count.started_ms;
 	v.reloads_ok = m->count.reloads_ok;
 	v.reloads_failed = m->count.reloads_failed;
@@ -420,6 +586,11 @@ act_on_request(struct master *m, const struct admin_request *r)
 		reopen_logs();
 		admin_answer(&m->admin, r->client, true, "logs reopened\n");
 		return;
+	case ADMIN_DRAIN:
+	case ADMIN_READY:
+	case ADMIN_MAINT:
+		set_agent_word(m, r);
+		return;
 	}
 }
 
@@ -443,6 +614,32 @@ reload_progress(struct master *m)
 		life_fire(m, LE_NEXT_FAILED, "the new workers did not report ready in time");
 }
 
+/* drain_delay's end, and the quiesce's looks at the accept queues. */
+static void
+graceful_progress(struct master *m)
+{
+	int64_t now = ev_now_ms();
+
+	if (m->state == LS_DRAIN_DELAY && now >= m->delay_end_ms)
+		life_fire(m, LE_DELAY_OVER, "shutting down");
+	if (m->state != LS_QUIESCING)
+		return;
+	switch (quiesce_poll(&m->quiesce, now)) {
+	case QUIESCE_WAITING:
+		return;
+	case QUIESCE_DONE:
+		log_info("graceful stop: accept queues empty after %" PRId64 " ms",
+		    now - m->quiesce.started_ms);
+		break;
+	case QUIESCE_TIMED_OUT:
+		log_warnx("graceful stop: after %" PRId64 " ms still %d queued connections and %d "
+		    "handshakes in progress; stopping anyway", now - m->quiesce.started_ms,
+		    m->quiesce.queued, m->quiesce.handshakes);
+		break;
+	}
+	life_fire(m, LE_QUIESCED, "shutting down");
+}
+
 /* A reload asked for during another one runs once that one has ended. */
 static void
 reload_queued(struct master *m)
@@ -461,6 +658,10 @@ loop_timeout(const struct master *m, int64_t admin_due)
 
 	if (m->state == LS_RELOADING)
 		due = ev_sooner(due, m->next_deadline_ms);
+	if (m->state == LS_DRAIN_DELAY)
+		due = ev_sooner(due, m->delay_end_ms);
+	if (m->state == LS_QUIESCING)
+		due = ev_sooner(due, quiesce_due(&m->quiesce));
 	due = ev_sooner(due, admin_due);
 	if (due == 0)
 		return -1;
@@ -476,6 +677,9 @@ dispatch(struct master *m, struct ev_source *src)
 		break;
 	case MEV_WORKER:
 		sup_channel_event(&m->sup, (struct sup_proc *)src);
+		break;
+	case MEV_AGENT:
+		agent_event(m);
 		break;
 	default:
 		admin_event(&m->admin, src, ev_now_ms());
@@ -502,6 +706,7 @@ master_loop(struct master *m)
 		act_on_signals(m);
 		reload_progress(m);
 		reload_queued(m);
+		graceful_progress(m);
 		announce_ready(m);
 		sup_tick(&m->sup, ev_now_ms());
 		admin_due = admin_expire(&m->admin, ev_now_ms());
@@ -525,6 +730,10 @@ master_start(struct master *m, const struct master_boot *boot)
 		fatal("cannot map the scoreboard");
 	if (admin_open(&m->admin, m->epfd, cfg, err, sizeof(err)) == -1)
 		fatalx("%s", err);
+	/* -1: bind it; a live upgrade would pass its predecessor's listener here. */
+	if (agent_open(&m->agent, m->epfd, cfg, -1, MEV_AGENT, err, sizeof(err)) == -1)
+		fatalx("%s", err);
+	master_name_init(m);
 	log_notice("echomaster %s starting: config %s, %d workers%s", EM_VERSION, cfg->path,
 	    cfg->workers, cfg->workers_auto ? " (auto)" : "");
 	sup_init(&m->sup, m->epfd, m->sb, MEV_WORKER, &sup_real_ops);
@@ -540,6 +749,9 @@ master_run(const struct master_boot *boot)
 	master_start(&m, boot);
 	master_loop(&m);
 	admin_close(&m.admin);
+	agent_close(&m.agent);
+	/* Before the listeners close: a socket kept by systemd must not keep the filter. */
+	quiesce_release(&m.quiesce);
 	sup_free(&m.sup);
 	pidfile_release(m.pid_fd, m.pid_path);
 	free(m.pid_path);

@@ -136,6 +136,10 @@ status_text(const struct status_view *v)
 	    " failed, draining generations %d, parked slots %d\n\n", v->respawns,
 	    v->respawns_throttled, v->reloads_ok, v->reloads_failed, v->draining_generations,
 	    v->parked_slots);
+	if (v->state != NULL) {
+		/* After the blank line: the second line's format is fixed for scripts. */
+		fprintf(f, "state: %s; agent: %s\n\n", v->state, v->agent != NULL ? v->agent : "off");
+	}
 	fprintf(f, "%8s %4s %4s %-9s %8s %9s", "PID", "GEN", "SLOT", "STATE", "UP", "HEARTBEAT");
 	for (size_t i = 0; i < NCOUNTERS; i++)
 		fprintf(f, " %*s", column_width(i), counters[i].name);
@@ -172,10 +176,16 @@ status_json(const struct status_view *v)
 	fprintf(f, "\"master\":{\"pid\":%ld,\"uptime_ms\":%" PRId64
 	    ",\"generation\":%u,\"workers\":%d,\"respawns\":%" PRIu64
 	    ",\"respawns_throttled\":%" PRIu64 ",\"reloads_ok\":%" PRIu64
-	    ",\"reloads_failed\":%" PRIu64 ",\"draining_generations\":%d,\"parked_slots\":%d},"
-	    "\"workers\":[", (long)v->master_pid, v->uptime_ms, v->generation,
+	    ",\"reloads_failed\":%" PRIu64 ",\"draining_generations\":%d,\"parked_slots\":%d",
+	    (long)v->master_pid, v->uptime_ms, v->generation,
 	    v->workers, v->respawns, v->respawns_throttled, v->reloads_ok, v->reloads_failed,
 	    v->draining_generations, v->parked_slots);
+	/* Neither holds a quote or a backslash: agent.c writes them from fixed words and the host name. */
+	if (v->state != NULL)
+		fprintf(f, ",\"agent_state\":\"%s\",\"agent\":%s%s%s", v->state,
+		    v->agent != NULL ? "\"" : "", v->agent != NULL ? v->agent : "null",
+		    v->agent != NULL ? "\"" : "");
+	fputs("},\"workers\":[", f);
 	for (size_t k = 0; k < v->nworkers; k++) {
 		const struct status_worker *w = &v->w[k];
 		fprintf(f, "%s{\"pid\":%ld,\"generation\":%u,\"slot\":%d,\"state\":\"%s\","

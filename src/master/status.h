@@ -34,6 +34,8 @@ struct status_view {
 	uint64_t reloads_failed;
 	int draining_generations;
 	int parked_slots;
+	const char *state;            /* what the HAProxy agent reports, for people; NULL = not shown */
+	const char *agent;            /* the agent's reply line, without its "\n" */
 	size_t nworkers;
 	struct status_worker *w;
 };

@@ -284,7 +284,7 @@ static void
 the_table_names_the_restart_only_settings(void **state)
 {
 	const char *expect[] = { "daemon", "pid_file", "control_socket", "metrics.address",
-	    "metrics.port" };
+	    "metrics.port", "agent.address", "agent.port" };
 	char name[CFG_NAME_LEN];
 	size_t n = 0;
 
