@@ -311,7 +311,9 @@ def haproxy_cfg(rundir, have):
         s = "    server host%d 198.18.1.%d:%d" % (i, i, port)
         if "proxy" in have:
             s += " send-proxy-v2"
-        s += " check port 7 inter 500ms fall 2 rise 2"
+        # weight 100: the agent's "NN%" scales the configured weight, and
+        # of HAProxy's default weight 1 any share below 100% leaves 0.
+        s += " weight 100 check port 7 inter 500ms fall 2 rise 2"
         if "proxy" in have:
             s += " check-send-proxy"
         if "agent" in have:
@@ -596,7 +598,7 @@ def sc_drain(f):
     last = "none after the command" if not on2 else \
         "the last at +%.0f ms" % ((on2[-1] - t0) * 1000)
     state = f.haproxy.status("whoami", "host2")
-    if state != "DRAIN":
+    if not state.startswith("DRAIN"):
         raise Fail("drain: HAProxy shows host2 %r, not DRAIN" % state)
     h2.ctl("ready")
     wait_until("HAProxy sees host2 UP after -s ready", 5, f.haproxy.all_up)
