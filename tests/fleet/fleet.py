@@ -79,6 +79,14 @@ def sh(*cmd, ns=None, check=True, timeout=20):
     return r
 
 
+def ppid(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -257,6 +265,17 @@ class Host:
                 return int(f.read().split()[0])
         except (OSError, ValueError, IndexError):
             return 0
+
+    def processes(self):
+        """The live processes in the host's network namespace."""
+        r = sh("ip", "netns", "pids", self.ns, check=False)
+        return {int(p) for p in r.stdout.split() if alive(int(p))}
+
+    def only_master(self, master):
+        """True when the host runs master and its two workers, nothing else."""
+        procs = self.processes()
+        return master in procs and len(procs) == 3 and all(
+            ppid(p) == master for p in procs - {master})
 
     def refused_acl(self):
         return self.status()["totals"]["refused_acl"]
@@ -629,25 +648,40 @@ def haproxy_errors(f, hosts=range(1, HOSTS + 1)):
                for i in hosts for k in ("econ", "eresp", "wretr"))
 
 
+def haproxy_downs(f):
+    """How many times HAProxy saw a server go from UP to DOWN (chkdown)."""
+    st = f.haproxy.stat()
+    return sum(int(st[(b, "host%d" % i)].get("chkdown") or 0)
+               for b in ("echo", "whoami") for i in range(1, HOSTS + 1))
+
+
 def sc_upgrade(f):
     """A rolling -s upgrade of the three hosts under churn and 100 streams:
     no connection fails."""
     load = f.load_running = start_load(f)
     errs0 = haproxy_errors(f)
+    downs0 = haproxy_downs(f)
     r0 = load.report()
     done = []
     for h in f.hosts:
         old = h.master_pid()
         h.install(f.binary)
         out = h.ctl("upgrade").stdout.strip()
-        if not out.startswith("upgrade ok"):
+        if not out.startswith("upgrade ok: pid "):
             raise Fail("%s: -s upgrade said %r" % (h.name, out))
+        said = int(out.split()[3].rstrip(","))
         wait_until("%s: the old master %d gone" % (h.name, old), 10,
                    lambda: not alive(old))
         new = h.master_pid()
-        if new in (0, old) or not alive(new):
-            raise Fail("%s: the pid file names %d after the upgrade" % (
-                h.name, new))
+        if new in (0, old) or new != said or not alive(new):
+            raise Fail("%s: -s upgrade said %r, the pid file names %d" % (
+                h.name, out, new))
+        exe = os.readlink("/proc/%d/exe" % new)
+        if exe != h.binary:
+            raise Fail("%s: the new master runs %s, not %s" % (
+                h.name, exe, h.binary))
+        wait_until("%s: only the new master and its 2 workers left" % h.name,
+                   5, lambda: h.only_master(new))
         wait_until("%s serving after the upgrade" % h.name, 10, h.ready)
         c = load.report()["churned"]
         wait_until("churn goes on after %s's upgrade" % h.name, 10,
@@ -655,15 +689,16 @@ def sc_upgrade(f):
         done.append("%s %d->%d" % (h.name, old, new))
     r = load.report()
     errs = haproxy_errors(f) - errs0
+    downs = haproxy_downs(f) - downs0
     f.counts["upgrade"] = r
     if r["streams_open"] != STREAMS or r["streams_broken"] or \
-            r["churn_failed"] or errs:
+            r["churn_failed"] or errs or downs:
         raise Fail("upgrade: %d streams open, %d broken, %d churn failed, "
-                   "HAProxy errors+retries %d: %s" % (
+                   "HAProxy errors+retries %d, servers gone DOWN %d: %s" % (
                        r["streams_open"], r["streams_broken"],
-                       r["churn_failed"], errs, r["reasons"]))
+                       r["churn_failed"], errs, downs, r["reasons"]))
     return "%s; %d streams held (%d messages verified), %d churned, 0 " \
-        "failed, HAProxy econ+eresp+wretr +0" % (
+        "failed, HAProxy econ+eresp+wretr +0, no server DOWN" % (
             ", ".join(done), r["streams_open"], r["messages"] - r0["messages"],
             r["churned"] - r0["churned"])
 
