@@ -182,7 +182,7 @@ unknown_names_are_refused(void **state)
 {
 	(void)state;
 	expect_error("listen = (\n  { proto = \"tcp\"; address = \"127.0.0.1\"; port = 1; mode = \"lower\"; }\n);\n",
-	    2, "unknown mode \"lower\" (one of: upper, echo)");
+	    2, "unknown mode \"lower\" (one of: upper, echo, whoami)");
 	expect_error("listen = (\n  { proto = \"sctp\"; address = \"127.0.0.1\"; port = 1; }\n);\n",
 	    2, "unknown proto \"sctp\" (one of: tcp, udp)");
 	expect_error("log = { level = \"loud\"; };\n" LISTEN_TCP, 1, "unknown level \"loud\"");
@@ -399,11 +399,99 @@ a_missing_file_is_reported(void **state)
 	assert_non_null(strstr(err, "/nonexistent/echomaster.conf:0: cannot read the file"));
 }
 
+/* ---- PROXY protocol, whoami and name (issue 14) ---- */
+
+static void
+proxy_whoami_and_name_defaults(void **state)
+{
+	struct cfg *cfg = load_ok(LISTEN_TCP);
+	char host[CFG_HOSTNAME_LEN] = "";
+
+	(void)state;
+	assert_int_equal(cfg->proxy_timeout, 5);
+	assert_int_equal(cfg->listen[0].proxy_protocol, CFG_PROXY_OFF);
+	assert_int_equal(cfg->listen[0].proxy_trusted.n, 0);
+	assert_string_equal(cfg->name, "");
+	gethostname(host, sizeof(host) - 1);
+	assert_string_equal(cfg->hostname, host);
+	assert_string_equal(cfg->instance, host);  /* "" = the host name */
+	cfg_free(cfg);
+}
+
+static void
+proxy_whoami_and_name_are_read(void **state)
+{
+	struct cfg *cfg = load_ok("name = \"edge-7\";\n"
+	    "limits = { proxy_timeout = 2; };\n"
+	    "listen = (\n"
+	    "  { proto = \"tcp\"; address = \"127.0.0.1\"; port = 8087; proxy_protocol = \"v2\";\n"
+	    "    proxy_trusted = [ \"198.18.0.0/15\", \"::1\" ]; mode = \"whoami\"; },\n"
+	    "  { proto = \"tcp\"; address = \"127.0.0.1\"; port = 8088; proxy_protocol = \"v1\"; },\n"
+	    "  { proto = \"tcp\"; address = \"127.0.0.1\"; port = 8089; proxy_protocol = \"any\"; },\n"
+	    "  { proto = \"udp\"; address = \"127.0.0.1\"; port = 8087; mode = \"whoami\"; }\n"
+	    ");\n");
+	char *dump = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	(void)state;
+	assert_string_equal(cfg->name, "edge-7");
+	assert_string_equal(cfg->instance, "edge-7");
+	assert_int_equal(cfg->proxy_timeout, 2);
+	assert_int_equal(cfg->listen[0].proxy_protocol, CFG_PROXY_V2);
+	assert_int_equal(cfg->listen[0].mode, CFG_MODE_WHOAMI);
+	assert_int_equal(cfg->listen[0].proxy_trusted.n, 2);
+	assert_int_equal(cfg->listen[1].proxy_protocol, CFG_PROXY_V1);
+	assert_int_equal(cfg->listen[2].proxy_protocol, CFG_PROXY_ANY);
+	assert_int_equal(cfg->listen[3].mode, CFG_MODE_WHOAMI);
+	assert_string_equal(cfg_mode_name(CFG_MODE_WHOAMI), "whoami");
+	f = open_memstream(&dump, &len);
+	assert_non_null(f);
+	cfg_dump(cfg, f);
+	fclose(f);
+	assert_non_null(strstr(dump, "name = \"edge-7\";"));
+	assert_non_null(strstr(dump, "proxy_timeout = 2;"));
+	assert_non_null(strstr(dump, "proxy_protocol = \"v2\"; proxy_trusted = [ \"198.18.0.0/15\", \"::1/128\" ];"));
+	free(dump);
+	cfg_free(cfg);
+}
+
+static void
+proxy_mistakes_are_refused(void **state)
+{
+	(void)state;
+	expect_error("listen = (\n"
+	    "  { proto = \"udp\"; address = \"127.0.0.1\"; port = 8087;\n"
+	    "    proxy_protocol = \"v2\"; }\n"
+	    ");\n", 3, "'proxy_protocol' is for tcp listeners only");
+	expect_error("listen = (\n"
+	    "  { proto = \"tcp\"; address = \"127.0.0.1\"; port = 8087;\n"
+	    "    proxy_trusted = [ \"10.0.0.0/8\" ]; }\n"
+	    ");\n", 3, "'proxy_trusted' needs 'proxy_protocol'");
+	expect_error("listen = (\n"
+	    "  { proto = \"tcp\"; address = \"127.0.0.1\"; port = 8087;\n"
+	    "    proxy_protocol = \"v3\"; }\n"
+	    ");\n", 3, "unknown proxy_protocol \"v3\" (one of: off, v1, v2, any)");
+	expect_error("listen = (\n"
+	    "  { proto = \"tcp\"; address = \"127.0.0.1\"; port = 8087; proxy_protocol = \"v1\";\n"
+	    "    proxy_trusted = [ \"10.0.0.300\" ]; }\n"
+	    ");\n", 3, "'proxy_trusted'");
+	expect_error("limits = { proxy_timeout = 0; };\n" LISTEN_TCP, 1,
+	    "'proxy_timeout' is 0, out of range 1..3600");
+	expect_error("listen = ( { proto = \"tcp\"; address = \"127.0.0.1\"; port = 8087;\n"
+	    "  mode = \"who\"; } );\n", 2, "unknown mode \"who\" (one of: upper, echo, whoami)");
+	expect_error("name = \"two words\";\n" LISTEN_TCP, 1, "'name' may hold printable ASCII only");
+	expect_error("name = 7;\n" LISTEN_TCP, 1, "'name' must be a string");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(defaults_fill_everything_but_listen),
+		cmocka_unit_test(proxy_whoami_and_name_defaults),
+		cmocka_unit_test(proxy_whoami_and_name_are_read),
+		cmocka_unit_test(proxy_mistakes_are_refused),
 		cmocka_unit_test(every_setting_is_read),
 		cmocka_unit_test(same_port_on_tcp_and_udp_is_not_a_duplicate),
 		cmocka_unit_test(unknown_keys_are_refused),

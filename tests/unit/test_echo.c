@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <string.h>
 
 #include "worker/echo.h"
@@ -50,6 +52,69 @@ lengths_around_vector_widths(void **state)
 	}
 }
 
+static struct sockaddr_storage
+addr(int family, const char *text, unsigned port)
+{
+	struct sockaddr_storage ss = { .ss_family = (sa_family_t)family };
+
+	if (family == AF_INET) {
+		inet_pton(AF_INET, text, &((struct sockaddr_in *)&ss)->sin_addr);
+		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+	} else {
+		inet_pton(AF_INET6, text, &((struct sockaddr_in6 *)&ss)->sin6_addr);
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+	}
+	return ss;
+}
+
+static void
+whoami_line_plain(void **state)
+{
+	struct sockaddr_storage client = addr(AF_INET, "192.0.2.1", 4242);
+	struct sockaddr_storage server = addr(AF_INET6, "2001:db8::7", 7);
+	struct echo_whoami who = { .instance = "edge-7", .host = "h1", .pid = 123, .slot = 2,
+	    .generation = 5, .client = &client, .server = &server };
+	char line[ECHO_WHOAMI_MAX];
+	size_t n;
+
+	(void)state;
+	n = echo_whoami(line, sizeof(line), &who);
+	assert_string_equal(line, "instance=edge-7 host=h1 pid=123 worker=2 generation=5 "
+	    "client=192.0.2.1:4242 server=[2001:db8::7]:7\n");
+	assert_int_equal(n, strlen(line));
+}
+
+static void
+whoami_line_with_proxy_escapes_the_header_values(void **state)
+{
+	struct sockaddr_storage client = addr(AF_INET, "192.0.2.1", 4242);
+	struct sockaddr_storage server = addr(AF_INET, "127.0.0.1", 7);
+	struct sockaddr_storage bal = addr(AF_INET, "198.18.0.1", 50000);
+	unsigned char uid[128];
+	struct echo_whoami who = { .instance = "a", .host = "b", .pid = 1, .slot = 0,
+	    .generation = 1, .client = &client, .server = &server, .proxy_version = 2,
+	    .balancer = &bal, .authority = "ex ample.com\r\n%", .authority_len = 15,
+	    .unique_id = uid, .unique_id_len = 3 };
+	char line[ECHO_WHOAMI_MAX];
+	size_t n;
+
+	(void)state;
+	uid[0] = 0, uid[1] = 0xff, uid[2] = 'z';
+	n = echo_whoami(line, sizeof(line), &who);
+	assert_string_equal(line, "instance=a host=b pid=1 worker=0 generation=1 client=192.0.2.1:4242 "
+	    "server=127.0.0.1:7 proxy=v2 balancer=198.18.0.1:50000 "
+	    "authority=ex%20ample.com%0D%0A%25 unique_id=%00%FFz\n");
+	/* the longest values still fit, as one line */
+	memset(uid, 0, sizeof(uid));
+	who.unique_id_len = sizeof(uid);
+	who.authority = (const char *)uid;
+	who.authority_len = sizeof(uid);
+	n = echo_whoami(line, sizeof(line), &who);
+	assert_true(n < ECHO_WHOAMI_MAX);
+	assert_int_equal(line[n - 1], '\n');
+	assert_null(memchr(line, '\n', n - 1));
+}
+
 int
 main(void)
 {
@@ -57,6 +122,8 @@ main(void)
 		cmocka_unit_test(every_byte_value),
 		cmocka_unit_test(text_like_the_seed),
 		cmocka_unit_test(lengths_around_vector_widths),
+		cmocka_unit_test(whoami_line_plain),
+		cmocka_unit_test(whoami_line_with_proxy_escapes_the_header_values),
 	};
 	return cmocka_run_group_tests_name("echo", tests, NULL, NULL);
 }

@@ -25,6 +25,7 @@ static const char *const names[] = {
 	"active", "accepted", "refused", "refused_acl", "refused_per_address", "bytes_in",
 	"bytes_out", "dgrams_in", "dgrams_out", "dgrams_dropped", "dgrams_denied",
 	"dgrams_ratelimited", "moved_out", "moved_in", "moves_failed",
+	"proxy_headers", "proxy_bad", "proxy_timeout", "proxy_untrusted",
 };
 #define NNAMES (sizeof(names) / sizeof(names[0]))
 
@@ -46,6 +47,7 @@ sb_fill(struct sb_worker *sb, size_t k)
 		&sb->refused_per_address, &sb->bytes_in, &sb->bytes_out, &sb->dgrams_in,
 		&sb->dgrams_out, &sb->dgrams_dropped, &sb->dgrams_denied,
 		&sb->dgrams_ratelimited, &sb->moved_out, &sb->moved_in, &sb->moves_failed,
+		&sb->proxy_headers, &sb->proxy_bad, &sb->proxy_timeout, &sb->proxy_untrusted,
 	};
 
 	for (size_t i = 0; i < NNAMES; i++)
@@ -508,6 +510,10 @@ static const struct {
 	{ "echomaster_connections_moved_out_total", "counter" },
 	{ "echomaster_connections_moved_in_total", "counter" },
 	{ "echomaster_connections_move_failed_total", "counter" },
+	{ "echomaster_proxy_headers_total", "counter" },
+	{ "echomaster_proxy_headers_bad_total", "counter" },
+	{ "echomaster_proxy_headers_timeout_total", "counter" },
+	{ "echomaster_proxy_untrusted_total", "counter" },
 };
 #define NMETRICS (sizeof(metrics) / sizeof(metrics[0]))
 
@@ -625,6 +631,30 @@ prometheus_lines_are_all_well_formed(void **state)
 	}
 }
 
+/* name: in the text's first line, the JSON's top level, and a metrics label. */
+static void
+the_instance_name_is_shown(void **state)
+{
+	struct status_view v = view_three();
+	char *text, *l;
+
+	(void)state;
+	v.name = "edge-7";
+	text = status_text(&v);
+	l = line_at(text, 0);
+	assert_string_equal(l, "echomaster " EM_VERSION ": instance edge-7, master 4000, up 1h02m, "
+	    "generation 2, 2 workers");
+	free(l);
+	free(text);
+	text = status_json(&v);
+	assert_non_null(strstr(text, "{\"version\":\"" EM_VERSION "\",\"name\":\"edge-7\",\"master\":{"));
+	free(text);
+	text = status_prometheus(&v);
+	header_expect(text, "echomaster_instance_info", "gauge");
+	sample_expect(text, "echomaster_instance_info{name=\"edge-7\"}", "1");
+	free(text);
+}
+
 static void
 prometheus_without_workers(void **state)
 {
@@ -655,6 +685,7 @@ main(void)
 		cmocka_unit_test(prometheus_has_the_master_figures),
 		cmocka_unit_test(prometheus_lines_are_all_well_formed),
 		cmocka_unit_test(prometheus_without_workers),
+		cmocka_unit_test(the_instance_name_is_shown),
 	};
 	return cmocka_run_group_tests_name("status", tests, NULL, NULL);
 }
