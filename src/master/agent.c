@@ -77,8 +77,12 @@ agent_reply(const struct agent_view *v, char *buf, size_t len)
 	if (w == AGENT_UP)
 		snprintf(weight, sizeof(weight), " %d%%", agent_weight(v));
 	/* HAProxy takes everything after "#" as the server's check description. */
-	snprintf(buf, len, "%s%s #%s %s, %" PRIu64 " connections\n", words[w], weight,
+	int n = snprintf(buf, len, "%s%s #%s %s, %" PRIu64 " active\n", words[w], weight,
 	    v->name, what, v->active);
+
+	/* Cut short, it still ends the line: HAProxy reads up to the "\n". */
+	if (n >= 0 && (size_t)n >= len && len >= 2)
+		buf[len - 2] = '\n';
 }
 
 int

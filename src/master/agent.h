@@ -52,7 +52,7 @@ int agent_weight(const struct agent_view *v);
  */
 void agent_describe(const struct agent_view *v, char *buf, size_t len);
 
-/* The whole reply line, "up ready 73% #NAME serving\n" and the like. */
+/* The whole reply line, "up ready 73% #NAME serving\n" and the like; always ends in "\n". */
 void agent_reply(const struct agent_view *v, char *buf, size_t len);
 
 struct agent {
