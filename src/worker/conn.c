@@ -678,6 +678,12 @@ conn_proxy_done(struct worker *w, struct conn *c, size_t used, size_t n)
 	}
 	free(px);
 	c->special = false;
+	/*
+	 * The steady state from now on, without an epoll_ctl: the kernel
+	 * may still watch EPOLLRDHUP as well, which only sends a half-close
+	 * down the slow path, where it is handled anyway.
+	 */
+	c->events = EPOLLIN;
 	if (conn_echo_rest(w, c, used, n) == -1 || conn_update_events(w, c) == -1)
 		goto close;
 	conn_touch(w, c);

@@ -54,6 +54,7 @@ struct eb_opts {
 	pid_t		 server_pid;	/* idle: whose RSS to sum */
 	double		 udp_timeout;	/* seconds before a datagram is lost */
 	int		 linger0;	/* churn: close with RST, no TIME_WAIT */
+	int		 proxy_v2;	/* churn, --wait: a PROXY v2 header first */
 	int		 procs;		/* idle: processes (descriptor limit) */
 	int		 base;		/* number of this process's first connection */
 	int		 sync_r, sync_w;	/* idle child: pipes from and to the parent */
@@ -90,6 +91,8 @@ int		eb_src_addr(int, int, struct sockaddr_in *);
 int		eb_tcp_socket(const struct eb_opts *, int);
 int		eb_wait_ready(const struct eb_opts *, double);
 int		eb_free_port(void);
+#define EB_PROXY_V2_LEN 28	/* a v2 PROXY TCP4 header, no TLVs */
+void		eb_proxy_v2(unsigned char *, uint64_t);
 
 /* eb_tcp.c: the thread bodies of the TCP workloads. */
 void		*eb_pingpong(void *);

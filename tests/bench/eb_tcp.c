@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "eb.h"
@@ -305,6 +306,43 @@ eb_pingpong(void *arg)
 
 /* ---- churn: connect, one message, reply, close ---- */
 
+/*
+ * With --proxy-v2, a PROXY header goes before the message, in one writev
+ * as a balancer that has the client's first bytes writes them: c->sent
+ * then counts the header's bytes too.
+ */
+static int
+churn_write(struct eb_loop *l, int i)
+{
+	struct eb_conn *c = &l->c[i];
+	unsigned char h[EB_PROXY_V2_LEN];
+	size_t hl = l->o->proxy_v2 ? EB_PROXY_V2_LEN : 0, m = l->o->msglen;
+	struct iovec iov[2];
+	int k = 0;
+	ssize_t n;
+
+	if (hl == 0)
+		return eb_write_msg(l, i, m);
+	if (c->sent < hl) {
+		eb_proxy_v2(h, c->off);  /* the same bytes at every call for this connection */
+		iov[k].iov_base = h + c->sent;
+		iov[k++].iov_len = hl - c->sent;
+	}
+	iov[k].iov_base = eb_pattern + c->off + (c->sent > hl ? c->sent - hl : 0);
+	iov[k++].iov_len = m - (c->sent > hl ? c->sent - hl : 0);
+	n = writev(c->fd, iov, k);
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EINTR) {
+			eb_error(l, "write");
+			eb_close(l, i);
+			return -1;
+		}
+		n = 0;
+	}
+	c->sent += (uint64_t)n;
+	return 0;
+}
+
 static void
 churn_start(struct eb_loop *l, int i)
 {
@@ -315,9 +353,9 @@ churn_start(struct eb_loop *l, int i)
 	c = &l->c[i];
 	c->off = (size_t)(l->nextsrc * 7919 % EB_PAT);
 	/* On loopback the handshake is usually done when connect() returns. */
-	if (eb_write_msg(l, i, l->o->msglen) == -1)
+	if (churn_write(l, i) == -1)
 		return;
-	c->connecting = c->sent < l->o->msglen;
+	c->connecting = c->sent < l->o->msglen + (l->o->proxy_v2 ? EB_PROXY_V2_LEN : 0);
 	eb_watch(l, i, c->connecting ? EPOLLOUT : EPOLLIN);
 }
 
@@ -328,9 +366,9 @@ churn_event(struct eb_loop *l, int i)
 	size_t m = l->o->msglen;
 
 	if (c->connecting) {
-		if (eb_write_msg(l, i, m) == -1)
+		if (churn_write(l, i) == -1)
 			return;
-		if (c->sent < m)
+		if (c->sent < m + (l->o->proxy_v2 ? EB_PROXY_V2_LEN : 0))
 			return;
 		c->connecting = 0;
 		eb_watch(l, i, EPOLLIN);

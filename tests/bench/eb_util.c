@@ -285,6 +285,25 @@ fail:
 	return -1;
 }
 
+/*
+ * The header a balancer (HAProxy send-proxy-v2) writes first: v2, PROXY,
+ * TCP over IPv4, naming client number k as 198.18.x.y:port (RFC 2544's
+ * benchmarking range) and 198.19.0.1:7 as the address it connected to.
+ */
+void
+eb_proxy_v2(unsigned char *b, uint64_t k)
+{
+	static const unsigned char sig[12] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00,
+	    0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a };
+
+	memcpy(b, sig, 12);
+	b[12] = 0x21, b[13] = 0x11, b[14] = 0, b[15] = 12;
+	b[16] = 198, b[17] = 18, b[18] = (unsigned char)(k >> 8), b[19] = (unsigned char)k;
+	b[20] = 198, b[21] = 19, b[22] = 0, b[23] = 1;
+	b[24] = (unsigned char)((1024 + k % 60000) >> 8), b[25] = (unsigned char)(1024 + k % 60000);
+	b[26] = 0, b[27] = 7;
+}
+
 static int
 eb_probe(const struct eb_opts *o, int type)
 {
@@ -297,8 +316,16 @@ eb_probe(const struct eb_opts *o, int type)
 	if ((pfd.fd = socket(AF_INET, type | SOCK_CLOEXEC, 0)) == -1)
 		return 0;
 	if (connect(pfd.fd, (const struct sockaddr *)&o->server,
-	    sizeof(o->server)) == -1 ||
-	    send(pfd.fd, msg, sizeof(msg), MSG_NOSIGNAL) != sizeof(msg))
+	    sizeof(o->server)) == -1)
+		goto out;
+	if (type == SOCK_STREAM && o->proxy_v2) {
+		unsigned char h[EB_PROXY_V2_LEN];
+
+		eb_proxy_v2(h, 0);
+		if (send(pfd.fd, h, sizeof(h), MSG_NOSIGNAL) != sizeof(h))
+			goto out;
+	}
+	if (send(pfd.fd, msg, sizeof(msg), MSG_NOSIGNAL) != sizeof(msg))
 		goto out;
 	pfd.events = POLLIN;
 	while (got < sizeof(msg) && poll(&pfd, 1, 200) == 1) {

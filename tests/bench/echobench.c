@@ -71,6 +71,8 @@ eb_usage(int status)
 "  -H, --hold SECS         idle: seconds to hold the connections (2)\n"
 "  -T, --udp-timeout SECS  udp: a datagram is lost after this (0.2)\n"
 "  -L, --linger0           churn: close with RST (no TIME_WAIT left)\n"
+"  -X, --proxy-v2          churn and --wait: send a PROXY protocol v2 header\n"
+"                          first, as a load balancer does\n"
 "  -x, --procs N           idle: client processes (default: as many as the\n"
 "                          descriptor limit needs)\n");
 	exit(status);
@@ -121,7 +123,7 @@ eb_parse(int argc, char *argv[], struct eb_opts *o)
 		{ "hold", 1, NULL, 'H' }, { "udp-timeout", 1, NULL, 'T' },
 		{ "linger0", 0, NULL, 'L' }, { "free-port", 0, NULL, 'f' },
 		{ "wait", 1, NULL, 'r' }, { "help", 0, NULL, 'h' },
-		{ "procs", 1, NULL, 'x' },
+		{ "procs", 1, NULL, 'x' }, { "proxy-v2", 0, NULL, 'X' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const struct eb_workload *w = NULL;
@@ -133,7 +135,7 @@ eb_parse(int argc, char *argv[], struct eb_opts *o)
 	*o = (struct eb_opts){ .conns = 100, .duration = 5, .warmup = 0.5,
 	    .threads = 1, .upper = 1, .nsrc = 1, .hold = 2,
 	    .udp_timeout = 0.2 };
-	while ((c = getopt_long(argc, argv, "w:a:p:c:m:d:W:n:t:M:s:P:H:T:Lx:h",
+	while ((c = getopt_long(argc, argv, "w:a:p:c:m:d:W:n:t:M:s:P:H:T:LXx:h",
 	    longopts, NULL)) != -1) {
 		switch (c) {
 		case 'w':
@@ -157,6 +159,7 @@ eb_parse(int argc, char *argv[], struct eb_opts *o)
 		case 'H': o->hold = eb_secs(optarg); break;
 		case 'T': o->udp_timeout = eb_secs(optarg); break;
 		case 'L': o->linger0 = 1; break;
+		case 'X': o->proxy_v2 = 1; break;
 		case 'x': o->procs = (int)eb_num(optarg, 1, 256); break;
 		case 'M':
 			if (strcmp(optarg, "upper") && strcmp(optarg, "echo"))

@@ -22,11 +22,18 @@ bench_children() {
 	cat /proc/"$1"/task/*/children 2>/dev/null | wc -w
 }
 
-# bench_start em|ref PORT [WORKERS]: WORKERS is "auto" (one per CPU) or a number.
+# bench_start em|em-proxy|ref PORT [WORKERS]: WORKERS is "auto" (one per CPU)
+# or a number. em-proxy is echomaster with proxy_protocol = "v2" on its TCP
+# listener, whose clients must send the header (echobench -X).
 bench_start() {
 	local kind=$1 port=$2 workers=${3:-auto} log=$BENCH_OUT/$1.log
-	local want i
+	local want i proxy=() conf_proxy='s/@@//'
 
+	if [ "$kind" = em-proxy ]; then
+		kind=em
+		proxy=(-X)
+		conf_proxy='s/\(proto = "tcp";.*mode = "upper";\)/\1 proxy_protocol = "v2";/'
+	fi
 	mkdir -p "$BENCH_OUT"
 	want=$workers
 	[ "$workers" = auto ] && want=$(nproc)
@@ -34,8 +41,8 @@ bench_start() {
 		local w=$workers
 		[ "$w" = auto ] && w='"auto"'
 		sed -e "s/@WORKERS@/$w/" -e "s/@PORT@/$port/" \
-		    -e "s/@MAXCONN@/$MAXCONN/" tests/bench/echomaster-bench.conf.in \
-		    >"$BENCH_OUT/echomaster.conf"
+		    -e "s/@MAXCONN@/$MAXCONN/" -e "$conf_proxy" \
+		    tests/bench/echomaster-bench.conf.in >"$BENCH_OUT/echomaster.conf"
 		${SERVER_PREFIX[@]+"${SERVER_PREFIX[@]}"} "$EM" -F \
 		    -c "$BENCH_OUT/echomaster.conf" 2>>"$log" &
 	else
@@ -44,7 +51,7 @@ bench_start() {
 	fi
 	SERVER_PID=$!
 	SERVER_MAIN=$SERVER_PID
-	if ! "$EB" --wait 30 -p "$port"; then
+	if ! "$EB" --wait 30 -p "$port" ${proxy[@]+"${proxy[@]}"}; then
 		echo "bench: $kind did not echo on port $port; see $log" >&2
 		bench_stop
 		return 1

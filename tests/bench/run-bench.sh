@@ -14,6 +14,9 @@
 # connections), BENCH_WORKERS (auto: workers = "auto" and one reference
 # process per CPU; a number for both), BENCH_ONLY (rows to run, e.g.
 # "pingpong-1 udp").
+# Row churn-proxy is echomaster against itself: its "echomaster" column runs
+# with proxy_protocol = "v2" behind a client that sends the header
+# (echobench -X), its "reference" column the same churn without PROXY.
 # Writes $BUILD/bench/results.txt (the table) and raw.txt (every result).
 # Exit status 1 if any measurement failed (a wrong reply byte, an error).
 set -u
@@ -26,7 +29,7 @@ THREADS=${BENCH_THREADS:-1}
 PIN=${BENCH_PIN:-auto}
 IDLE=${BENCH_IDLE:-10000}
 WORKERS=${BENCH_WORKERS:-auto}
-ROWS=(${BENCH_ONLY:-pingpong-1 pingpong-100 pingpong-1000 stream udp idle churn})
+ROWS=(${BENCH_ONLY:-pingpong-1 pingpong-100 pingpong-1000 stream udp idle churn churn-proxy})
 WARMUP=0.5
 HZ=$(getconf CLK_TCK)
 RAW=$BENCH_OUT/raw.txt
@@ -87,6 +90,7 @@ row_args() {
 	case $1 in
 	pingpong-*)	echo "-w pingpong -c ${1#pingpong-}" ;;
 	churn)		echo "-w churn -c 100 -s 16" ;;
+	churn-proxy)	echo "-w churn -c 100 -s 16" ;;
 	stream)		echo "-w stream -c 10" ;;
 	udp)		echo "-w udp -c 100" ;;
 	idle)		echo "-w idle -c $IDLE -s $((IDLE / 20000 + 2)) -H 1" ;;
@@ -97,13 +101,21 @@ row_args() {
 # run_one ROW SERVER PASS: one measurement, appended to $RAW.
 run_one() {
 	local row=$1 srv=$2 pass=$3 port out rc args line cpu0 cpu1
-	local name=echomaster
+	local name=echomaster kind=$2
 
 	[ "$srv" = ref ] && name=reference
 	args=$(row_args "$row") || { echo "bench: unknown row $row" >&2; return 1; }
+	# churn-proxy: echomaster behind PROXY v2 against plain echomaster.
+	if [ "$row" = churn-proxy ]; then
+		if [ "$srv" = em ]; then
+			kind=em-proxy name=echomaster+PROXY args="$args -X"
+		else
+			kind=em name=echomaster
+		fi
+	fi
 	pin_for "$row"
 	port=$("$EB" --free-port) || return 1
-	if ! bench_start "$srv" "$port" "$WORKERS"; then
+	if ! bench_start "$kind" "$port" "$WORKERS"; then
 		echo "row=$row pass=$pass server=$srv rc=99" >>"$RAW"
 		return 1
 	fi
@@ -118,7 +130,7 @@ run_one() {
 	line=$(printf '%s\n' "$out" | sed -n 's/^RESULT //p')
 	line="$line $(cpu_cost "$row" "$line" $((cpu1 - cpu0)))"
 	echo "row=$row pass=$pass server=$srv rc=$rc $line" >>"$RAW"
-	printf '  pass %d %-14s %-10s %s\n' "$pass" "$row" "$name" \
+	printf '  pass %d %-14s %-16s %s\n' "$pass" "$row" "$name" \
 	    "$(printf '%s\n' "$out" | sed -n 2p | sed 's/^ *//')"
 	if [ "$rc" -ne 0 ]; then
 		echo "  FAILED (exit $rc):" >&2
@@ -147,6 +159,7 @@ table() {
 		if (row ~ /^pingpong/)
 			return "rate req/s hi 0.95;p99_us p99_us lo 1.10;cpu_per_unit cpu_us/req info 0"
 		if (row == "churn") return "rate conn/s hi 0.90;cpu_per_unit cpu_us/conn info 0"
+		if (row == "churn-proxy") return "rate conn/s hi 0.95;cpu_per_unit cpu_us/conn info 0"
 		if (row == "stream") return "mbps MB/s hi 0.95;cpu_per_unit cpu_ms/GB info 0"
 		if (row == "udp") return "rate dgram/s hi 0.95;loss loss_fraction info 0;cpu_per_unit cpu_us/dgram info 0"
 		if (row == "idle") return "bytes_per_conn bytes/conn abs 1024;ops echoed_after_hold info 0"
@@ -226,7 +239,8 @@ done
 	bench_machine
 	echo "settings: passes=$PASSES duration=${DUR}s threads=$THREADS" \
 	    "pin=$PIN idle=$IDLE workers=$WORKERS"
-	echo "ratio = median over the passes of echomaster/reference"
+	echo "ratio = median over the passes of echomaster/reference;" \
+	    "churn-proxy: echomaster with PROXY v2 / echomaster without"
 	echo
 	table
 	echo
