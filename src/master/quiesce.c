@@ -76,6 +76,7 @@ local_port(int fd, int *family, uint16_t *port)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 
+	memset(&ss, 0, sizeof(ss));
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
 		return -1;
 	*family = ss.ss_family;

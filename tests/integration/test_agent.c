@@ -4,15 +4,19 @@
  * load, drain and ready again through -s drain / -s ready, maint, drain
  * during drain_delay while clients are still served, down while stopping
  * and when no worker serves; -s status says the same. Also: a fast stop
- * during drain_delay stops at once.
+ * during drain_delay stops at once, TERM with stop_signal_graceful has the
+ * delay too, and systemd's STATUS= follows the agent.
  */
 #include "harness.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 /* workers 2 x max_connections 10: 5 clients take a quarter of the capacity. */
@@ -133,6 +137,38 @@ replies_follow_the_load_and_the_operator(void **state)
 	assert_true(env_log_has(e, "operator: drain; the agent reports draining (operator)"));
 }
 
+/*
+ * Clients that never read hold nothing: 300 of them, then the agent and
+ * the control socket still answer at once. A client that sends first (as
+ * HAProxy's agent-send does) still gets the whole line, then EOF.
+ */
+static void
+clients_that_never_read_hold_nothing(void **state)
+{
+	struct env *e = *state;
+	int ports[2], fds[300], fd;
+	char buf[256];
+	ssize_t n;
+
+	ports_pick(ports, 2);
+	agent_conf(e, ports[0], ports[1], 1, "");
+	env_start_ready(e, 1, ports[0]);
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		assert_true((fds[i] = tcp_connect(ports[1], EM_DEADLINE_MS)) >= 0);
+	agent_expect(e, ports[1], "up ready 100% #", NULL);
+	ctl_expect(e, "status", NULL, "state: serving;");
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		close(fds[i]);
+	assert_true((fd = tcp_connect(ports[1], EM_DEADLINE_MS)) >= 0);
+	assert_int_equal(tcp_send_all(fd, "be_echo/host1\n", 14, EM_DEADLINE_MS), 0);
+	n = tcp_read_exact(fd, buf, sizeof(buf) - 1, EM_DEADLINE_MS);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_true(strncmp(buf, "up ready 100% #", 15) == 0);
+	assert_int_equal(buf[n - 1], '\n');
+	close(fd);
+}
+
 /* -s drain and friends need the control socket, and say so. */
 static void
 drain_needs_the_control_socket(void **state)
@@ -201,6 +237,23 @@ fast_stop_during_drain_delay_is_at_once(void **state)
 	assert_true(now_ms() - t0 < 10000);
 }
 
+/* With stop_signal_graceful, TERM (docker stop, the kubelet) has the delay as QUIT does. */
+static void
+graceful_term_has_the_delay(void **state)
+{
+	struct env *e = *state;
+	int ports[2];
+
+	ports_pick(ports, 2);
+	agent_conf(e, ports[0], ports[1], 1, "drain_delay = 2;\nstop_signal_graceful = true;");
+	env_start_ready(e, 1, ports[0]);
+	env_signal(e, SIGTERM);
+	agent_expect(e, ports[1], "drain #", "draining (stopping in ");
+	tcp_roundtrip(ports[0], "after term", 10, "AFTER TERM");
+	assert_int_equal(env_wait_exit(e, EM_DEADLINE_MS), 0);
+	assert_true(env_log_has(e, "reporting drain for 2 s (drain_delay) before stopping"));
+}
+
 /* Stopping: once the queues are taken, "down", while a client still holds a worker. */
 static void
 down_while_stopping(void **state)
@@ -260,6 +313,71 @@ down_when_no_worker_serves(void **state)
 	agent_expect(e, ports[1], "up ready 100% #", NULL);
 }
 
+static int
+notify_socket_open(struct env *e, char *path, size_t len)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	snprintf(path, len, "%s", env_file(e, "notify.sock"));
+	assert_true(strlen(path) < sizeof(sun.sun_path));
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	return fd;
+}
+
+/* Waits for a datagram containing needle; fails the test. */
+static void
+notify_wait(int fd, const char *needle)
+{
+	char msg[1024];
+	int64_t deadline = now_ms() + EM_DEADLINE_MS;
+
+	while (now_ms() < deadline) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		if ((n = recv(fd, msg, sizeof(msg) - 1, 0)) <= 0)
+			continue;
+		msg[n] = '\0';
+		if (strstr(msg, needle) != NULL) {
+			print_message("sd_notify: %s\n", msg);
+			return;
+		}
+	}
+	fail_msg("no sd_notify message with \"%s\"", needle);
+}
+
+/* systemd's STATUS= says what the agent says: drain, ready, drain_delay, the stop. */
+static void
+sd_notify_status_follows_the_agent(void **state)
+{
+	struct env *e = *state;
+	char path[PATH_MAX], *out = NULL;
+	int ports[2], fd;
+
+	ports_pick(ports, 2);
+	agent_conf(e, ports[0], ports[1], 1, "drain_delay = 1;");
+	fd = notify_socket_open(e, path, sizeof(path));
+	setenv("NOTIFY_SOCKET", path, 1);
+	env_start(e);
+	unsetenv("NOTIFY_SOCKET");
+	notify_wait(fd, "READY=1");
+	assert_int_equal(ctl(e, "drain", NULL, &out), 0);
+	free(out);
+	notify_wait(fd, "STATUS=draining (operator)");
+	assert_int_equal(ctl(e, "ready", NULL, &out), 0);
+	free(out);
+	notify_wait(fd, "STATUS=serving");
+	env_signal(e, SIGQUIT);
+	notify_wait(fd, "STOPPING=1\nSTATUS=draining (stopping in 1 s)");
+	notify_wait(fd, "STATUS=stopping: accepting the queued connections");
+	assert_int_equal(env_wait_exit(e, EM_DEADLINE_MS), 0);
+	close(fd);
+}
+
 int
 main(void)
 {
@@ -268,12 +386,17 @@ main(void)
 		    env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(drain_needs_the_control_socket, env_setup,
 		    env_teardown),
+		cmocka_unit_test_setup_teardown(clients_that_never_read_hold_nothing, env_setup,
+		    env_teardown),
 		cmocka_unit_test_setup_teardown(drain_delay_keeps_serving_while_it_reports_drain,
 		    env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(fast_stop_during_drain_delay_is_at_once, env_setup,
 		    env_teardown),
+		cmocka_unit_test_setup_teardown(graceful_term_has_the_delay, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(down_while_stopping, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(down_when_no_worker_serves, env_setup,
+		    env_teardown),
+		cmocka_unit_test_setup_teardown(sd_notify_status_follows_the_agent, env_setup,
 		    env_teardown),
 	};
 

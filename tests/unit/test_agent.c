@@ -275,11 +275,60 @@ handshakes_in_progress_are_counted(void **state)
 	struct sock_fprog fp = { .len = 5, .filter = (struct sock_filter *)only_syn };
 	struct sockaddr_in a;
 	int l = loopback_listener(&a), c;
+	int64_t deadline;
 
 	(void)state;
 	assert_int_equal(setsockopt(l, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof(fp)), 0);
 	c = connect_nb(&a);
 	assert_int_equal(connected_within(c, 5000), 1);
+	assert_int_equal(quiesce_handshakes(l), 1);
+	assert_int_equal(quiesce_queue_len(l), 0);
+	/*
+	 * With quiesce's filter instead, that handshake completes: the server
+	 * retransmits its SYN-ACK (after about a second), the client's ACK
+	 * passes, and the connection lands in the accept queue.
+	 */
+	assert_int_equal(quiesce_detach(l), 0);
+	assert_int_equal(quiesce_attach(l), 0);
+	deadline = mono_ms() + 10000;
+	while (quiesce_queue_len(l) == 0 && mono_ms() < deadline)
+		poll(NULL, 0, 20);
+	assert_int_equal(quiesce_queue_len(l), 1);
+	assert_int_equal(quiesce_handshakes(l), 0);
+	close(c);
+	close(l);
+}
+
+/* The same count over IPv6 (a listener's own family is asked): ::1, the final ACK dropped. */
+static void
+handshakes_are_counted_on_ipv6(void **state)
+{
+	const struct sock_filter only_syn[] = {
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),
+		BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+		BPF_STMT(BPF_RET | BPF_K, 0),
+	};
+	struct sock_fprog fp = { .len = 5, .filter = (struct sock_filter *)only_syn };
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	socklen_t len = sizeof(a);
+	struct pollfd p = { .events = POLLOUT };
+	int l = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0), c;
+
+	(void)state;
+	assert_true(l >= 0);
+	if (bind(l, (struct sockaddr *)&a, sizeof(a)) == -1) {
+		close(l);
+		skip();  /* no IPv6 loopback here */
+	}
+	assert_int_equal(listen(l, 16), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &len), 0);
+	assert_int_equal(setsockopt(l, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof(fp)), 0);
+	assert_true((c = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0)) >= 0);
+	assert_true(connect(c, (struct sockaddr *)&a, sizeof(a)) == 0 || errno == EINPROGRESS);
+	p.fd = c;
+	assert_int_equal(poll(&p, 1, 5000), 1);
 	assert_int_equal(quiesce_handshakes(l), 1);
 	assert_int_equal(quiesce_queue_len(l), 0);
 	close(c);
@@ -328,6 +377,7 @@ main(void)
 		cmocka_unit_test(filter_drops_bare_syn_only),
 		cmocka_unit_test(filter_on_a_real_listener),
 		cmocka_unit_test(handshakes_in_progress_are_counted),
+		cmocka_unit_test(handshakes_are_counted_on_ipv6),
 		cmocka_unit_test(quiesce_waits_for_the_queue),
 	};
 
