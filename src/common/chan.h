@@ -8,7 +8,8 @@
  *                                     connection to the workers at the other
  *                                     end of fds[] (handover sockets; entry[i]
  *                                     is that worker's scoreboard entry, for
- *                                     spreading); `more` says another
+ *                                     spreading, or CHAN_ENTRY_UNKNOWN);
+ *                                     `more` says another
  *                                     CHAN_HAND_OVER with more peers follows
  *   master -> worker  CHAN_TAKE_OVER  fds[0] is a handover socket from a worker
  *                                     that is moving its connections here
@@ -26,6 +27,13 @@ enum chan_kind { CHAN_READY = 1, CHAN_HAND_OVER, CHAN_TAKE_OVER };
 
 /* Descriptors in one message; a hand-over to more workers takes several. */
 #define CHAN_MAX_FDS 64
+
+/*
+ * CHAN_HAND_OVER's entry[i] when the receiver's scoreboard is not the
+ * sender's (a live upgrade: the new master maps its own): its load cannot
+ * be read, and the sender spreads by the count it has sent each receiver.
+ */
+#define CHAN_ENTRY_UNKNOWN UINT32_MAX
 
 struct chan_msg {
 	uint32_t kind;                  /* enum chan_kind */

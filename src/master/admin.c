@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -23,8 +25,8 @@ admin_watch(struct admin *a, int fd, struct ev_source *src)
 		log_warn("epoll_ctl admin");
 }
 
-int
-admin_open(struct admin *a, int epfd, const struct cfg *cfg, char *err, size_t errlen)
+static void
+admin_init(struct admin *a, int epfd)
 {
 	memset(a, 0, sizeof(*a));
 	a->epfd = epfd;
@@ -32,22 +34,99 @@ admin_open(struct admin *a, int epfd, const struct cfg *cfg, char *err, size_t e
 	a->metrics_fd = -1;
 	a->ctl_ev.kind = MEV_CONTROL;
 	a->metrics_ev.kind = MEV_METRICS;
-	if (cfg->control_socket[0] != '\0') {
+}
+
+/* Binds whichever of CFG's operator sockets is not open yet; -1 with err. */
+static int
+admin_open_missing(struct admin *a, const struct cfg *cfg, char *err, size_t errlen)
+{
+	if (cfg->control_socket[0] != '\0' && a->ctl_fd == -1) {
 		if ((a->ctl_fd = control_listen(cfg->control_socket, err, errlen)) == -1)
 			return -1;
 		if ((a->ctl_path = strdup(cfg->control_socket)) == NULL)
 			fatal("strdup");
-		admin_watch(a, a->ctl_fd, &a->ctl_ev);
 	}
-	if (cfg->metrics_address[0] != '\0') {
+	if (cfg->metrics_address[0] != '\0' && a->metrics_fd == -1) {
 		char why[256];
 		if ((a->metrics_fd = metrics_listen(cfg, why, sizeof(why))) == -1) {
 			snprintf(err, errlen, "metrics: %s", why);
 			return -1;
 		}
-		admin_watch(a, a->metrics_fd, &a->metrics_ev);
 	}
 	return 0;
+}
+
+static void
+admin_watch_listeners(struct admin *a)
+{
+	if (a->ctl_fd != -1)
+		admin_watch(a, a->ctl_fd, &a->ctl_ev);
+	if (a->metrics_fd != -1)
+		admin_watch(a, a->metrics_fd, &a->metrics_ev);
+}
+
+int
+admin_open(struct admin *a, int epfd, const struct cfg *cfg, char *err, size_t errlen)
+{
+	admin_init(a, epfd);
+	if (admin_open_missing(a, cfg, err, errlen) == -1)
+		return -1;
+	admin_watch_listeners(a);
+	return 0;
+}
+
+/* The path a listening Unix socket is bound to, malloc'd; NULL when it has none. */
+static char *
+bound_path(int fd)
+{
+	struct sockaddr_un sun;
+	socklen_t len = sizeof(sun);
+
+	memset(&sun, 0, sizeof(sun));
+	if (getsockname(fd, (struct sockaddr *)&sun, &len) == -1 || sun.sun_family != AF_UNIX ||
+	    sun.sun_path[0] == '\0')
+		return NULL;
+	return strndup(sun.sun_path, sizeof(sun.sun_path));
+}
+
+void
+admin_adopt(struct admin *a, int epfd, const struct cfg *cfg, int ctl_fd, int metrics_fd)
+{
+	admin_init(a, epfd);
+	a->metrics_fd = metrics_fd;
+	if (ctl_fd == -1)
+		return;
+	a->ctl_fd = ctl_fd;
+	if ((a->ctl_path = bound_path(ctl_fd)) == NULL && (a->ctl_path = strdup(cfg->control_socket)) == NULL)
+		fatal("strdup");
+	if (strcmp(a->ctl_path, cfg->control_socket) != 0)
+		log_warnx("changing control_socket needs a restart; still using %s", a->ctl_path);
+}
+
+int
+admin_take_over(struct admin *a, const struct cfg *cfg, char *err, size_t errlen)
+{
+	int rc = admin_open_missing(a, cfg, err, errlen);
+
+	admin_watch_listeners(a);
+	return rc;
+}
+
+void
+admin_release(struct admin *a)
+{
+	if (a->ctl_fd != -1) {
+		ev_del(a->epfd, a->ctl_fd);
+		close(a->ctl_fd);
+		a->ctl_fd = -1;
+	}
+	free(a->ctl_path);
+	a->ctl_path = NULL;
+	if (a->metrics_fd != -1) {
+		ev_del(a->epfd, a->metrics_fd);
+		close(a->metrics_fd);
+		a->metrics_fd = -1;
+	}
 }
 
 static void
@@ -137,15 +216,15 @@ ctl_event(struct admin *a, struct reqconn *c)
 		[CTL_STATUS] = ADMIN_STATUS, [CTL_STATUS_JSON] = ADMIN_STATUS_JSON,
 		[CTL_RELOAD] = ADMIN_RELOAD, [CTL_RESPAWN] = ADMIN_RESPAWN, [CTL_STOP] = ADMIN_STOP,
 		[CTL_QUIT] = ADMIN_QUIT, [CTL_REOPEN] = ADMIN_REOPEN, [CTL_DRAIN] = ADMIN_DRAIN,
-		[CTL_READY] = ADMIN_READY, [CTL_MAINT] = ADMIN_MAINT,
+		[CTL_READY] = ADMIN_READY, [CTL_MAINT] = ADMIN_MAINT, [CTL_UPGRADE] = ADMIN_UPGRADE,
 	};
 	enum ctl_cmd cmd = control_read(c);
 
 	if (cmd == CTL_NONE)
 		return;
 	if (cmd == CTL_BAD)
-		admin_answer(a, c, false, "unknown command (status, status-json, reload, respawn, "
-		    "stop, quit, reopen, drain, ready, maint)\n");
+		admin_answer(a, c, false, "unknown command (status, status-json, reload, upgrade, "
+		    "respawn, stop, quit, reopen, drain, ready, maint)\n");
 	else
 		admin_queue(a, c, of_cmd[cmd]);
 }

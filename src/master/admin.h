@@ -31,6 +31,7 @@ enum admin_req {
 	ADMIN_DRAIN,       /* what the HAProxy agent answers: drain, ready, maint */
 	ADMIN_READY,
 	ADMIN_MAINT,
+	ADMIN_UPGRADE,
 };
 
 struct admin_request {
@@ -60,6 +61,24 @@ struct admin {
  * -1 with a message in err.
  */
 int admin_open(struct admin *a, int epfd, const struct cfg *cfg, char *err, size_t errlen);
+
+/*
+ * A live upgrade's new master: the old master's control socket and
+ * /metrics listeners (-1: it had none) become ours, but are not watched
+ * until admin_take_over; the old master answers until then.
+ */
+void admin_adopt(struct admin *a, int epfd, const struct cfg *cfg, int ctl_fd, int metrics_fd);
+
+/* Binds what CFG names and was not adopted, and watches them all; -1 with err. */
+int admin_take_over(struct admin *a, const struct cfg *cfg, char *err, size_t errlen);
+
+/*
+ * A live upgrade's old master, once the new one answers: stops watching and
+ * closes its copies of the listeners, without unlinking the control socket
+ * (the new master has the very same socket). Clients already accepted are
+ * still answered.
+ */
+void admin_release(struct admin *a);
 
 /* Answers every client that still waits ("the master is exiting") and closes. */
 void admin_close(struct admin *a);

@@ -18,7 +18,7 @@ static const struct {
 	{ "status", CTL_STATUS }, { "status-json", CTL_STATUS_JSON }, { "reload", CTL_RELOAD },
 	{ "respawn", CTL_RESPAWN }, { "stop", CTL_STOP }, { "quit", CTL_QUIT },
 	{ "reopen", CTL_REOPEN }, { "drain", CTL_DRAIN }, { "ready", CTL_READY },
-	{ "maint", CTL_MAINT },
+	{ "maint", CTL_MAINT }, { "upgrade", CTL_UPGRADE },
 };
 
 static int

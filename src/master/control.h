@@ -1,9 +1,10 @@
 /*
  * control: the master's control socket, a Unix stream socket of mode 0600.
- * A client sends one line ("status", "status-json", "reload", "respawn",
- * "stop", "quit", "reopen", "drain", "ready", "maint") and gets back "ok" or "error" on the first line,
+ * A client sends one line ("status", "status-json", "reload", "upgrade",
+ * "respawn", "stop", "quit", "reopen", "drain", "ready", "maint") and gets back "ok" or "error" on the first line,
  * then a text body, then EOF. The master decides what to answer and when: a
- * reload answers only once the new workers are ready or the reload failed.
+ * reload answers only once the new workers are ready or the reload failed,
+ * an upgrade once the new master is ready or has failed.
  */
 #ifndef EM_CONTROL_H
 #define EM_CONTROL_H
@@ -27,6 +28,7 @@ enum ctl_cmd {
 	CTL_DRAIN,        /* the HAProxy agent: drain, ready, maint */
 	CTL_READY,
 	CTL_MAINT,
+	CTL_UPGRADE,
 	CTL_BAD,          /* unknown command, EOF or error: answer and close */
 };
 

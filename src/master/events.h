@@ -13,6 +13,7 @@ enum master_ev_kind {
 	MEV_METRICS,      /* the /metrics listener */
 	MEV_HTTP_CLIENT,  /* a /metrics client (struct reqconn) */
 	MEV_AGENT,        /* the HAProxy agent's listener (struct agent) */
+	MEV_UPGRADE,      /* a live upgrade's channel between the masters (struct upgrade) */
 };
 
 #endif

@@ -3,12 +3,15 @@
  * configuration, and either answers at once (-t, -T, -s, -v, -h) or takes
  * the pid file, binds, detaches and hands over to the master.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/cfg.h"
 #include "common/exitcode.h"
@@ -20,6 +23,7 @@
 #include "master/master.h"
 #include "master/pidfile.h"
 #include "master/rescue.h"
+#include "master/upgrade.h"
 
 struct options {
 	const char *config;
@@ -36,7 +40,8 @@ static const struct {
 	int signo;           /* 0: only the control socket can do it */
 } signal_names[] = {
 	{ "reload", SIGHUP }, { "stop", SIGTERM }, { "quit", SIGQUIT }, { "reopen", SIGUSR1 },
-	{ "status", 0 }, { "respawn", 0 }, { "drain", 0 }, { "ready", 0 }, { "maint", 0 },
+	{ "upgrade", SIGUSR2 }, { "status", 0 }, { "respawn", 0 }, { "drain", 0 }, { "ready", 0 },
+	{ "maint", 0 },
 };
 
 static void
@@ -49,18 +54,21 @@ usage(FILE *out)
 	    "  -t, --test          check the configuration and exit\n"
 	    "  -T, --dump          check the configuration, print it with defaults filled in, exit\n"
 	    "  -F, --foreground    stay in the foreground, whatever 'daemon' says\n"
-	    "  -s, --signal SIG    ask the running master: reload, stop, quit, reopen through\n"
-	    "                      control_socket (reload then waits for the outcome) or as\n"
-	    "                      HUP, TERM, QUIT, USR1 through pid_file; status, respawn\n"
-	    "                      (unpark crash-looping slots), and drain, ready, maint\n"
-	    "                      (what the HAProxy agent reports) need control_socket\n"
+	    "  -s, --signal SIG    ask the running master: reload, upgrade, stop, quit, reopen\n"
+	    "                      through control_socket (reload and upgrade then wait for\n"
+	    "                      the outcome) or as HUP, USR2, TERM, QUIT, USR1 through\n"
+	    "                      pid_file; status, respawn (unpark crash-looping slots),\n"
+	    "                      and drain, ready, maint (what the HAProxy agent reports)\n"
+	    "                      need control_socket. upgrade: the master runs the binary\n"
+	    "                      at the path it was started from (replace the file first),\n"
+	    "                      hands it the sockets and the connections, and exits\n"
 	    "  -j, --json          with -s status: print JSON\n"
 	    "  -v, --version       print the version and exit\n"
 	    "  -h, --help          print this help and exit\n"
 	    "\n"
-	    "Signals to the master: HUP reload, QUIT graceful stop (drain_delay, then the\n"
-	    "queued connections are accepted, then the drain), TERM/INT fast stop,\n"
-	    "USR1 reopen logs. Exit status: 0 ok, 1 usage or configuration error,\n"
+	    "Signals to the master: HUP reload, USR2 live upgrade, QUIT graceful stop\n"
+	    "(drain_delay, then the queued connections are accepted, then the drain),\n"
+	    "TERM/INT fast stop, USR1 reopen logs. Exit status: 0 ok, 1 usage or configuration error,\n"
 	    "2 runtime failure.\n",
 	    CFG_DEFAULT_PATH);
 }
@@ -152,6 +160,9 @@ signal_master(const struct options *o, int signo)
 		fprintf(stderr, "echomaster: cannot signal master %ld: %m\n", (long)pid);
 		return EXIT_RUNTIME;
 	}
+	if (signo == SIGUSR2)
+		fprintf(stderr, "echomaster: sent SIGUSR2 to master %ld; without control_socket the "
+		    "outcome cannot be reported here: see the log\n", (long)pid);
 	return EXIT_OK;
 }
 
@@ -169,8 +180,8 @@ send_signal(const struct options *o)
 		if (strcmp(o->signal, signal_names[i].name) == 0)
 			signo = signal_names[i].signo;
 	if (signo == -1) {
-		fprintf(stderr, "echomaster: unknown signal \"%s\" (reload, stop, quit, reopen, "
-		    "status, respawn, drain, ready or maint)\n", o->signal);
+		fprintf(stderr, "echomaster: unknown signal \"%s\" (reload, upgrade, stop, quit, "
+		    "reopen, status, respawn, drain, ready or maint)\n", o->signal);
 		return EXIT_CONFIG;
 	}
 	if (rescue_read_setting(o->config, "control_socket", ctl, sizeof(ctl), err) == -1) {
@@ -201,22 +212,64 @@ start_take_pid_file(struct master_boot *boot)
 }
 
 /*
- * Start-up: the pid file, the listeners, then detaching (after binding, so
+ * Start-up: the pid file, the listeners (adopting those inherited by
+ * LISTEN_FDS, binding the others), then detaching (after binding, so
  * that a bind error still reaches the terminal) and the pid written; then
  * the master runs. Any failure here is fatal: nothing serves yet.
+ */
+/*
+ * The binary a live upgrade runs: this one's path, read before anything
+ * could replace the file (once it is replaced, /proc/self/exe names the
+ * old, deleted file).
+ */
+static char *
+start_resolve_exe(void)
+{
+	char path[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+	char *exe;
+
+	if (n <= 0)
+		fatal("readlink /proc/self/exe");
+	path[n] = '\0';
+	if ((exe = strdup(path)) == NULL)
+		fatal("strdup");
+	return exe;
+}
+
+/* The listeners: inherited ones (LISTEN_FDS) adopted, the others bound. */
+static struct listeners *
+start_listeners(struct cfg *cfg, char *err, size_t errlen)
+{
+	struct inherited inh;
+	struct listeners *ls;
+
+	if (listeners_inherit(&inh, err, errlen) == -1)
+		return NULL;
+	ls = listeners_open_inherited(cfg, &inh, err, errlen);
+	listeners_inherited_free(&inh);
+	return ls;
+}
+
+/*
+ * Start-up: the pid file, the listeners (adopting those inherited by
+ * LISTEN_FDS, binding the others), then detaching (after binding, so that
+ * a bind error still reaches the terminal) and the pid written; then the
+ * master runs. Any failure here is fatal: nothing serves yet.
  */
 static int
 start(struct cfg *cfg, bool foreground)
 {
-	struct master_boot boot = { .cfg = cfg, .pid_fd = -1 };
+	struct master_boot boot = { .cfg = cfg, .pid_fd = -1, .upgrade_fd = -1, .ctl_fd = -1,
+	    .metrics_fd = -1 };
 	bool detach = cfg->daemon && !foreground;
 	char err[CFG_ERR_LEN];
 
-	if (detach)
-		daemon_absolute_path(cfg);
+	boot.exe = start_resolve_exe();
+	daemon_absolute_path(cfg);  /* a new master of a live upgrade is given it with -c */
 	log_configure(cfg->log_facility, cfg->log_level, cfg->log_stderr);
 	start_take_pid_file(&boot);
-	if ((boot.ls = listeners_open(cfg, NULL, NULL, err, sizeof(err))) == NULL) {
+	if ((boot.ls = start_listeners(cfg, err, sizeof(err))) == NULL) {
 		pidfile_release(boot.pid_fd, boot.pid_path);  /* we never ran: leave no pid file */
 		fatalx("%s", err);
 	}
@@ -224,6 +277,53 @@ start(struct cfg *cfg, bool foreground)
 		daemon_detach();
 	if (boot.pid_fd != -1 && pidfile_write(boot.pid_fd) == -1)
 		fatal("cannot write pid file %s", boot.pid_path);
+	return master_run(&boot);
+}
+
+/* The descriptors of the old master's state, by the UPMSG_*_FD bits, in that order. */
+static void
+upgraded_fds(struct master_boot *boot)
+{
+	const struct upmsg *m = &boot->from;
+	int *dst[] = { &boot->pid_fd, &boot->ctl_fd, &boot->metrics_fd };
+	uint32_t k = 0;
+
+	for (int i = 0; i < 3; i++)
+		if (m->understood && (m->state.fds & (1u << i)) && k < m->nfds)
+			*dst[i] = m->fds[k++];
+}
+
+/*
+ * Start-up of a live upgrade's new master, exec'd by the old one with
+ * UPGRADE_FD_ENV: the old master's state first, then its listeners from
+ * LISTEN_FDS. Never detaches: it stays the old master's child until that
+ * one exits. The pid file is the old master's very descriptor (its lock
+ * with it), written once we take over; when the state was not understood
+ * it is taken afresh once the old master is gone.
+ */
+static int
+start_upgraded(struct cfg *cfg, const char *fd_text)
+{
+	struct master_boot boot = { .cfg = cfg, .pid_fd = -1, .ctl_fd = -1, .metrics_fd = -1 };
+	char err[CFG_ERR_LEN];
+
+	boot.upgrade_fd = atoi(fd_text);
+	unsetenv(UPGRADE_FD_ENV);
+#ifdef EM_TEST_HOOKS
+	/* Test builds only: a new master that crashes as it starts, while the named file exists. */
+	if (getenv("EM_TEST_UPGRADE_CRASH") != NULL && access(getenv("EM_TEST_UPGRADE_CRASH"), F_OK) == 0)
+		raise(SIGSEGV);
+#endif
+	boot.exe = start_resolve_exe();
+	daemon_absolute_path(cfg);
+	log_configure(cfg->log_facility, cfg->log_level, cfg->log_stderr);
+	if (boot.upgrade_fd < 3 || upgrade_boot(boot.upgrade_fd, &boot.from, err, sizeof(err)) == -1)
+		fatalx("%s", boot.upgrade_fd < 3 ? "upgrade: bad " UPGRADE_FD_ENV : err);
+	upgraded_fds(&boot);
+	if (cfg->pid_file[0] != '\0' && (boot.pid_path = strdup(cfg->pid_file)) == NULL)
+		fatal("strdup");
+	if ((boot.ls = start_listeners(cfg, err, sizeof(err))) == NULL)
+		fatalx("%s", err);
 	return master_run(&boot);
 }
 
@@ -257,5 +357,7 @@ main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	log_init(true);
+	if (getenv(UPGRADE_FD_ENV) != NULL)
+		return start_upgraded(cfg, getenv(UPGRADE_FD_ENV));
 	return start(cfg, o.foreground);
 }

@@ -22,10 +22,12 @@
 #include "master/events.h"
 #include "master/listeners.h"
 #include "master/notify.h"
+#include "master/peering.h"
 #include "master/pidfile.h"
 #include "master/quiesce.h"
 #include "master/status.h"
 #include "master/supervisor.h"
+#include "master/upgrade.h"
 
 /* How long a reload waits for every new worker to report ready. */
 #define RELOAD_READY_TIMEOUT_MS 10000
@@ -40,6 +42,8 @@
 enum life_state {
 	LS_SERVING,
 	LS_RELOADING,   /* a next generation is starting beside the serving one */
+	LS_UPGRADING,   /* a new binary is checked, then started as a new master */
+	LS_UPGRADED,    /* the new master took over: our workers hand over or drain, then we exit */
 	LS_QUITTING,      /* graceful stop: workers finish their clients */
 	LS_TERMINATING,   /* fast stop: workers are terminated */
 	LS_DRAIN_DELAY,   /* graceful stop, first drain_delay: the agent says drain, workers still accept */
@@ -55,12 +59,15 @@ enum life_event {
 	LE_NEXT_FAILED, /* one of them died, or they were not ready in time */
 	LE_DELAY_OVER,  /* drain_delay has passed */
 	LE_QUIESCED,    /* every accept queue is empty (or the wait timed out) */
+	LE_UPGRADE,     /* SIGUSR2, or `upgrade` on the control socket */
+	LE_UPGRADE_READY,  /* the new master's first generation is ready */
+	LE_UPGRADE_FAILED, /* the check or the new master failed, or took too long */
 	LE_COUNT
 };
 
 /* The signals the master acts on; the loop reads them from a signalfd. */
 static const int master_signals[] = {
-	SIGCHLD, SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGTTIN, SIGTTOU,
+	SIGCHLD, SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU,
 };
 
 /* Figures the master keeps about itself, for status and metrics. */
@@ -68,6 +75,8 @@ struct master_counters {
 	int64_t started_ms;
 	uint64_t reloads_ok;
 	uint64_t reloads_failed;
+	uint64_t upgrades_ok;
+	uint64_t upgrades_failed;
 };
 
 /* The one context of the master process. */
@@ -86,6 +95,12 @@ struct master {
 	bool reload_again;           /* a reload was asked for during a reload */
 	bool announced;              /* the serving generation's "ready" was logged */
 	struct master_counters count;
+	struct upgrade up;           /* a live upgrade, on either side */
+	bool *handed;                /* LS_UPGRADED: slot i's whole hand-over was relayed */
+	int nhanded;
+	bool up_understood;          /* the other master read our state, or we read its */
+	bool up_ready_sent;          /* a new master: READY went to the old one */
+	pid_t up_successor;          /* LS_UPGRADED: the new master */
 	int epfd;
 	int sigfd;
 	int pid_fd;
@@ -141,6 +156,10 @@ announce_ready(struct master *m)
 	m->announced = true;
 	log_notice("ready: %d workers, generation %u", g->nslots, g->number);
 	notify_send("READY=1\nSTATUS=serving: %d workers, generation %u", g->nslots, g->number);
+	if (m->up.phase == UP_ADOPTING && !m->up_ready_sent) {
+		m->up_ready_sent = true;
+		upgrade_send_ready(&m->up, g->number);
+	}
 }
 
 /* Reports a failed reload: log, counters, systemd, waiting control clients. */
@@ -239,6 +258,126 @@ reload_commit(struct master *m, const char *why)
 	admin_answer_deferred(&m->admin, true, body);
 }
 
+static void life_fire(struct master *m, enum life_event event, const char *why);
+
+/* Reports a failed upgrade: log, counters, systemd, waiting control clients. */
+static void
+upgrade_failed(struct master *m, const char *why)
+{
+	char msg[sizeof(m->up.why) + 96];
+	char body[sizeof(msg) + 1];
+
+	snprintf(msg, sizeof(msg), "upgrade failed: %s", why);
+	log_errorx("%s; still serving (generation %u)", msg, m->sup.cur.number);
+	m->count.upgrades_failed++;
+	notify_send("STATUS=%s; still serving", msg);
+	snprintf(body, sizeof(body), "%s\n", msg);
+	admin_answer_deferred(&m->admin, false, body);
+}
+
+/* Checks the new binary first; upgrade_progress starts it once the check passed. */
+static void
+upgrade_begin(struct master *m, const char *why)
+{
+	(void)why;
+	if (upgrade_check(&m->up, ev_now_ms()) == -1) {
+		upgrade_failed(m, m->up.why);
+		return;
+	}
+	m->state = LS_UPGRADING;
+}
+
+/*
+ * Before READY anything that goes wrong ends here: the new master (or the
+ * check) is killed, its workers follow it (PDEATHSIG), and we serve on as
+ * if nothing had happened: no listener, no control socket, no pid file of
+ * ours was ever closed.
+ */
+static void
+upgrade_abort(struct master *m, const char *why)
+{
+	char reason[sizeof(m->up.why)];
+
+	snprintf(reason, sizeof(reason), "%s", why != NULL ? why : m->up.why);
+	upgrade_kill(&m->up);
+	m->state = LS_SERVING;
+	upgrade_failed(m, reason);
+}
+
+/* Our state for the new master, and the descriptors that go with it. */
+static void
+upgrade_state(const struct master *m, struct upmsg_state *st, int pass[3])
+{
+	*st = (struct upmsg_state){ .pid = getpid(), .generation = m->sup.cur.number,
+	    .nslots = m->sup.cur.nslots, .reloads_ok = m->count.reloads_ok,
+	    .reloads_failed = m->count.reloads_failed, .upgrades_ok = m->count.upgrades_ok,
+	    .upgrades_failed = m->count.upgrades_failed, .started_ms = m->count.started_ms };
+	pass[0] = m->pid_fd;
+	pass[1] = m->admin.ctl_fd;
+	pass[2] = m->admin.metrics_fd;
+}
+
+/* The check passed: the new master starts, with our listeners and our state. */
+static void
+upgrade_start_new(struct master *m)
+{
+	struct upmsg_state st;
+	int pass[3];
+
+	upgrade_state(m, &st, pass);
+	if (upgrade_spawn(&m->up, &st, pass, m->sup.cur.ls, ev_now_ms()) == -1)
+		life_fire(m, LE_UPGRADE_FAILED, m->up.why);
+}
+
+/* The new master read our state: it takes our place and our connections. */
+static void
+upgrade_commit_handover(struct master *m)
+{
+	if ((m->handed = calloc((size_t)m->sup.cur.nslots + 1, sizeof(*m->handed))) == NULL)
+		fatal("calloc");
+	m->nhanded = m->sup.cur.nslots;
+	admin_release(&m->admin);
+	/* The lock is the open file's, and the new master holds it too: closing ours keeps it. */
+	if (m->pid_fd != -1)
+		close(m->pid_fd);
+	m->pid_fd = -1;
+	if (upgrade_take_over(&m->up, m->sup.cur.nslots) == -1)
+		sup_retire_upgraded(&m->sup, m->handed, ev_now_ms());  /* all drain */
+}
+
+/*
+ * The new master is ready. NotifyAccess=main is enough for systemd to take
+ * MAINPID= and READY=1 from us: we are still the main process when we send
+ * them, and from then on the new master is.
+ */
+static void
+upgrade_commit(struct master *m, const char *why)
+{
+	const struct upmsg *r = &m->up.msg;
+	char msg[160], body[sizeof(msg) + 1];
+
+	(void)why;
+	m->up_successor = r->pid;
+	notify_send("MAINPID=%ld\nREADY=1\nSTATUS=upgraded: pid %ld, version %s, generation %u",
+	    (long)r->pid, (long)r->pid, r->binary_version, r->generation);
+	snprintf(msg, sizeof(msg), "upgrade ok: pid %ld, version %s, generation %u", (long)r->pid,
+	    r->binary_version, r->generation);
+	log_notice("%s", msg);
+	m->count.upgrades_ok++;
+	snprintf(body, sizeof(body), "%s\n", msg);
+	admin_answer_deferred(&m->admin, true, body);
+	m->state = LS_UPGRADED;
+	sup_freeze(&m->sup);
+	if (m->up.understood) {
+		upgrade_commit_handover(m);
+		return;
+	}
+	/* It could not read our state: our workers drain, and it binds what we leave behind. */
+	log_notice("upgrade: pid %ld did not understand our state (format %u); our workers drain",
+	    (long)r->pid, UPMSG_VERSION);
+	sup_stop(&m->sup, true, ev_now_ms());
+}
+
 /* A stop during a reload first fails the reload, so that its waiting clients get an answer. */
 static void
 stop(struct master *m, bool graceful, const char *why)
@@ -246,9 +385,27 @@ stop(struct master *m, bool graceful, const char *why)
 	log_notice("shutting down (%s)", graceful ? "graceful" : "fast");
 	if (m->state == LS_RELOADING)
 		reload_abort(m, why);
+	if (m->state == LS_UPGRADING)
+		upgrade_abort(m, why);
 	notify_send("STOPPING=1\nSTATUS=shutting down (%s)", graceful ? "graceful" : "fast");
 	m->state = graceful ? LS_QUITTING : LS_TERMINATING;
 	sup_stop(&m->sup, graceful, ev_now_ms());
+}
+
+/* Why EVENT does nothing now, for the operator who asked for it. */
+static const char *
+life_refusal(const struct master *m, enum life_event event)
+{
+	switch (m->state) {
+	case LS_RELOADING:
+		return "a reload is in progress";
+	case LS_UPGRADING:
+	case LS_UPGRADED:
+		return event == LE_UPGRADE ? "an upgrade is already in progress" :
+		    "an upgrade is in progress";
+	default:
+		return "shutting down";
+	}
 }
 
 static void
@@ -312,6 +469,7 @@ typedef void life_action(struct master *m, const char *why);
 static life_action *const lifecycle[LS_COUNT][LE_COUNT] = {
 	[LS_SERVING] = {
 		[LE_RELOAD] = reload_begin,
+		[LE_UPGRADE] = upgrade_begin,
 		[LE_QUIT] = drain_delay_start,
 		[LE_TERMINATE] = terminate,
 	},
@@ -321,6 +479,15 @@ static life_action *const lifecycle[LS_COUNT][LE_COUNT] = {
 		[LE_TERMINATE] = terminate,
 		[LE_NEXT_READY] = reload_commit,
 		[LE_NEXT_FAILED] = reload_abort,
+	},
+	[LS_UPGRADING] = {
+		[LE_QUIT] = quit,
+		[LE_TERMINATE] = terminate,
+		[LE_UPGRADE_READY] = upgrade_commit,
+		[LE_UPGRADE_FAILED] = upgrade_abort,
+	},
+	[LS_UPGRADED] = {
+		[LE_TERMINATE] = terminate,
 	},
 	[LS_QUITTING] = {
 		[LE_TERMINATE] = terminate,
@@ -353,10 +520,135 @@ life_takes(const struct master *m, enum life_event event)
 	return lifecycle[m->state][event] != NULL;
 }
 
+/* A signal's event: when the state refuses it, the log says why. */
+static void
+life_fire_asked(struct master *m, enum life_event event, const char *what)
+{
+	if (!life_takes(m, event)) {
+		log_warnx("%s refused: %s", what, life_refusal(m, event));
+		return;
+	}
+	life_fire(m, event, NULL);
+}
+
+/* The old master: one old slot's hand-over, relayed by the new master, goes to its worker. */
+static void
+upgrade_forward(struct master *m)
+{
+	struct upmsg *msg = &m->up.msg;
+	int slot = msg->slot;
+
+	if (sup_forward(&m->sup, slot, &msg->hand) == -1)
+		log_warnx("upgrade: cannot hand slot %d's connections over: %s; it drains", slot,
+		    strerror(errno));
+	else if (!msg->hand.more && slot < m->nhanded)
+		m->handed[slot] = true;
+	upmsg_close_fds(msg);
+}
+
+/* The old master: the hand-overs are all relayed (or the new master is gone): retire the workers. */
+static void
+upgrade_retire(struct master *m)
+{
+	if (m->handed == NULL)
+		return;
+	sup_retire_upgraded(&m->sup, m->handed, ev_now_ms());
+	free(m->handed);
+	m->handed = NULL;
+}
+
+/* The new master: wires each old slot's hand-over to our workers, through the old master. */
+static void
+upgrade_receive(struct master *m, int nold)
+{
+	for (int i = 0; i < nold && serving_cfg(m)->reload_handover; i++) {
+		struct upgrade_relay relay = { .u = &m->up, .slot = i };
+		struct peering pr;
+		peering_begin_relay(&pr, upgrade_relay, &relay, m->up.peer_pid);
+		sup_add_receivers(&m->sup, &pr, i, nold);
+		peering_end(&pr);
+	}
+	upgrade_send_end(&m->up);
+}
+
+/* The new master: the pid file, then the operators' sockets, are ours from now on. */
+static void
+upgrade_take_place(struct master *m)
+{
+	char err[CFG_ERR_LEN];
+
+	if (m->pid_fd == -1 && m->pid_path != NULL &&
+	    (m->pid_fd = pidfile_acquire(m->pid_path, err, sizeof(err))) == -1)
+		log_errorx("upgrade: %s", err);
+	if (m->pid_fd != -1 && pidfile_write(m->pid_fd) == -1)
+		log_warn("upgrade: cannot write pid file %s", m->pid_path);
+	if (admin_take_over(&m->admin, serving_cfg(m), err, sizeof(err)) == -1)
+		log_errorx("upgrade: %s", err);
+	m->up.phase = UP_ADOPTED;
+	m->count.upgrades_ok++;
+	log_notice("upgrade: took over from pid %ld, generation %u serving", (long)m->up.peer_pid,
+	    m->sup.cur.number);
+	notify_send("STATUS=serving: %d workers, generation %u", m->sup.cur.nslots,
+	    m->sup.cur.number);
+}
+
+/* The new master: the old one's channel closed. */
+static void
+upgrade_peer_gone(struct master *m)
+{
+	if (m->up.phase == UP_ADOPTING) {
+		/* Not understood: it drained and exited. Or it died: someone must serve. */
+		if (m->up_understood)
+			log_warnx("upgrade: the old master %ld went away before handing over",
+			    (long)m->up.peer_pid);
+		upgrade_take_place(m);
+	}
+	log_info("upgrade: the old master %ld has exited", (long)m->up.peer_pid);
+}
+
+/* What an upgrade's process or channel said, on either side. */
+static void
+upgrade_progress(struct master *m, enum upgrade_event ev)
+{
+	switch (ev) {
+	case UPE_NONE:
+		return;
+	case UPE_CHECKED:
+		upgrade_start_new(m);
+		return;
+	case UPE_FAILED:
+		life_fire(m, LE_UPGRADE_FAILED, m->up.why);
+		return;
+	case UPE_ANSWERED:
+		m->up_understood = m->up.understood;
+		return;
+	case UPE_READY:
+		life_fire(m, LE_UPGRADE_READY, NULL);
+		return;
+	case UPE_HAND_OVER:
+		upgrade_forward(m);
+		return;
+	case UPE_HANDED:
+		upgrade_retire(m);
+		return;
+	case UPE_TAKE_OVER:
+		upgrade_take_place(m);
+		upgrade_receive(m, m->up.msg.slot);
+		return;
+	case UPE_PEER_GONE:
+		if (m->state == LS_UPGRADED)
+			upgrade_retire(m);  /* what it had relayed moves, the rest drains */
+		else
+			upgrade_peer_gone(m);
+		return;
+	}
+}
+
+/* Past the point of no return: the loop ends once no worker is left. */
 static bool
 stopping(const struct master *m)
 {
-	return m->state == LS_QUITTING || m->state == LS_TERMINATING;
+	return m->state == LS_QUITTING || m->state == LS_TERMINATING || m->state == LS_UPGRADED;
 }
 
 /* What the HAProxy agent reports, from the lifecycle, the operator and the workers. */
@@ -470,6 +762,11 @@ reap_children(struct master *m)
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		enum upgrade_event ev;
+		if (upgrade_reaped(&m->up, pid, status, &ev)) {
+			upgrade_progress(m, ev);
+			continue;
+		}
 		what = sup_exited(&m->sup, pid, status, ev_now_ms());
 		if (what & SUP_NEXT_DIED)
 			life_fire(m, LE_NEXT_FAILED, "a new worker died before it was ready");
@@ -509,7 +806,9 @@ act_on_signals(struct master *m)
 	if (took(m, SIGQUIT))
 		life_fire(m, LE_QUIT, "shutting down");
 	if (took(m, SIGHUP))
-		life_fire(m, LE_RELOAD, NULL);
+		life_fire_asked(m, LE_RELOAD, "reload");
+	if (took(m, SIGUSR2))
+		life_fire_asked(m, LE_UPGRADE, "upgrade");
 	if (took(m, SIGUSR1))
 		reopen_logs();
 	if (took(m, SIGTTIN))
@@ -539,6 +838,8 @@ master_status(const struct master *m, enum status_format format)
 	v.uptime_ms = v.now_ms - m->count.started_ms;
 	v.reloads_ok = m->count.reloads_ok;
 	v.reloads_failed = m->count.reloads_failed;
+	v.upgrades_ok = m->count.upgrades_ok;
+	v.upgrades_failed = m->count.upgrades_failed;
 	text = status_render(&v, format);
 	free(v.w);
 	return text;
@@ -554,6 +855,22 @@ answer_status(struct master *m, const struct admin_request *r)
 	free(text);
 }
 
+/* A reload or an upgrade: answered with its outcome, or at once with why not. */
+static void
+act_deferred(struct master *m, const struct admin_request *r, enum life_event event)
+{
+	char body[128];
+
+	if (!life_takes(m, event)) {
+		snprintf(body, sizeof(body), "%s refused: %s\n", event == LE_RELOAD ? "reload" :
+		    "upgrade", life_refusal(m, event));
+		admin_answer(&m->admin, r->client, false, body);
+		return;
+	}
+	admin_defer(&m->admin, r->client);
+	life_fire(m, event, NULL);
+}
+
 /* One operator's request, taken from admin's queue: act, then answer. */
 static void
 act_on_request(struct master *m, const struct admin_request *r)
@@ -565,12 +882,8 @@ act_on_request(struct master *m, const struct admin_request *r)
 		answer_status(m, r);
 		return;
 	case ADMIN_RELOAD:
-		if (!life_takes(m, LE_RELOAD)) {
-			admin_answer(&m->admin, r->client, false, "shutting down\n");
-			return;
-		}
-		admin_defer(&m->admin, r->client);  /* answered with the reload's outcome */
-		life_fire(m, LE_RELOAD, NULL);
+	case ADMIN_UPGRADE:
+		act_deferred(m, r, r->what == ADMIN_RELOAD ? LE_RELOAD : LE_UPGRADE);
 		return;
 	case ADMIN_RESPAWN:
 		sup_unpark(&m->sup, ev_now_ms());
@@ -662,6 +975,7 @@ loop_timeout(const struct master *m, int64_t admin_due)
 		due = ev_sooner(due, m->delay_end_ms);
 	if (m->state == LS_QUIESCING)
 		due = ev_sooner(due, quiesce_due(&m->quiesce));
+	due = ev_sooner(due, upgrade_due(&m->up));
 	due = ev_sooner(due, admin_due);
 	if (due == 0)
 		return -1;
@@ -680,6 +994,9 @@ dispatch(struct master *m, struct ev_source *src)
 		break;
 	case MEV_AGENT:
 		agent_event(m);
+		break;
+	case MEV_UPGRADE:
+		upgrade_progress(m, upgrade_read(&m->up));
 		break;
 	default:
 		admin_event(&m->admin, src, ev_now_ms());
@@ -707,10 +1024,42 @@ master_loop(struct master *m)
 		reload_progress(m);
 		reload_queued(m);
 		graceful_progress(m);
+		if (m->state == LS_UPGRADING && upgrade_overdue(&m->up, ev_now_ms()))
+			life_fire(m, LE_UPGRADE_FAILED, m->up.why);
 		announce_ready(m);
 		sup_tick(&m->sup, ev_now_ms());
 		admin_due = admin_expire(&m->admin, ev_now_ms());
 	}
+}
+
+/* Generation 1, or after a live upgrade the one after the old master's. */
+static unsigned
+first_generation(const struct master_boot *boot)
+{
+	return boot->upgrade_fd != -1 && boot->from.generation != 0 ? boot->from.generation + 1 : 1;
+}
+
+/*
+ * A live upgrade's new master: the old master's figures carry on, and its
+ * control socket and /metrics become ours without being watched yet (it
+ * answers operators until it tells us to take over).
+ */
+static void
+master_adopt(struct master *m, const struct master_boot *boot)
+{
+	const struct upmsg_state *st = &boot->from.state;
+
+	m->up_understood = boot->from.understood;
+	if (m->up_understood) {
+		m->count = (struct master_counters){ .started_ms = st->started_ms,
+		    .reloads_ok = st->reloads_ok, .reloads_failed = st->reloads_failed,
+		    .upgrades_ok = st->upgrades_ok, .upgrades_failed = st->upgrades_failed };
+	}
+	admin_adopt(&m->admin, m->epfd, boot->cfg, boot->ctl_fd, boot->metrics_fd);
+	upgrade_adopt(&m->up, boot->upgrade_fd, boot->from.pid);
+	log_notice("upgrade: started by the old master %ld (state format %u, %s)",
+	    (long)boot->from.pid, boot->from.version, m->up_understood ? "understood" :
+	    "not understood: its workers drain");
 }
 
 static void
@@ -728,7 +1077,10 @@ master_start(struct master *m, const struct master_boot *boot)
 	notify_init();
 	if ((m->sb = scoreboard_create()) == NULL)
 		fatal("cannot map the scoreboard");
-	if (admin_open(&m->admin, m->epfd, cfg, err, sizeof(err)) == -1)
+	upgrade_init(&m->up, m->epfd, MEV_UPGRADE, boot->exe, cfg->path);
+	if (boot->upgrade_fd != -1)
+		master_adopt(m, boot);
+	else if (admin_open(&m->admin, m->epfd, cfg, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	/* -1: bind it; a live upgrade would pass its predecessor's listener here. */
 	if (agent_open(&m->agent, m->epfd, cfg, -1, MEV_AGENT, err, sizeof(err)) == -1)
@@ -737,7 +1089,7 @@ master_start(struct master *m, const struct master_boot *boot)
 	log_notice("echomaster %s starting: config %s, %d workers%s", EM_VERSION, cfg->path,
 	    cfg->workers, cfg->workers_auto ? " (auto)" : "");
 	sup_init(&m->sup, m->epfd, m->sb, MEV_WORKER, &sup_real_ops);
-	if (sup_start(&m->sup, cfg, boot->ls, ev_now_ms()) == -1)
+	if (sup_start_numbered(&m->sup, first_generation(boot), cfg, boot->ls, ev_now_ms()) == -1)
 		fatal("starting workers");
 }
 
@@ -753,8 +1105,12 @@ master_run(const struct master_boot *boot)
 	/* Before the listeners close: a socket kept by systemd must not keep the filter. */
 	quiesce_release(&m.quiesce);
 	sup_free(&m.sup);
-	pidfile_release(m.pid_fd, m.pid_path);
+	pidfile_release(m.pid_fd, m.pid_path);  /* after an upgrade: none, it is the new master's */
 	free(m.pid_path);
+	free(m.handed);
+	upgrade_close(&m.up);
+	if (m.state == LS_UPGRADED)
+		log_notice("upgrade: handed over to pid %ld", (long)m.up_successor);
 	log_notice("exiting");
 	return EXIT_OK;
 }

@@ -12,6 +12,14 @@ peering_begin(struct peering *pr, int sender_chan, pid_t sender_pid)
 	    .pending = { .kind = CHAN_HAND_OVER } };
 }
 
+void
+peering_begin_relay(struct peering *pr, peering_send_fn *relay, void *arg, pid_t who_pid)
+{
+	peering_begin(pr, -1, who_pid);
+	pr->relay = relay;
+	pr->relay_arg = arg;
+}
+
 /* Gives a receiver its end of a new pair; returns the other end, or -1. */
 static int
 peering_pair(int receiver_chan, pid_t receiver_pid)
@@ -39,7 +47,8 @@ static void
 peering_flush(struct peering *pr, bool more)
 {
 	pr->pending.more = more;
-	if (chan_send(pr->sender_chan, &pr->pending) == -1) {
+	if ((pr->relay != NULL ? pr->relay(pr->relay_arg, &pr->pending) :
+	    chan_send(pr->sender_chan, &pr->pending)) == -1) {
 		log_warn("worker %ld channel: handover", (long)pr->sender_pid);
 		pr->failed = true;
 	}

@@ -14,16 +14,28 @@
 
 #include "common/chan.h"
 
+/*
+ * How the sender's messages travel when the sender is not the master's own
+ * worker: a live upgrade's new master relays them to the old master, which
+ * forwards them to its worker (upgrade.c). 0, or -1 and errno.
+ */
+typedef int peering_send_fn(void *arg, const struct chan_msg *m);
+
 /* One sender's hand-over being wired: peering_begin, peering_add for each receiver, peering_end. */
 struct peering {
-	int sender_chan;
-	pid_t sender_pid;
+	int sender_chan;          /* -1 with a relay */
+	pid_t sender_pid;         /* for messages; with a relay, the old master */
+	peering_send_fn *relay;   /* NULL: chan_send on sender_chan */
+	void *relay_arg;
 	int peers;                /* receivers wired so far */
 	bool failed;              /* the sender's channel refused a message */
 	struct chan_msg pending;  /* sender ends not yet sent */
 };
 
 void peering_begin(struct peering *pr, int sender_chan, pid_t sender_pid);
+
+/* The same for a sender that RELAY reaches (with ARG); WHO_PID names it in messages. */
+void peering_begin_relay(struct peering *pr, peering_send_fn *relay, void *arg, pid_t who_pid);
 
 /*
  * Wires one receiver (its channel, pid for messages, scoreboard entry for

@@ -32,6 +32,8 @@ struct status_view {
 	uint64_t respawns_throttled;
 	uint64_t reloads_ok;
 	uint64_t reloads_failed;
+	uint64_t upgrades_ok;
+	uint64_t upgrades_failed;
 	int draining_generations;
 	int parked_slots;
 	const char *state;            /* what the HAProxy agent reports, for people; NULL = not shown */

@@ -212,6 +212,13 @@ sup_start(struct sup *s, struct cfg *cfg, struct listeners *ls, int64_t now)
 }
 
 int
+sup_start_numbered(struct sup *s, unsigned number, struct cfg *cfg, struct listeners *ls,
+    int64_t now)
+{
+	return gen_start(s, &s->cur, number, cfg, ls, now);
+}
+
+int
 sup_start_next(struct sup *s, struct cfg *cfg, struct listeners *ls, int64_t now)
 {
 	return gen_start(s, &s->next, s->cur.number + 1, cfg, ls, now);
@@ -394,6 +401,69 @@ sup_commit_next(struct sup *s, int64_t now)
 	}
 	move_close_if_empty(s, move);
 	gen_free(&old);
+}
+
+void
+sup_add_receivers(const struct sup *s, struct peering *pr, int i, int nold)
+{
+	const struct sup_gen *g = &s->cur;
+	int first, count;
+
+	if (g->nslots == 0)
+		return;
+	peering_window(i, nold, g->nslots, &first, &count);
+	for (int j = 0; j < count; j++) {
+		const struct sup_proc *r = g->slots[(first + j) % g->nslots].proc;
+		if (r != NULL && r->state == SUP_READY)
+			peering_add(pr, r->chan_fd, r->pid, CHAN_ENTRY_UNKNOWN);
+	}
+}
+
+int
+sup_forward(struct sup *s, int slot, const struct chan_msg *m)
+{
+	const struct sup_proc *p;
+
+	if (slot < 0 || slot >= s->cur.nslots || (p = s->cur.slots[slot].proc) == NULL ||
+	    p->state != SUP_READY || p->chan_fd == -1) {
+		errno = ESRCH;
+		return -1;
+	}
+	return chan_send(p->chan_fd, m);
+}
+
+void
+sup_freeze(struct sup *s)
+{
+	s->stopping = true;
+}
+
+void
+sup_retire_upgraded(struct sup *s, const bool *moving, int64_t now)
+{
+	struct sup_gen *g = &s->cur;
+	int64_t deadline = drain_deadline(g->cfg, now);
+	int move = move_open(s, g->number, now);
+
+	s->stopping = true;
+	for (int i = 0; i < g->nslots; i++) {
+		struct sup_proc *p = g->slots[i].proc;
+		if (p == NULL)
+			continue;
+		g->slots[i].proc = NULL;
+		if (moving[i] && p->state == SUP_READY) {
+			proc_retire(s, p, SUP_MOVING, deadline);
+			p->move = move;
+			if (move != -1) {
+				s->moves[move].workers++;
+				s->moves[move].left++;
+			}
+			continue;
+		}
+		proc_signal(s, p, SIGQUIT);
+		proc_retire(s, p, SUP_DRAINING, deadline);
+	}
+	move_close_if_empty(s, move);
 }
 
 void

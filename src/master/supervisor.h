@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include "common/cfg.h"
+#include "common/chan.h"
 #include "common/ev.h"
 #include "common/scoreboard.h"
 #include "master/listeners.h"
@@ -146,6 +147,35 @@ void sup_init(struct sup *s, int epfd, struct scoreboard *sb, uint8_t chan_kind,
 
 /* Starts generation 1 as the serving one; takes ownership of cfg and ls. -1 when out of memory. */
 int sup_start(struct sup *s, struct cfg *cfg, struct listeners *ls, int64_t now);
+
+/* The same, numbered NUMBER: a live upgrade's new master carries the count on. */
+int sup_start_numbered(struct sup *s, unsigned number, struct cfg *cfg, struct listeners *ls,
+    int64_t now);
+
+/*
+ * A live upgrade, in the new master: wires the serving generation's ready
+ * workers in old slot I's window (peering_window over NOLD old slots) as
+ * receivers of PR, a relayed sender. Their scoreboard entries are ours, not
+ * the sender's: they go as CHAN_ENTRY_UNKNOWN.
+ */
+struct peering;
+void sup_add_receivers(const struct sup *s, struct peering *pr, int i, int nold);
+
+/*
+ * A live upgrade, in the old master: sends M to the ready worker of serving
+ * SLOT (the fds stay the caller's). 0, or -1 and errno (ESRCH: none there).
+ */
+int sup_forward(struct sup *s, int slot, const struct chan_msg *m);
+
+/* No more respawns, scaling or hung-worker kills: the workers are about to be handed over. */
+void sup_freeze(struct sup *s);
+
+/*
+ * The end of a live upgrade, in the old master: every serving worker whose
+ * slot I has MOVING[I] (it was sent its whole hand-over) moves its
+ * connections and exits; the others drain. Nothing is respawned after.
+ */
+void sup_retire_upgraded(struct sup *s, const bool *moving, int64_t now);
 
 /*
  * Starts the next generation beside the serving one; takes ownership of cfg

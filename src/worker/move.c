@@ -183,7 +183,7 @@ move_add_peers(struct worker *w, struct chan_msg *m, bool sending)
 	for (uint32_t i = 0; i < m->nfds; i++) {
 		unsigned entry = sending ? m->entry[i] : 0;
 
-		if (sending && entry >= SB_ENTRIES) {
+		if (sending && entry >= SB_ENTRIES && entry != CHAN_ENTRY_UNKNOWN) {
 			log_warnx("handover: scoreboard entry %u out of range", entry);
 			close(m->fds[i]);
 		} else if (peer_add(w, m->fds[i], sending, entry) == -1) {
@@ -386,6 +386,19 @@ senders_live(struct move *mv, struct move_peer **live)
 }
 
 /*
+ * A receiver's load: its connections in our scoreboard, or, when it is not
+ * ours to read (CHAN_ENTRY_UNKNOWN: a new master's worker), what we have
+ * sent it, so that our connections at least spread evenly by count.
+ */
+static uint64_t
+peer_load(const struct worker *w, const struct move_peer *p)
+{
+	if (p->entry == CHAN_ENTRY_UNKNOWN)
+		return p->moved;
+	return w->sb->w[p->entry].active;
+}
+
+/*
  * S1 to S3: the movable connections spread over the live receivers, a
  * batch to each that has none. A batch carries a quarter of the
  * receiver's share (at least one): other senders' batches in flight to it
@@ -403,8 +416,7 @@ sender_spread(struct worker *w, struct move_peer **live, size_t k)
 		return;  /* next turn */
 	share = score + k;
 	for (size_t i = 0; i < k; i++)
-		score[i] = w->sb->w[live[i]->entry].active +
-		    (live[i]->in_flight ? live[i]->batch->hdr.nrec : 0);
+		score[i] = peer_load(w, live[i]) + (live[i]->in_flight ? live[i]->batch->hdr.nrec : 0);
 	move_spread(score, k, conn_movable_count(&w->conns), share);
 	for (size_t i = 0; i < k; i++) {
 		struct move_peer *p = live[i];

@@ -520,6 +520,18 @@ worker_main(const struct worker_spec *spec)
 	/* Test builds only: a start-up failure, for as long as the named file exists. */
 	if (getenv("EM_TEST_CRASH_ON_START") != NULL && access(getenv("EM_TEST_CRASH_ON_START"), F_OK) == 0)
 		exit(3);
+	/*
+	 * A worker that never reports ready, and so never accepts (a live
+	 * upgrade's new master that is never ready): it waits, its signals
+	 * unblocked so that its master's death (PDEATHSIG) still ends it.
+	 */
+	if (getenv("EM_TEST_NEVER_READY") != NULL && access(getenv("EM_TEST_NEVER_READY"), F_OK) == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		for (;;)
+			pause();
+	}
 #endif
 	if (chan_send(w.chan_fd, &ready) == -1)
 		exit(EXIT_OK);  /* the master is gone already */

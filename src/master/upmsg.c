@@ -1,0 +1,220 @@
+#include "master/upmsg.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define UPMSG_MAGIC 0x50554d45u  /* "EMUP" */
+
+/*
+ * The envelope every message starts with, the same in every version: with
+ * it, UPM_ANSWER (arg: understood) and UPM_READY read alike whatever the
+ * two binaries' state formats are.
+ */
+struct upwire_head {
+	uint32_t magic;
+	uint32_t version;
+	uint32_t kind;
+	uint32_t arg;              /* UPM_ANSWER: understood */
+	int32_t pid;               /* UPM_STATE: the old master; UPM_READY: the new one */
+	uint32_t generation;       /* UPM_STATE, UPM_READY: the sender's serving one */
+	char binary_version[32];   /* UPM_READY */
+};
+
+/* Format 1 of everything after the envelope. */
+struct upwire_v1 {
+	struct upwire_head h;
+	int32_t nslots;
+	uint32_t fds;
+	uint64_t reloads_ok;
+	uint64_t reloads_failed;
+	uint64_t upgrades_ok;
+	uint64_t upgrades_failed;
+	int64_t started_ms;
+	int32_t slot;
+	uint32_t more;
+	uint32_t nfds;
+	uint32_t entry[CHAN_MAX_FDS];
+};
+
+union upwire_cmsg {
+	char buf[CMSG_SPACE(sizeof(int) * CHAN_MAX_FDS)];
+	struct cmsghdr align;
+};
+
+static void
+wire_fill(struct upwire_v1 *w, const struct upmsg *m, uint32_t version)
+{
+	const struct upmsg_state *st = &m->state;
+
+	memset(w, 0, sizeof(*w));
+	w->h = (struct upwire_head){ .magic = UPMSG_MAGIC, .version = version, .kind = m->kind,
+	    .arg = m->understood, .pid = m->kind == UPM_STATE ? st->pid : m->pid,
+	    .generation = m->kind == UPM_STATE ? st->generation : m->generation };
+	memcpy(w->h.binary_version, m->binary_version, sizeof(w->h.binary_version) - 1);
+	w->nslots = st->nslots;
+	w->fds = st->fds;
+	w->reloads_ok = st->reloads_ok;
+	w->reloads_failed = st->reloads_failed;
+	w->upgrades_ok = st->upgrades_ok;
+	w->upgrades_failed = st->upgrades_failed;
+	w->started_ms = st->started_ms;
+	w->slot = m->slot;
+	if (m->kind == UPM_HAND_OVER) {
+		w->more = m->hand.more;
+		w->nfds = m->hand.nfds;
+		memcpy(w->entry, m->hand.entry, sizeof(w->entry));
+	}
+}
+
+int
+upmsg_send(int fd, const struct upmsg *m, uint32_t version, const int *fds, uint32_t nfds)
+{
+	struct upwire_v1 w;
+	struct iovec iov = { .iov_base = &w, .iov_len = sizeof(w) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	union upwire_cmsg cm;
+
+	if (m->kind == UPM_HAND_OVER) {
+		fds = m->hand.fds;
+		nfds = m->hand.nfds;
+	}
+	if (nfds > CHAN_MAX_FDS) {
+		errno = EINVAL;
+		return -1;
+	}
+	wire_fill(&w, m, version);
+	if (nfds != 0) {
+		struct cmsghdr *c;
+		memset(&cm, 0, sizeof(cm));
+		mh.msg_control = cm.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+	}
+	return sendmsg(fd, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(w) ? 0 : -1;
+}
+
+static uint32_t
+take_fds(struct msghdr *mh, int *fds)
+{
+	uint32_t n = 0;
+
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c != NULL; c = CMSG_NXTHDR(mh, c)) {
+		size_t k;
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (n < CHAN_MAX_FDS)
+				fds[n++] = fd;
+			else
+				close(fd);
+		}
+	}
+	return n;
+}
+
+static void
+close_all(int *fds, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/* The envelope into M: all that a message of another version says. */
+static void
+head_read(const struct upwire_head *h, struct upmsg *m)
+{
+	m->kind = h->kind;
+	m->version = h->version;
+	m->understood = h->arg != 0;
+	m->pid = h->pid;
+	m->generation = h->generation;
+	memcpy(m->binary_version, h->binary_version, sizeof(m->binary_version) - 1);
+}
+
+/* Format 1's body into M; -1 when it does not hold together. */
+static int
+wire_read(const struct upwire_v1 *w, struct upmsg *m)
+{
+	m->slot = w->slot;
+	switch (w->h.kind) {
+	case UPM_STATE:
+		m->understood = true;
+		m->state = (struct upmsg_state){ .pid = w->h.pid, .generation = w->h.generation,
+		    .nslots = w->nslots, .fds = w->fds, .reloads_ok = w->reloads_ok,
+		    .reloads_failed = w->reloads_failed, .upgrades_ok = w->upgrades_ok,
+		    .upgrades_failed = w->upgrades_failed, .started_ms = w->started_ms };
+		return (uint32_t)__builtin_popcount(w->fds & 7) == m->nfds && w->h.pid > 0 &&
+		    w->nslots > 0 ? 0 : -1;
+	case UPM_HAND_OVER:
+		if (w->nfds != m->nfds || w->slot < 0)
+			return -1;
+		m->hand = (struct chan_msg){ .kind = CHAN_HAND_OVER, .more = w->more != 0,
+		    .nfds = m->nfds };
+		memcpy(m->hand.entry, w->entry, sizeof(m->hand.entry));
+		memcpy(m->hand.fds, m->fds, sizeof(int) * m->nfds);
+		m->nfds = 0;  /* they belong to hand now */
+		return 0;
+	case UPM_ANSWER:
+	case UPM_READY:
+	case UPM_TAKE_OVER:
+	case UPM_HAND_OVER_END:
+		return m->nfds == 0 ? 0 : -1;
+	}
+	return -1;
+}
+
+int
+upmsg_recv(int fd, struct upmsg *m)
+{
+	union { struct upwire_v1 w; char bigger[sizeof(struct upwire_v1) * 4]; } buf;
+	struct iovec iov = { .iov_base = &buf, .iov_len = sizeof(buf) };
+	union upwire_cmsg cm;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+	    .msg_controllen = sizeof(cm.buf) };
+	ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+
+	memset(m, 0, sizeof(*m));
+	if (n <= 0)
+		return n == 0 ? 0 : -1;
+	m->nfds = take_fds(&mh, m->fds);
+	if ((size_t)n < sizeof(struct upwire_head) || buf.w.h.magic != UPMSG_MAGIC ||
+	    (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+		goto malformed;
+	if ((size_t)n < sizeof(struct upwire_head))
+		goto malformed;
+	head_read(&buf.w.h, m);
+	if (m->version != UPMSG_VERSION) {
+		/* Another format: only the envelope is ours to read (see upmsg.h). */
+		close_all(m->fds, m->nfds);
+		m->nfds = 0;
+		if (m->kind == UPM_STATE)
+			m->understood = false;
+		return 1;
+	}
+	if ((size_t)n != sizeof(buf.w) || wire_read(&buf.w, m) == -1)
+		goto malformed;
+	return 1;
+malformed:
+	close_all(m->fds, m->nfds);
+	memset(m, 0, sizeof(*m));
+	errno = EPROTO;
+	return -1;
+}
+
+void
+upmsg_close_fds(struct upmsg *m)
+{
+	close_all(m->fds, m->nfds);
+	m->nfds = 0;
+	if (m->kind == UPM_HAND_OVER)
+		chan_close_fds(&m->hand);
+}
