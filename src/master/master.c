@@ -337,6 +337,7 @@ upgrade_commit_handover(struct master *m)
 		fatal("calloc");
 	m->nhanded = m->sup.cur.nslots;
 	admin_release(&m->admin);
+	agent_close(&m->agent);  /* the new master binds it as it takes over */
 	/* The lock is the open file's, and the new master holds it too: closing ours keeps it. */
 	if (m->pid_fd != -1)
 		close(m->pid_fd);
@@ -583,6 +584,9 @@ upgrade_take_place(struct master *m)
 	if (m->pid_fd != -1 && pidfile_write(m->pid_fd) == -1)
 		log_warn("upgrade: cannot write pid file %s", m->pid_path);
 	if (admin_take_over(&m->admin, serving_cfg(m), err, sizeof(err)) == -1)
+		log_errorx("upgrade: %s", err);
+	/* A refused agent check is no failure to HAProxy: the port's moment unbound costs nothing. */
+	if (agent_open(&m->agent, m->epfd, serving_cfg(m), -1, MEV_AGENT, err, sizeof(err)) == -1)
 		log_errorx("upgrade: %s", err);
 	m->up.phase = UP_ADOPTED;
 	m->count.upgrades_ok++;
@@ -1082,8 +1086,14 @@ master_start(struct master *m, const struct master_boot *boot)
 		master_adopt(m, boot);
 	else if (admin_open(&m->admin, m->epfd, cfg, err, sizeof(err)) == -1)
 		fatalx("%s", err);
-	/* -1: bind it; a live upgrade would pass its predecessor's listener here. */
-	if (agent_open(&m->agent, m->epfd, cfg, -1, MEV_AGENT, err, sizeof(err)) == -1)
+	/*
+	 * A live upgrade's new master binds the agent when it takes over
+	 * (upgrade_take_place): until then the old master answers HAProxy, and
+	 * holds the port.
+	 */
+	m->agent.fd = -1;
+	if (boot->upgrade_fd == -1 &&
+	    agent_open(&m->agent, m->epfd, cfg, -1, MEV_AGENT, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	master_name_init(m);
 	log_notice("echomaster %s starting: config %s, %d workers%s", EM_VERSION, cfg->path,

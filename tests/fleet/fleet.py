@@ -706,7 +706,11 @@ def sc_upgrade(f):
 def sc_kill(f):
     """kill -9 host3's master: only host3's connections fail, and HAProxy
     stops sending to it."""
-    load = getattr(f, "load_running", None) or start_load(f)
+    load = getattr(f, "load_running", None)
+    if load is None or load.report()["streams_open"] != STREAMS:
+        if load is not None:
+            load.quit()     # the upgrade scenario failed: start afresh
+        load = f.load_running = start_load(f)
     load.cmd("churn 0")
     wait_until("churn stopped", 10, lambda: load.report()["churn_inflight"] == 0)
     st = f.haproxy.stat()
@@ -818,9 +822,9 @@ def main(argv):
                     results.append((name, "ok", msg))
                     log("ok     %s: %s" % (name, msg))
                 except Fail as e:
+                    # The next scenarios still run: each reports on its own.
                     results.append((name, "FAIL", str(e)))
                     log("FAIL   %s: %s" % (name, e))
-                    break
     finally:
         signal.alarm(0)
         f.down()
