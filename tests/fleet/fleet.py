@@ -683,9 +683,13 @@ def sc_upgrade(f):
         wait_until("%s: only the new master and its 2 workers left" % h.name,
                    5, lambda: h.only_master(new))
         wait_until("%s serving after the upgrade" % h.name, 10, h.ready)
-        c = load.report()["churned"]
-        wait_until("churn goes on after %s's upgrade" % h.name, 10,
-                   lambda: load.report()["churned"] >= c + 50)
+        # Every stream, those moved included, echoes twice more, and churn
+        # goes on, before the next host.
+        c = load.cmd("mark")["churned"]
+        wait_until("every stream and churn going on after %s's upgrade" %
+                   h.name, 10, lambda: (lambda r: r["churned"] >= c + 50 and
+                                        r["min_since_mark"] >= 2)(
+                       load.report()), every=0.1)
         done.append("%s %d->%d" % (h.name, old, new))
     r = load.report()
     errs = haproxy_errors(f) - errs0

@@ -17,7 +17,9 @@ Runs inside the clients' network namespace, so its source addresses are the
                     the upper-cased reply)
         churn C     keep C connect-echo-close connections going (0 = stop
                     starting new ones; those in flight finish)
-        report      the counts so far
+        mark        remember each stream's message count (see report)
+        report      the counts so far; "min_since_mark" is the fewest
+                    messages any open stream has verified since the mark
         quit        report and exit (also at EOF)
 
 Every failure is classified: refused (ECONNREFUSED), reset (ECONNRESET,
@@ -89,6 +91,8 @@ class Conn:
         self.out = b""          # still to send
         self.want = b""         # the reply still expected
         self.next_send = 0.0    # streams: when to send the next message
+        self.messages = 0       # streams: messages verified
+        self.mark = 0           # streams: messages at the last "mark"
         self.progress = time.monotonic()
         err = self.sock.connect_ex((load.addr, load.port))
         if err not in (0, errno.EINPROGRESS):
@@ -185,6 +189,7 @@ class Load:
     def done(self, conn):
         if conn.kind == "stream":
             self.c["messages"] += 1
+            conn.messages += 1
             conn.next_send = time.monotonic() + STREAM_EVERY
             self.load_idle(conn)
             return
@@ -202,6 +207,8 @@ class Load:
         r["churn_inflight"] = len(self.churns)
         r["bytes_verified"] = self.bytes
         r["reasons"] = dict(self.reasons)
+        r["min_since_mark"] = min((c.messages - c.mark for c in self.streams),
+                                  default=0)
         r["t"] = time.monotonic()
         print(json.dumps(r), flush=True)
 
@@ -212,6 +219,9 @@ class Load:
         if words[0] == "streams":
             for _ in range(int(words[1])):
                 self.open("stream")
+        elif words[0] == "mark":
+            for c in self.streams:
+                c.mark = c.messages
         elif words[0] == "churn":
             self.churn_target = int(words[1])
         elif words[0] == "quit":
