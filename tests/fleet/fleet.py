@@ -661,7 +661,7 @@ def sc_upgrade(f):
     load = f.load_running = start_load(f)
     errs0 = haproxy_errors(f)
     downs0 = haproxy_downs(f)
-    r0 = load.report()
+    r0 = before = load.report()
     done = []
     for h in f.hosts:
         old = h.master_pid()
@@ -685,22 +685,28 @@ def sc_upgrade(f):
         wait_until("%s serving after the upgrade" % h.name, 10, h.ready)
         # Every stream, those moved included, echoes twice more, and churn
         # goes on, before the next host.
-        c = load.cmd("mark")["churned"]
+        mark = load.cmd("mark")
         wait_until("every stream and churn going on after %s's upgrade" %
-                   h.name, 10, lambda: (lambda r: r["churned"] >= c + 50 and
-                                        r["min_since_mark"] >= 2)(
+                   h.name, 10, lambda: (lambda r: r["churned"] >=
+                                        mark["churned"] + 50 and
+                                        (r["min_since_mark"] or 2) >= 2)(
                        load.report()), every=0.1)
-        done.append("%s %d->%d" % (h.name, old, new))
+        broke = load.report()["streams_broken"] - before["streams_broken"]
+        before = load.report()
+        done.append("%s %d->%d%s" % (h.name, old, new, " (%d streams broke)" %
+                                     broke if broke else ""))
     r = load.report()
     errs = haproxy_errors(f) - errs0
     downs = haproxy_downs(f) - downs0
     f.counts["upgrade"] = r
     if r["streams_open"] != STREAMS or r["streams_broken"] or \
             r["churn_failed"] or errs or downs:
-        raise Fail("upgrade: %d streams open, %d broken, %d churn failed, "
-                   "HAProxy errors+retries %d, servers gone DOWN %d: %s" % (
-                       r["streams_open"], r["streams_broken"],
-                       r["churn_failed"], errs, downs, r["reasons"]))
+        raise Fail("upgrade: %s; %d streams open, %d broken, %d churned, "
+                   "%d churn failed, HAProxy errors+retries %d, servers gone "
+                   "DOWN %d: %s" % (
+                       ", ".join(done), r["streams_open"], r["streams_broken"],
+                       r["churned"] - r0["churned"], r["churn_failed"], errs,
+                       downs, r["reasons"]))
     return "%s; %d streams held (%d messages verified), %d churned, 0 " \
         "failed, HAProxy econ+eresp+wretr +0, no server DOWN" % (
             ", ".join(done), r["streams_open"], r["messages"] - r0["messages"],

@@ -20,6 +20,7 @@ Runs inside the clients' network namespace, so its source addresses are the
         mark        remember each stream's message count (see report)
         report      the counts so far; "min_since_mark" is the fewest
                     messages any open stream has verified since the mark
+                    (null when none is open)
         quit        report and exit (also at EOF)
 
 Every failure is classified: refused (ECONNREFUSED), reset (ECONNRESET,
@@ -208,7 +209,7 @@ class Load:
         r["bytes_verified"] = self.bytes
         r["reasons"] = dict(self.reasons)
         r["min_since_mark"] = min((c.messages - c.mark for c in self.streams),
-                                  default=0)
+                                  default=None)
         r["t"] = time.monotonic()
         print(json.dumps(r), flush=True)
 
