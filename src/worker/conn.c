@@ -45,8 +45,9 @@ struct conn {
 	uint8_t mode;         /* enum cfg_mode */
 	/*
 	 * Waiting for a PROXY header (px set) or answering whoami: such a
-	 * connection's c->events always holds EPOLLRDHUP, so conn_handle's
-	 * steady-state test fails for it and it never takes the echo path.
+	 * connection's c->events is never plain EPOLLIN (it holds EPOLLRDHUP
+	 * or EPOLLOUT), so conn_handle's steady-state test fails for it and
+	 * it never takes the echo path; conn_handle_slow sends it here.
 	 */
 	bool special;
 	bool shut;            /* whoami: our side is shut down, the line is out */
@@ -529,9 +530,8 @@ conn_whoami_update(struct worker *w, struct conn *c)
 	}
 	if (c->read_closed && c->out.len == 0)
 		return -1;
+	/* Never plain EPOLLIN: read_closed here means output is owed. */
 	want = (c->read_closed ? 0 : CONN_SPECIAL_EVENTS) | (c->out.len != 0 ? EPOLLOUT : 0);
-	if (want == 0)
-		want = EPOLLOUT | EPOLLRDHUP;
 	if (want != c->events) {
 		if (ev_mod(w->epfd, c->fd, want, &c->ev) == -1)
 			return -1;

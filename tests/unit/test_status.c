@@ -24,8 +24,8 @@
 static const char *const names[] = {
 	"active", "accepted", "refused", "refused_acl", "refused_per_address", "bytes_in",
 	"bytes_out", "dgrams_in", "dgrams_out", "dgrams_dropped", "dgrams_denied",
-	"dgrams_ratelimited", "moved_out", "moved_in", "moves_failed",
-	"proxy_headers", "proxy_bad", "proxy_timeout", "proxy_untrusted",
+	"dgrams_ratelimited", "proxy_headers", "proxy_bad", "proxy_timeout", "proxy_untrusted",
+	"moved_out", "moved_in", "moves_failed",
 };
 #define NNAMES (sizeof(names) / sizeof(names[0]))
 
@@ -46,8 +46,8 @@ sb_fill(struct sb_worker *sb, size_t k)
 		&sb->active, &sb->accepted, &sb->refused, &sb->refused_acl,
 		&sb->refused_per_address, &sb->bytes_in, &sb->bytes_out, &sb->dgrams_in,
 		&sb->dgrams_out, &sb->dgrams_dropped, &sb->dgrams_denied,
-		&sb->dgrams_ratelimited, &sb->moved_out, &sb->moved_in, &sb->moves_failed,
-		&sb->proxy_headers, &sb->proxy_bad, &sb->proxy_timeout, &sb->proxy_untrusted,
+		&sb->dgrams_ratelimited, &sb->proxy_headers, &sb->proxy_bad, &sb->proxy_timeout,
+		&sb->proxy_untrusted, &sb->moved_out, &sb->moved_in, &sb->moves_failed,
 	};
 
 	for (size_t i = 0; i < NNAMES; i++)
@@ -507,13 +507,13 @@ static const struct {
 	{ "echomaster_datagrams_dropped_total", "counter" },
 	{ "echomaster_datagrams_denied_total", "counter" },
 	{ "echomaster_datagrams_rate_limited_total", "counter" },
-	{ "echomaster_connections_moved_out_total", "counter" },
-	{ "echomaster_connections_moved_in_total", "counter" },
-	{ "echomaster_connections_move_failed_total", "counter" },
 	{ "echomaster_proxy_headers_total", "counter" },
 	{ "echomaster_proxy_headers_bad_total", "counter" },
 	{ "echomaster_proxy_headers_timeout_total", "counter" },
 	{ "echomaster_proxy_untrusted_total", "counter" },
+	{ "echomaster_connections_moved_out_total", "counter" },
+	{ "echomaster_connections_moved_in_total", "counter" },
+	{ "echomaster_connections_move_failed_total", "counter" },
 };
 #define NMETRICS (sizeof(metrics) / sizeof(metrics[0]))
 
