@@ -133,8 +133,9 @@ status_text(const struct status_view *v)
 	    v->name != NULL ? "instance " : "", v->name != NULL ? v->name : "",
 	    v->name != NULL ? ", " : "", (long)v->master_pid, up, v->generation, v->workers);
 	fprintf(f, "respawns %" PRIu64 " (throttled %" PRIu64 "), reloads %" PRIu64 " ok / %" PRIu64
-	    " failed, draining generations %d, parked slots %d\n\n", v->respawns,
-	    v->respawns_throttled, v->reloads_ok, v->reloads_failed, v->draining_generations,
+	    " failed, upgrades %" PRIu64 " ok / %" PRIu64 " failed, draining generations %d, "
+	    "parked slots %d\n\n", v->respawns, v->respawns_throttled, v->reloads_ok,
+	    v->reloads_failed, v->upgrades_ok, v->upgrades_failed, v->draining_generations,
 	    v->parked_slots);
 	if (v->state != NULL) {
 		/* After the blank line: the second line's format is fixed for scripts. */
@@ -176,10 +177,11 @@ status_json(const struct status_view *v)
 	fprintf(f, "\"master\":{\"pid\":%ld,\"uptime_ms\":%" PRId64
 	    ",\"generation\":%u,\"workers\":%d,\"respawns\":%" PRIu64
 	    ",\"respawns_throttled\":%" PRIu64 ",\"reloads_ok\":%" PRIu64
-	    ",\"reloads_failed\":%" PRIu64 ",\"draining_generations\":%d,\"parked_slots\":%d",
+	    ",\"reloads_failed\":%" PRIu64 ",\"upgrades_ok\":%" PRIu64 ",\"upgrades_failed\":%"
+	    PRIu64 ",\"draining_generations\":%d,\"parked_slots\":%d",
 	    (long)v->master_pid, v->uptime_ms, v->generation,
 	    v->workers, v->respawns, v->respawns_throttled, v->reloads_ok, v->reloads_failed,
-	    v->draining_generations, v->parked_slots);
+	    v->upgrades_ok, v->upgrades_failed, v->draining_generations, v->parked_slots);
 	/* Neither holds a quote or a backslash: agent.c writes them from fixed words and the host name. */
 	if (v->state != NULL)
 		fprintf(f, ",\"agent_state\":\"%s\",\"agent\":%s%s%s", v->state,
@@ -239,6 +241,9 @@ status_prometheus(const struct status_view *v)
 	metric_header(f, "echomaster_reloads_total", "Configuration reloads, by result.", "counter");
 	fprintf(f, "echomaster_reloads_total{result=\"ok\"} %" PRIu64 "\n", v->reloads_ok);
 	fprintf(f, "echomaster_reloads_total{result=\"failed\"} %" PRIu64 "\n", v->reloads_failed);
+	metric_header(f, "echomaster_upgrades_total", "Live binary upgrades, by result.", "counter");
+	fprintf(f, "echomaster_upgrades_total{result=\"ok\"} %" PRIu64 "\n", v->upgrades_ok);
+	fprintf(f, "echomaster_upgrades_total{result=\"failed\"} %" PRIu64 "\n", v->upgrades_failed);
 	metric_header(f, "echomaster_uptime_seconds", "Seconds since the master started.", "gauge");
 	fprintf(f, "echomaster_uptime_seconds %.3f\n", (double)v->uptime_ms / 1000);
 	metric_header(f, "echomaster_generation", "The serving worker generation.", "gauge");

@@ -257,8 +257,16 @@ upgrade_spawn(struct upgrade *u, const struct upmsg_state *st, const int pass[3]
 	u->understood = false;
 	u->deadline_ms = now + UPGRADE_READY_TIMEOUT_MS;
 	log_notice("upgrade: started the new master %ld (%s)", (long)pid, u->exe);
-	if (send_state(u, st, pass) == -1)
-		return -1;  /* the caller kills it */
+	/*
+	 * A new master that cannot take the state has exited or is about to
+	 * (the exec failed, it crashed): its exit status, reaped, says more
+	 * than EPIPE, and the deadline bounds the wait for it.
+	 */
+	if (send_state(u, st, pass) == -1) {
+		log_warnx("upgrade: %s", u->why);
+		upgrade_close(u);
+		return 0;
+	}
 	watch_channel(u);
 	return 0;
 }
@@ -299,12 +307,8 @@ upgrade_read(struct upgrade *u)
 	}
 	if (r <= 0) {
 		upgrade_close(u);
-		if (u->phase == UP_STARTING) {
-			snprintf(u->why, sizeof(u->why), "the new master %ld closed its channel before "
-			    "it was ready", (long)u->peer_pid);
-			return UPE_FAILED;
-		}
-		return UPE_PEER_GONE;
+		/* Starting: its exit status, once reaped, is the better reason; the deadline bounds it. */
+		return u->phase == UP_STARTING ? UPE_NONE : UPE_PEER_GONE;
 	}
 	if (u->phase == UP_ADOPTING || u->phase == UP_ADOPTED) {
 		if (u->msg.kind == UPM_TAKE_OVER)
@@ -321,10 +325,12 @@ upgrade_overdue(struct upgrade *u, int64_t now)
 {
 	if ((u->phase != UP_CHECKING && u->phase != UP_STARTING) || now < u->deadline_ms)
 		return false;
-	snprintf(u->why, sizeof(u->why), u->phase == UP_CHECKING ?
-	    "the check of %s did not finish within %d s" :
-	    "the new master (%s) was not ready within %d s", u->exe,
-	    (u->phase == UP_CHECKING ? UPGRADE_CHECK_TIMEOUT_MS : UPGRADE_READY_TIMEOUT_MS) / 1000);
+	if (u->phase == UP_CHECKING)
+		snprintf(u->why, sizeof(u->why), "the check of %s did not finish within %d s", u->exe,
+		    UPGRADE_CHECK_TIMEOUT_MS / 1000);
+	else
+		snprintf(u->why, sizeof(u->why), "the new master %ld (%s) was not ready within %d s",
+		    (long)u->new_pid, u->exe, UPGRADE_READY_TIMEOUT_MS / 1000);
 	return true;
 }
 

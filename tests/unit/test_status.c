@@ -81,7 +81,8 @@ view_three(void)
 	}
 	return (struct status_view){ .master_pid = 4000, .generation = 2, .workers = 2,
 	    .now_ms = NOW_MS, .uptime_ms = 3723000, .respawns = 7, .respawns_throttled = 3,
-	    .reloads_ok = 1, .reloads_failed = 2, .draining_generations = 1,
+	    .reloads_ok = 1, .reloads_failed = 2, .upgrades_ok = 4, .upgrades_failed = 5,
+	    .draining_generations = 1,
 	    .parked_slots = 0, .nworkers = 3, .w = workers };
 }
 
@@ -150,7 +151,7 @@ text_has_the_master_lines(void **state)
 	free(l);
 	l = line_at(text, 1);
 	assert_string_equal(l, "respawns 7 (throttled 3), reloads 1 ok / 2 failed, "
-	    "draining generations 1, parked slots 0");
+	    "upgrades 4 ok / 5 failed, draining generations 1, parked slots 0");
 	free(l);
 	l = line_at(text, 2);
 	assert_string_equal(l, "");
@@ -429,6 +430,8 @@ json_is_well_formed_with_the_master_fields(void **state)
 	json_member_expect(m, "respawns_throttled", "3");
 	json_member_expect(m, "reloads_ok", "1");
 	json_member_expect(m, "reloads_failed", "2");
+	json_member_expect(m, "upgrades_ok", "4");
+	json_member_expect(m, "upgrades_failed", "5");
 	json_member_expect(m, "draining_generations", "1");
 	json_member_expect(m, "parked_slots", "0");
 	free(m);
@@ -588,6 +591,9 @@ prometheus_has_the_master_figures(void **state)
 	header_expect(text, "echomaster_reloads_total", "counter");
 	sample_expect(text, "echomaster_reloads_total{result=\"ok\"}", "1");
 	sample_expect(text, "echomaster_reloads_total{result=\"failed\"}", "2");
+	header_expect(text, "echomaster_upgrades_total", "counter");
+	sample_expect(text, "echomaster_upgrades_total{result=\"ok\"}", "4");
+	sample_expect(text, "echomaster_upgrades_total{result=\"failed\"}", "5");
 	header_expect(text, "echomaster_uptime_seconds", "gauge");
 	sample_expect(text, "echomaster_uptime_seconds", "3723.000");
 	header_expect(text, "echomaster_generation", "gauge");
@@ -625,8 +631,8 @@ prometheus_lines_are_all_well_formed(void **state)
 			assert_true(strncmp(name, "echomaster_", 11) == 0);
 			samples++;
 		}
-		/* 12 counters x 3 workers + 9 master samples; with no workers, only the latter. */
-		assert_int_equal(samples, n == 0 ? NMETRICS * 3 + 9 : 9);
+		/* The counters x 3 workers + 11 master samples; with no workers, only the latter. */
+		assert_int_equal(samples, n == 0 ? NMETRICS * 3 + 11 : 11);
 		free(text);
 	}
 }
