@@ -715,16 +715,15 @@ agent_event(struct master *m)
 }
 
 /*
- * The instance name in the agent's free text. The host name until the
- * `name` setting exists (branch h-proxy adds cfg->name: take it here when
- * set). Kept to characters that need no quoting in a status line, JSON or
- * an agent reply.
+ * The instance name in the agent's free text: cfg->instance (`name`, or
+ * the host name when it is ""). Kept to characters that need no quoting in
+ * a status line, JSON or an agent reply.
  */
 static void
-master_name_init(struct master *m)
+master_name_init(struct master *m, const struct cfg *cfg)
 {
-	if (gethostname(m->name, sizeof(m->name) - 1) == -1 || m->name[0] == '\0')
-		snprintf(m->name, sizeof(m->name), "echomaster");
+	snprintf(m->name, sizeof(m->name), "%s", cfg->instance[0] != '\0' ? cfg->instance :
+	    "echomaster");
 	for (char *p = m->name; *p != '\0'; p++)
 		if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
 		    !(*p >= '0' && *p <= '9') && *p != '.' && *p != '-' && *p != '_')
@@ -1095,7 +1094,7 @@ master_start(struct master *m, const struct master_boot *boot)
 	if (boot->upgrade_fd == -1 &&
 	    agent_open(&m->agent, m->epfd, cfg, -1, MEV_AGENT, err, sizeof(err)) == -1)
 		fatalx("%s", err);
-	master_name_init(m);
+	master_name_init(m, cfg);
 	log_notice("echomaster %s starting: config %s, %d workers%s", EM_VERSION, cfg->path,
 	    cfg->workers, cfg->workers_auto ? " (auto)" : "");
 	sup_init(&m->sup, m->epfd, m->sb, MEV_WORKER, &sup_real_ops);

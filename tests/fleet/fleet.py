@@ -488,6 +488,11 @@ class Fleet:
                timeout=30 + n * (interval + 6))
         return [json.loads(l) for l in r.stdout.splitlines()]
 
+    def agent_line(self, h):
+        """The host's agent line, read from the balancers' namespace."""
+        return sh("ip", "netns", "exec", self.net.lb, PY, CLIENT, "line",
+                  h.addr, str(AGENT_PORT)).stdout
+
     def load(self, port=7, src=CLIENTS[0]):
         p = self.spawn(self.net.cli, [PY, CLIENT, "load", LB_ADDR, str(port),
                                       src], "load.log", stdin=subprocess.PIPE,
@@ -596,8 +601,16 @@ def sc_drain(f):
     """-s drain on host2: new clients go to the others within two agent
     intervals; -s ready brings it back."""
     h2 = f.hosts[1]
+    up = f.agent_line(h2)
+    if not up.startswith("up ready ") or "#host2 " not in up:
+        raise Fail("drain: host2's agent says %r, not up ready ... #host2" % up)
     t0 = time.monotonic()
-    out = h2.ctl("drain").stdout.strip()
+    said = h2.ctl("drain").stdout.strip()
+    if said != "draining (operator)":
+        raise Fail("drain: -s drain said %r" % said)
+    down = f.agent_line(h2)
+    if not down.startswith("drain") or "#host2 " not in down:
+        raise Fail("drain: after -s drain host2's agent says %r" % down)
     res = f.whoami(8, CLIENTS[0], 40, 0.05)
     late = [r for r in res if r["t"] >= t0 + 2 * AGENT_INTER]
     if len(late) < 10:
@@ -624,9 +637,10 @@ def sc_drain(f):
     back = f.whoami(8, CLIENTS[0], 3)
     if "host2" not in check_whoami(back, CLIENTS[0], "v2"):
         raise Fail("drain: host2 gets no clients after -s ready")
-    return "%r; %d queries from +%d ms: host1/host3 only (host2 %s), HAProxy " \
-        "DRAIN; -s ready: host2 UP and answering again" % (
-            out, len(late), 2 * AGENT_INTER * 1000, last)
+    return "agent %r, then %r; %d queries from +%d ms: host1/host3 only " \
+        "(host2 %s), HAProxy DRAIN; -s ready: host2 UP and answering " \
+        "again" % (up.strip(), down.strip(), len(late), 2 * AGENT_INTER * 1000,
+                   last)
 
 
 def start_load(f):

@@ -9,6 +9,10 @@ Runs inside the clients' network namespace, so its source addresses are the
       reply until the server closes; one JSON line per connection:
       {"t": MONOTONIC, "local": "SRC:PORT", "reply": LINE, "error": ERR|null}
 
+  fleetclient.py line ADDR PORT
+      one connection; prints what the server sent until it closed (the
+      HAProxy agent's line, as HAProxy reads it)
+
   fleetclient.py load ADDR PORT SRC
       a load that takes commands on stdin, one a line, and answers each
       with one JSON line on stdout:
@@ -272,6 +276,16 @@ def main(argv):
     if len(argv) >= 5 and argv[1] == "whoami":
         interval = float(argv[6]) if len(argv) > 6 else 0
         whoami(argv[2], int(argv[3]), argv[4], int(argv[5]), interval)
+        return 0
+    if len(argv) == 4 and argv[1] == "line":
+        with socket.create_connection((argv[2], int(argv[3])), STALL) as s:
+            data = b""
+            while True:
+                b = s.recv(4096)
+                if not b:
+                    break
+                data += b
+        sys.stdout.write(data.decode("ascii", "replace"))
         return 0
     if len(argv) == 5 and argv[1] == "load":
         Load(argv[2], int(argv[3]), argv[4]).run()
