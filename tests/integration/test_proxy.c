@@ -334,6 +334,38 @@ per_address_limit_acts_on_the_header_address(void **state)
 	close(b);
 }
 
+/*
+ * A reload with reload_handover: PROXY connections are not handed over
+ * (the header's address is not in the handover record), so they stay
+ * with their old worker and drain there. One past its header goes on
+ * echoing; one in the middle of its header completes it and is served.
+ * Neither counts as a failed move: it was never offered.
+ */
+static void
+connections_stay_with_their_worker_across_a_reload(void **state)
+{
+	struct env *e = *state;
+	int port = port_pick(), done, half;
+	char buf[128];
+	size_t n;
+
+	start(e, "proxy_protocol = \"v1\";", "shutdown_timeout = 20;\nreload_handover = true;", port);
+	n = v1_header(buf, sizeof(buf) - 8, "192.0.2.1", 1);
+	memcpy(buf + n, "ping", 4);
+	done = tcp_from("127.0.0.2", port);
+	assert_true(send_served(done, buf, n + 4, "PING"));
+	half = tcp_from("127.0.0.2", port);
+	assert_int_equal(tcp_send_all(half, buf, 10, EM_DEADLINE_MS), 0);
+	assert_int_equal(env_control(e, "reload", NULL, EM_DEADLINE_MS), 0);
+	env_wait_serving(e, 2, 2, EM_DEADLINE_MS);
+	assert_true(send_served(done, "again", 5, "AGAIN"));
+	assert_true(send_served(half, buf + 10, n + 4 - 10, "PING"));
+	assert_true(v1_try("127.0.0.2", port, "192.0.2.3"));  /* the new generation serves */
+	assert_int_equal(total(e, "moves_failed"), 0);
+	close(done);
+	close(half);
+}
+
 /* A listener without proxy_protocol takes a header for data: it pays for nothing. */
 static void
 a_plain_listener_echoes_a_header(void **state)
@@ -356,6 +388,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(slow_header_is_closed_at_proxy_timeout, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(access_lists_act_on_the_header_address, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(per_address_limit_acts_on_the_header_address, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(connections_stay_with_their_worker_across_a_reload, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(a_plain_listener_echoes_a_header, env_setup, env_teardown),
 	};
 	return cmocka_run_group_tests_name("proxy", tests, NULL, NULL);
