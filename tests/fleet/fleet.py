@@ -50,7 +50,11 @@ CHURN = 4                       # connect-echo-close connections at once
 
 
 class Fail(Exception):
-    pass
+    """A scenario's check failed; the next scenario still runs."""
+
+
+class Interrupted(Exception):
+    """FLEET_TIMEOUT ran out, or a signal came: nothing more runs."""
 
 
 def log(msg):
@@ -145,9 +149,10 @@ class Net:
                 except (OSError, ValueError):
                     pass
         for ns in self.made:
-            wait_until("namespace %s emptied" % ns, 5,
-                       lambda: not sh("ip", "netns", "pids", ns,
-                                      check=False).stdout.split())
+            deadline = time.monotonic() + 5
+            while sh("ip", "netns", "pids", ns, check=False).stdout.split() \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
             sh("ip", "netns", "del", ns, check=False)
         self.made = []
 
@@ -799,6 +804,29 @@ SCENARIOS = [
 ]
 
 
+def run_scenarios(f, have, only, results):
+    """Runs each scenario asked for (all when ONLY is empty) in order,
+    appending (name, "ok"|"FAIL"|"SKIP", message) to results."""
+    for name, fn, needs in SCENARIOS:
+        if only and name not in only:
+            continue
+        missing = needs - have
+        if missing:
+            results.append((name, "SKIP", "the binary lacks: " +
+                            " ".join(sorted(missing))))
+            log("skip   %s: the binary lacks %s" % (
+                name, " ".join(sorted(missing))))
+            continue
+        try:
+            msg = fn(f)
+            results.append((name, "ok", msg))
+            log("ok     %s: %s" % (name, msg))
+        except Fail as e:
+            # The next scenarios still run: each reports on its own.
+            results.append((name, "FAIL", str(e)))
+            log("FAIL   %s: %s" % (name, e))
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -811,10 +839,11 @@ def main(argv):
     timeout = int(os.environ.get("FLEET_TIMEOUT", "240"))
 
     def on_alarm(*_):
-        raise Fail("the whole run took longer than FLEET_TIMEOUT=%d s" % timeout)
+        raise Interrupted("the whole run took longer than FLEET_TIMEOUT=%d s"
+                          % timeout)
 
     def on_term(signum, _):
-        raise SystemExit(128 + signum)
+        raise Interrupted("interrupted by signal %d" % signum)
     signal.signal(signal.SIGALRM, on_alarm)
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
@@ -826,47 +855,24 @@ def main(argv):
     f = Fleet(binary, rundir, have)
     results = []
     try:
-        try:
-            f.up()
-        except Fail as e:
-            results.append(("set-up", "FAIL", str(e)))
-        else:
-            for name, fn, needs in SCENARIOS:
-                if only and name not in only:
-                    continue
-                missing = needs - have
-                if missing:
-                    results.append((name, "SKIP", "the binary lacks: " +
-                                    " ".join(sorted(missing))))
-                    log("skip   %s: the binary lacks %s" % (
-                        name, " ".join(sorted(missing))))
-                    continue
-                try:
-                    msg = fn(f)
-                    results.append((name, "ok", msg))
-                    log("ok     %s: %s" % (name, msg))
-                except Fail as e:
-                    # The next scenarios still run: each reports on its own.
-                    results.append((name, "FAIL", str(e)))
-                    log("FAIL   %s: %s" % (name, e))
+        f.up()
+        run_scenarios(f, have, only, results)
+    except (Fail, Interrupted) as e:
+        results.append(("run", "FAIL", str(e)))
+        log("FAIL   %s" % e)
     finally:
+        # The teardown runs to its end: no alarm, no signal cuts it short.
         signal.alarm(0)
-        f.down()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            f.down()
+        except Exception as e:  # noqa: BLE001 -- the namespaces must go
+            log("teardown: %s" % e)
+            f.net.down()
     failed = [r for r in results if r[1] == "FAIL"]
     skipped = [r for r in results if r[1] == "SKIP"]
-    for key in ("upgrade", "kill"):
-        c = f.counts.get(key)
-        if c:
-            reasons = c.get("reasons", {})
-            log("counts %s: held %d, churned %d, failed %d, refused %d, "
-                "reset %d, wrong %d, streams broken %d, messages %d, "
-                "bytes verified %d" % (
-                    key, c["streams_open"], c["churned"],
-                    c["churn_failed"] + c["streams_broken"],
-                    sum(v for k, v in reasons.items() if k.endswith(":refused")),
-                    sum(v for k, v in reasons.items() if k.endswith(":reset")),
-                    sum(v for k, v in reasons.items() if k.endswith(":wrong")),
-                    c["streams_broken"], c["messages"], c["bytes_verified"]))
+    print_counts(f.counts)
     if failed:
         show_logs(rundir)
     log("check-fleet: %d passed, %d failed, %d skipped" % (
@@ -880,6 +886,24 @@ def main(argv):
             "to allow)")
         return 1
     return 0
+
+
+def print_counts(counts):
+    """The counts the issue's note needs, per load-carrying scenario."""
+    for key in ("upgrade", "kill"):
+        c = counts.get(key)
+        if not c:
+            continue
+        why = c.get("reasons", {})
+
+        def of(kind):
+            return sum(v for k, v in why.items() if k.endswith(":" + kind))
+        log("counts %s: held %d, churned %d, failed %d, refused %d, reset %d, "
+            "wrong %d, streams broken %d, messages %d, bytes verified %d" % (
+                key, c["streams_open"], c["churned"],
+                c["churn_failed"] + c["streams_broken"], of("refused"),
+                of("reset"), of("wrong"), c["streams_broken"], c["messages"],
+                c["bytes_verified"]))
 
 
 def show_logs(rundir):
