@@ -192,32 +192,56 @@ inherit_names(struct inherited *inh, const char *names)
 	return 0;
 }
 
-static void
-inherit_unset(void)
+/* Moves NAME's value out of the environment into *out (NULL when unset). */
+static int
+env_take_one(const char *name, char **out)
 {
-	unsetenv("LISTEN_PID");
-	unsetenv("LISTEN_FDS");
-	unsetenv("LISTEN_FDNAMES");
+	const char *v = getenv(name);
+
+	*out = NULL;
+	if (v != NULL && (*out = strdup(v)) == NULL)
+		return -1;
+	unsetenv(name);
+	return 0;
 }
 
 int
-listeners_inherit(struct inherited *inh, char *err, size_t errlen)
+listeners_env_take(struct listen_env *le)
 {
-	int n = listeners_env_count(getenv("LISTEN_PID"), getenv("LISTEN_FDS"), getpid());
+	memset(le, 0, sizeof(*le));
+	if (env_take_one("LISTEN_PID", &le->pid) == -1 ||
+	    env_take_one("LISTEN_FDS", &le->fds) == -1 ||
+	    env_take_one("LISTEN_FDNAMES", &le->names) == -1) {
+		listeners_env_free(le);
+		return -1;
+	}
+	return 0;
+}
+
+void
+listeners_env_free(struct listen_env *le)
+{
+	free(le->pid);
+	free(le->fds);
+	free(le->names);
+	memset(le, 0, sizeof(*le));
+}
+
+int
+listeners_inherit(struct inherited *inh, const struct listen_env *le, char *err, size_t errlen)
+{
+	int n = listeners_env_count(le->pid, le->fds, getpid());
 
 	memset(inh, 0, sizeof(*inh));
 	if (n == -1) {
 		snprintf(err, errlen, "malformed LISTEN_PID or LISTEN_FDS in the environment");
-		inherit_unset();
 		return -1;
 	}
-	if (n == 0) {
-		inherit_unset();
+	if (n == 0)
 		return 0;
-	}
 	inh->n = (size_t)n;
 	if ((inh->fds = calloc(inh->n, sizeof(*inh->fds))) == NULL ||
-	    inherit_names(inh, getenv("LISTEN_FDNAMES")) == -1) {
+	    inherit_names(inh, le->names) == -1) {
 		listeners_inherited_free(inh);
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -228,7 +252,6 @@ listeners_inherit(struct inherited *inh, char *err, size_t errlen)
 		if (fcntl(inh->fds[i], F_SETFD, FD_CLOEXEC) == -1)
 			inh->fds[i] = -1;
 	}
-	inherit_unset();
 	return 0;
 }
 

@@ -63,13 +63,29 @@ void listeners_close(struct listeners *ls);
  */
 int listeners_env_count(const char *listen_pid, const char *listen_fds, pid_t self);
 
+/* What the LISTEN_* variables said, taken out of the environment (main.c). */
+struct listen_env {
+	char *pid;    /* LISTEN_PID, malloc'd; NULL when unset */
+	char *fds;    /* LISTEN_FDS */
+	char *names;  /* LISTEN_FDNAMES */
+};
+
 /*
- * Reads the LISTEN_* variables, takes the descriptors they pass (made
- * close-on-exec), and unsets the variables so that no child mistakes them
- * for its own. -1 with a message in err when they are malformed or out of
- * memory (then nothing was taken).
+ * Takes the LISTEN_* variables out of the environment into LE, so that no
+ * child mistakes them for its own. Done first thing in main, before
+ * anything copies the environment. -1 when out of memory.
  */
-int listeners_inherit(struct inherited *inh, char *err, size_t errlen);
+int listeners_env_take(struct listen_env *le);
+
+void listeners_env_free(struct listen_env *le);
+
+/*
+ * Takes the descriptors LE passes to us (made close-on-exec). -1 with a
+ * message in err when the variables are malformed or out of memory (then
+ * nothing was taken).
+ */
+int listeners_inherit(struct inherited *inh, const struct listen_env *le, char *err,
+    size_t errlen);
 
 /* True when FD is a socket of L's protocol bound to L's address. */
 bool listeners_fd_matches(int fd, const struct cfg_listen *l);

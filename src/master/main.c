@@ -237,14 +237,37 @@ start_resolve_exe(void)
 	return exe;
 }
 
+/*
+ * What the environment hands a starting master: systemd's LISTEN_* and a
+ * live upgrade's channel. Taken out of the environment first thing, before
+ * proctitle copies it, so that no child of ours sees them.
+ */
+struct start_env {
+	struct listen_env listen;
+	char *upgrade_fd;   /* UPGRADE_FD_ENV, malloc'd; NULL when unset */
+};
+
+static int
+start_env_take(struct start_env *se)
+{
+	const char *fd = getenv(UPGRADE_FD_ENV);
+
+	se->upgrade_fd = NULL;
+	if (listeners_env_take(&se->listen) == -1 ||
+	    (fd != NULL && (se->upgrade_fd = strdup(fd)) == NULL))
+		return -1;
+	unsetenv(UPGRADE_FD_ENV);
+	return 0;
+}
+
 /* The listeners: inherited ones (LISTEN_FDS) adopted, the others bound. */
 static struct listeners *
-start_listeners(struct cfg *cfg, char *err, size_t errlen)
+start_listeners(struct cfg *cfg, const struct listen_env *le, char *err, size_t errlen)
 {
 	struct inherited inh;
 	struct listeners *ls;
 
-	if (listeners_inherit(&inh, err, errlen) == -1)
+	if (listeners_inherit(&inh, le, err, errlen) == -1)
 		return NULL;
 	ls = listeners_open_inherited(cfg, &inh, err, errlen);
 	listeners_inherited_free(&inh);
@@ -258,7 +281,7 @@ start_listeners(struct cfg *cfg, char *err, size_t errlen)
  * master runs. Any failure here is fatal: nothing serves yet.
  */
 static int
-start(struct cfg *cfg, bool foreground)
+start(struct cfg *cfg, bool foreground, const struct start_env *se)
 {
 	struct master_boot boot = { .cfg = cfg, .pid_fd = -1, .upgrade_fd = -1, .ctl_fd = -1,
 	    .metrics_fd = -1 };
@@ -269,7 +292,7 @@ start(struct cfg *cfg, bool foreground)
 	daemon_absolute_path(cfg);  /* a new master of a live upgrade is given it with -c */
 	log_configure(cfg->log_facility, cfg->log_level, cfg->log_stderr);
 	start_take_pid_file(&boot);
-	if ((boot.ls = start_listeners(cfg, err, sizeof(err))) == NULL) {
+	if ((boot.ls = start_listeners(cfg, &se->listen, err, sizeof(err))) == NULL) {
 		pidfile_release(boot.pid_fd, boot.pid_path);  /* we never ran: leave no pid file */
 		fatalx("%s", err);
 	}
@@ -302,17 +325,16 @@ upgraded_fds(struct master_boot *boot)
  * it is taken afresh once the old master is gone.
  */
 static int
-start_upgraded(struct cfg *cfg, const char *fd_text)
+start_upgraded(struct cfg *cfg, const struct start_env *se)
 {
 	struct master_boot boot = { .cfg = cfg, .pid_fd = -1, .ctl_fd = -1, .metrics_fd = -1 };
 	char err[CFG_ERR_LEN];
 
-	boot.upgrade_fd = atoi(fd_text);
-	unsetenv(UPGRADE_FD_ENV);
+	boot.upgrade_fd = atoi(se->upgrade_fd);
 #ifdef EM_TEST_HOOKS
 	/* Test builds only: a new master that crashes as it starts, while the named file exists. */
 	if (getenv("EM_TEST_UPGRADE_CRASH") != NULL && access(getenv("EM_TEST_UPGRADE_CRASH"), F_OK) == 0)
-		raise(SIGSEGV);
+		signal(SIGSEGV, SIG_DFL), raise(SIGSEGV);  /* not a sanitizer's handler: a real crash */
 #endif
 	boot.exe = start_resolve_exe();
 	daemon_absolute_path(cfg);
@@ -322,7 +344,7 @@ start_upgraded(struct cfg *cfg, const char *fd_text)
 	upgraded_fds(&boot);
 	if (cfg->pid_file[0] != '\0' && (boot.pid_path = strdup(cfg->pid_file)) == NULL)
 		fatal("strdup");
-	if ((boot.ls = start_listeners(cfg, err, sizeof(err))) == NULL)
+	if ((boot.ls = start_listeners(cfg, &se->listen, err, sizeof(err))) == NULL)
 		fatalx("%s", err);
 	return master_run(&boot);
 }
@@ -331,10 +353,12 @@ int
 main(int argc, char **argv)
 {
 	struct options o;
+	struct start_env se;
 	struct cfg *cfg;
 	char err[CFG_ERR_LEN];
+	int rc;
 
-	if (proctitle_init(argc, argv) == -1) {
+	if (start_env_take(&se) == -1 || proctitle_init(argc, argv) == -1) {
 		fprintf(stderr, "echomaster: out of memory\n");
 		return EXIT_RUNTIME;
 	}
@@ -357,7 +381,8 @@ main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	log_init(true);
-	if (getenv(UPGRADE_FD_ENV) != NULL)
-		return start_upgraded(cfg, getenv(UPGRADE_FD_ENV));
-	return start(cfg, o.foreground);
+	rc = se.upgrade_fd != NULL ? start_upgraded(cfg, &se) : start(cfg, o.foreground, &se);
+	listeners_env_free(&se.listen);
+	free(se.upgrade_fd);
+	return rc;
 }

@@ -284,6 +284,7 @@ upgrade_begin(struct master *m, const char *why)
 		upgrade_failed(m, m->up.why);
 		return;
 	}
+	notify_send("STATUS=upgrading to %s", m->up.exe);
 	m->state = LS_UPGRADING;
 }
 
@@ -1108,6 +1109,7 @@ master_run(const struct master_boot *boot)
 	struct master m;
 
 	master_start(&m, boot);
+	free(boot->exe);  /* upgrade_init keeps its own copy */
 	master_loop(&m);
 	admin_close(&m.admin);
 	agent_close(&m.agent);

@@ -96,6 +96,7 @@ child_adopts(int t, int u, int stray, int tport, int uport)
 {
 	struct cfg *cfg = config(tport, uport);
 	struct inherited inh;
+	struct listen_env le;
 	struct listeners *ls;
 	char err[256], pid[32];
 
@@ -106,7 +107,8 @@ child_adopts(int t, int u, int stray, int tport, int uport)
 	setenv("LISTEN_PID", pid, 1);
 	setenv("LISTEN_FDS", "3", 1);
 	setenv("LISTEN_FDNAMES", "tcp:stray:udp", 1);
-	if (listeners_inherit(&inh, err, sizeof(err)) == -1 || inh.n != 3)
+	if (listeners_env_take(&le) == -1 || listeners_inherit(&inh, &le, err, sizeof(err)) == -1 ||
+	    inh.n != 3)
 		return 11;
 	if (getenv("LISTEN_PID") != NULL || getenv("LISTEN_FDS") != NULL ||
 	    getenv("LISTEN_FDNAMES") != NULL)
@@ -123,6 +125,7 @@ child_adopts(int t, int u, int stray, int tport, int uport)
 	if (!(fcntl(3, F_GETFL) & O_NONBLOCK))
 		return 17;
 	listeners_close(ls);
+	listeners_env_free(&le);
 	cfg_free(cfg);
 	return 0;
 }
@@ -153,19 +156,27 @@ static void
 not_for_us_takes_nothing(void **state)
 {
 	struct inherited inh;
+	struct listen_env le;
 	char err[256];
 
 	(void)state;
 	setenv("LISTEN_PID", "1", 1);
 	setenv("LISTEN_FDS", "2", 1);
-	assert_int_equal(listeners_inherit(&inh, err, sizeof(err)), 0);
-	assert_int_equal(inh.n, 0);
+	assert_int_equal(listeners_env_take(&le), 0);
 	assert_null(getenv("LISTEN_FDS"));
+	assert_null(getenv("LISTEN_PID"));
+	assert_string_equal(le.fds, "2");
+	assert_null(le.names);
+	assert_int_equal(listeners_inherit(&inh, &le, err, sizeof(err)), 0);
+	assert_int_equal(inh.n, 0);
+	listeners_env_free(&le);
 	setenv("LISTEN_PID", "1", 1);
 	setenv("LISTEN_FDS", "two", 1);
-	assert_int_equal(listeners_inherit(&inh, err, sizeof(err)), -1);
+	assert_int_equal(listeners_env_take(&le), 0);
+	assert_int_equal(listeners_inherit(&inh, &le, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "LISTEN_FDS"));
 	listeners_inherited_free(&inh);
+	listeners_env_free(&le);
 }
 
 int
