@@ -870,6 +870,9 @@ def main(argv):
         except Exception as e:  # noqa: BLE001 -- the namespaces must go
             log("teardown: %s" % e)
             f.net.down()
+    for line in crashes(f.hosts):
+        results.append(("logs", "FAIL", line))
+        log("FAIL   logs: %s" % line)
     failed = [r for r in results if r[1] == "FAIL"]
     skipped = [r for r in results if r[1] == "SKIP"]
     print_counts(f.counts)
@@ -886,6 +889,28 @@ def main(argv):
             "to allow)")
         return 1
     return 0
+
+
+# A host log with one of these failed the run even if no client noticed:
+# a respawn hides a crash (the same list as tests/integration/harness.c).
+CRASH_SIGNS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
+               "(SIGSEGV)", "(SIGABRT)", "(SIGBUS)", "(SIGFPE)", "(SIGILL)")
+
+
+def crashes(hosts):
+    """The first line of each host log that reports a crash."""
+    found = []
+    for h in hosts:
+        try:
+            with open(h.logfile, errors="replace") as fh:
+                lines = fh.readlines()
+        except OSError:
+            continue
+        for line in lines:
+            if any(sign in line for sign in CRASH_SIGNS):
+                found.append("%s: %s" % (h.name, line.strip()))
+                break
+    return found
 
 
 def print_counts(counts):
