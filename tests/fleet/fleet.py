@@ -116,6 +116,12 @@ class Net:
     def up(self):
         for ns in [self.lb, self.cli] + self.hosts:
             self.add(ns)
+        # The clients' churn and HAProxy's connections to the hosts close
+        # first, so they leave TIME_WAIT behind: in these two namespaces,
+        # a wide port range and TIME_WAIT reuse, so no run can exhaust it.
+        for ns in (self.lb, self.cli):
+            sh("sh", "-c", "echo 1024 65535 >/proc/sys/net/ipv4/ip_local_port_range"
+               " && echo 1 >/proc/sys/net/ipv4/tcp_tw_reuse", ns=ns)
         lb = ("ip", "-n", self.lb)
         # Clients: their own /24 and a route to the balancers' front.
         sh(*lb, "link", "add", "vcli", "type", "veth", "peer", "name", "eth0",

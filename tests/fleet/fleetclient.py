@@ -44,6 +44,19 @@ STALL = 5.0             # seconds without progress before a connection failed
 STREAM_EVERY = 0.1      # seconds between a stream's messages
 STREAM_MSG = (64, 2048) # a stream message's size range, bytes
 CHURN_MSG = 64
+CHURN_RATE = 1000       # churn connections started a second, at most: the
+                        # machine is shared, and a steady churn is the point
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+def bound_socket(src):
+    """A TCP socket bound to address SRC, its port left to connect(): so a
+    port is reused towards another destination, and (tcp_tw_reuse in the
+    clients' namespace) out of TIME_WAIT, and churn never runs out."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+    s.bind((src, 0))
+    return s
 
 
 def classify(err):
@@ -62,12 +75,11 @@ def whoami(addr, port, src, n, interval):
             time.sleep(interval)
         t = time.monotonic()
         res = {"t": t, "local": None, "reply": "", "error": None}
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = bound_socket(src)
         s.settimeout(STALL)
         try:
-            s.bind((src, 0))
-            res["local"] = "%s:%d" % s.getsockname()
             s.connect((addr, port))
+            res["local"] = "%s:%d" % s.getsockname()
             data = b""
             while True:
                 b = s.recv(4096)
@@ -89,9 +101,8 @@ class Conn:
 
     def __init__(self, load, kind):
         self.load, self.kind = load, kind
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock = bound_socket(load.src)
         self.sock.setblocking(False)
-        self.sock.bind((load.src, 0))
         self.connected = False
         self.out = b""          # still to send
         self.want = b""         # the reply still expected
@@ -101,6 +112,7 @@ class Conn:
         self.progress = time.monotonic()
         err = self.sock.connect_ex((load.addr, load.port))
         if err not in (0, errno.EINPROGRESS):
+            self.sock.close()
             raise OSError(err, os.strerror(err))
         load.sel.register(self.sock, selectors.EVENT_WRITE, self)
 
@@ -164,6 +176,8 @@ class Load:
         self.streams = set()
         self.churns = set()
         self.churn_target = 0
+        self.churn_budget = 0.0  # connections churn may start now (CHURN_RATE)
+        self.churn_stamp = time.monotonic()
         self.c = {"streams_opened": 0, "streams_broken": 0, "messages": 0,
                   "churned": 0, "churn_failed": 0}
         self.reasons = {}       # "stream:reset" -> count
@@ -249,7 +263,11 @@ class Load:
 
     def tick(self):
         now = time.monotonic()
-        while len(self.churns) < self.churn_target:
+        self.churn_budget = min(self.churn_budget + (now - self.churn_stamp) *
+                                CHURN_RATE, self.churn_target)
+        self.churn_stamp = now
+        while len(self.churns) < self.churn_target and self.churn_budget >= 1:
+            self.churn_budget -= 1
             self.open("churn")
         for conn in list(self.streams):
             if conn.connected and not conn.want and not conn.out \
@@ -261,7 +279,9 @@ class Load:
 
     def run(self):
         while True:
-            for key, mask in self.sel.select(0.02):
+            # Short naps while churn waits for its budget, to keep its pace.
+            nap = 0.002 if len(self.churns) < self.churn_target else 0.02
+            for key, mask in self.sel.select(nap):
                 if key.data is None:
                     if not self.read_commands():
                         return
