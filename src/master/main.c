@@ -253,9 +253,12 @@ start_env_take(struct start_env *se)
 	const char *fd = getenv(UPGRADE_FD_ENV);
 
 	se->upgrade_fd = NULL;
-	if (listeners_env_take(&se->listen) == -1 ||
-	    (fd != NULL && (se->upgrade_fd = strdup(fd)) == NULL))
+	if (listeners_env_take(&se->listen) == -1)
 		return -1;
+	if (fd != NULL && (se->upgrade_fd = strdup(fd)) == NULL) {
+		listeners_env_free(&se->listen);
+		return -1;
+	}
 	unsetenv(UPGRADE_FD_ENV);
 	return 0;
 }
@@ -317,6 +320,35 @@ upgraded_fds(struct master_boot *boot)
 }
 
 /*
+ * The pid file's path: the file the old master's descriptor is open on (a
+ * changed pid_file takes a restart), else the configured one; NULL for none.
+ */
+static char *
+upgraded_pid_path(const struct cfg *cfg, int pid_fd)
+{
+	char link[64], path[PATH_MAX];
+	ssize_t n = -1;
+	char *p;
+
+	if (pid_fd != -1) {
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", pid_fd);
+		n = readlink(link, path, sizeof(path) - 1);
+	}
+	if (n > 0) {
+		path[n] = '\0';
+		if (cfg->pid_file[0] == '/' && strcmp(path, cfg->pid_file) != 0)
+			log_warnx("changing pid_file needs a restart; still using %s", path);
+	} else if (cfg->pid_file[0] == '\0') {
+		return NULL;
+	} else {
+		snprintf(path, sizeof(path), "%s", cfg->pid_file);
+	}
+	if ((p = strdup(path)) == NULL)
+		fatal("strdup");
+	return p;
+}
+
+/*
  * Start-up of a live upgrade's new master, exec'd by the old one with
  * UPGRADE_FD_ENV: the old master's state first, then its listeners from
  * LISTEN_FDS. Never detaches: it stays the old master's child until that
@@ -330,7 +362,7 @@ start_upgraded(struct cfg *cfg, const struct start_env *se)
 	struct master_boot boot = { .cfg = cfg, .pid_fd = -1, .ctl_fd = -1, .metrics_fd = -1 };
 	char err[CFG_ERR_LEN];
 
-	boot.upgrade_fd = atoi(se->upgrade_fd);
+	boot.upgrade_fd = (int)strtol(se->upgrade_fd, NULL, 10);  /* a bad one fails below */
 #ifdef EM_TEST_HOOKS
 	/* Test builds only: a new master that crashes as it starts, while the named file exists. */
 	if (getenv("EM_TEST_UPGRADE_CRASH") != NULL && access(getenv("EM_TEST_UPGRADE_CRASH"), F_OK) == 0)
@@ -342,23 +374,20 @@ start_upgraded(struct cfg *cfg, const struct start_env *se)
 	if (boot.upgrade_fd < 3 || upgrade_boot(boot.upgrade_fd, &boot.from, err, sizeof(err)) == -1)
 		fatalx("%s", boot.upgrade_fd < 3 ? "upgrade: bad " UPGRADE_FD_ENV : err);
 	upgraded_fds(&boot);
-	if (cfg->pid_file[0] != '\0' && (boot.pid_path = strdup(cfg->pid_file)) == NULL)
-		fatal("strdup");
+	boot.pid_path = upgraded_pid_path(cfg, boot.pid_fd);
 	if ((boot.ls = start_listeners(cfg, &se->listen, err, sizeof(err))) == NULL)
 		fatalx("%s", err);
 	return master_run(&boot);
 }
 
-int
-main(int argc, char **argv)
+static int
+main_run(int argc, char **argv, const struct start_env *se)
 {
 	struct options o;
-	struct start_env se;
 	struct cfg *cfg;
 	char err[CFG_ERR_LEN];
-	int rc;
 
-	if (start_env_take(&se) == -1 || proctitle_init(argc, argv) == -1) {
+	if (proctitle_init(argc, argv) == -1) {
 		fprintf(stderr, "echomaster: out of memory\n");
 		return EXIT_RUNTIME;
 	}
@@ -381,7 +410,20 @@ main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	log_init(true);
-	rc = se.upgrade_fd != NULL ? start_upgraded(cfg, &se) : start(cfg, o.foreground, &se);
+	return se->upgrade_fd != NULL ? start_upgraded(cfg, se) : start(cfg, o.foreground, se);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct start_env se;
+	int rc;
+
+	if (start_env_take(&se) == -1) {
+		fprintf(stderr, "echomaster: out of memory\n");
+		return EXIT_RUNTIME;
+	}
+	rc = main_run(argc, argv, &se);
 	listeners_env_free(&se.listen);
 	free(se.upgrade_fd);
 	return rc;

@@ -155,11 +155,13 @@ announce_ready(struct master *m)
 		return;
 	m->announced = true;
 	log_notice("ready: %d workers, generation %u", g->nslots, g->number);
-	notify_send("READY=1\nSTATUS=serving: %d workers, generation %u", g->nslots, g->number);
+	/* A new master is not systemd's main process yet: the old one speaks for it. */
 	if (m->up.phase == UP_ADOPTING && !m->up_ready_sent) {
 		m->up_ready_sent = true;
 		upgrade_send_ready(&m->up, g->number);
+		return;
 	}
+	notify_send("READY=1\nSTATUS=serving: %d workers, generation %u", g->nslots, g->number);
 }
 
 /* Reports a failed reload: log, counters, systemd, waiting control clients. */
