@@ -239,12 +239,16 @@ start_resolve_exe(void)
 
 /*
  * What the environment hands a starting master: systemd's LISTEN_* and a
- * live upgrade's channel. Taken out of the environment first thing, before
- * proctitle copies it, so that no child of ours sees them.
+ * live upgrade's channel. Taken first thing, before proctitle copies the
+ * environment and before anything opens a descriptor that could be
+ * mistaken for an inherited one; unset, so that no child of ours sees them.
  */
 struct start_env {
 	struct listen_env listen;
-	char *upgrade_fd;   /* UPGRADE_FD_ENV, malloc'd; NULL when unset */
+	struct inherited inh;       /* the sockets LISTEN_FDS passed us */
+	bool inherit_failed;        /* malformed LISTEN_*: inherit_err says so */
+	char inherit_err[128];
+	char *upgrade_fd;           /* UPGRADE_FD_ENV, malloc'd; NULL when unset */
 };
 
 static int
@@ -252,7 +256,7 @@ start_env_take(struct start_env *se)
 {
 	const char *fd = getenv(UPGRADE_FD_ENV);
 
-	se->upgrade_fd = NULL;
+	memset(se, 0, sizeof(*se));
 	if (listeners_env_take(&se->listen) == -1)
 		return -1;
 	if (fd != NULL && (se->upgrade_fd = strdup(fd)) == NULL) {
@@ -260,20 +264,31 @@ start_env_take(struct start_env *se)
 		return -1;
 	}
 	unsetenv(UPGRADE_FD_ENV);
+	se->inherit_failed = listeners_inherit(&se->inh, &se->listen, se->inherit_err,
+	    sizeof(se->inherit_err)) == -1;
 	return 0;
 }
 
-/* The listeners: inherited ones (LISTEN_FDS) adopted, the others bound. */
-static struct listeners *
-start_listeners(struct cfg *cfg, const struct listen_env *le, char *err, size_t errlen)
+static void
+start_env_free(struct start_env *se)
 {
-	struct inherited inh;
+	listeners_inherited_free(&se->inh);
+	listeners_env_free(&se->listen);
+	free(se->upgrade_fd);
+}
+
+/* The listeners: inherited ones (LISTEN_FDS) adopted, the others bound; strays closed. */
+static struct listeners *
+start_listeners(struct cfg *cfg, struct start_env *se, char *err, size_t errlen)
+{
 	struct listeners *ls;
 
-	if (listeners_inherit(&inh, le, err, errlen) == -1)
+	if (se->inherit_failed) {
+		snprintf(err, errlen, "%s", se->inherit_err);
 		return NULL;
-	ls = listeners_open_inherited(cfg, &inh, err, errlen);
-	listeners_inherited_free(&inh);
+	}
+	ls = listeners_open_inherited(cfg, &se->inh, err, errlen);
+	listeners_inherited_free(&se->inh);
 	return ls;
 }
 
@@ -284,7 +299,7 @@ start_listeners(struct cfg *cfg, const struct listen_env *le, char *err, size_t 
  * master runs. Any failure here is fatal: nothing serves yet.
  */
 static int
-start(struct cfg *cfg, bool foreground, const struct start_env *se)
+start(struct cfg *cfg, bool foreground, struct start_env *se)
 {
 	struct master_boot boot = { .cfg = cfg, .pid_fd = -1, .upgrade_fd = -1, .ctl_fd = -1,
 	    .metrics_fd = -1 };
@@ -295,7 +310,7 @@ start(struct cfg *cfg, bool foreground, const struct start_env *se)
 	daemon_absolute_path(cfg);  /* a new master of a live upgrade is given it with -c */
 	log_configure(cfg->log_facility, cfg->log_level, cfg->log_stderr);
 	start_take_pid_file(&boot);
-	if ((boot.ls = start_listeners(cfg, &se->listen, err, sizeof(err))) == NULL) {
+	if ((boot.ls = start_listeners(cfg, se, err, sizeof(err))) == NULL) {
 		pidfile_release(boot.pid_fd, boot.pid_path);  /* we never ran: leave no pid file */
 		fatalx("%s", err);
 	}
@@ -357,7 +372,7 @@ upgraded_pid_path(const struct cfg *cfg, int pid_fd)
  * it is taken afresh once the old master is gone.
  */
 static int
-start_upgraded(struct cfg *cfg, const struct start_env *se)
+start_upgraded(struct cfg *cfg, struct start_env *se)
 {
 	struct master_boot boot = { .cfg = cfg, .pid_fd = -1, .ctl_fd = -1, .metrics_fd = -1 };
 	char err[CFG_ERR_LEN];
@@ -375,13 +390,13 @@ start_upgraded(struct cfg *cfg, const struct start_env *se)
 		fatalx("%s", boot.upgrade_fd < 3 ? "upgrade: bad " UPGRADE_FD_ENV : err);
 	upgraded_fds(&boot);
 	boot.pid_path = upgraded_pid_path(cfg, boot.pid_fd);
-	if ((boot.ls = start_listeners(cfg, &se->listen, err, sizeof(err))) == NULL)
+	if ((boot.ls = start_listeners(cfg, se, err, sizeof(err))) == NULL)
 		fatalx("%s", err);
 	return master_run(&boot);
 }
 
 static int
-main_run(int argc, char **argv, const struct start_env *se)
+main_run(int argc, char **argv, struct start_env *se)
 {
 	struct options o;
 	struct cfg *cfg;
@@ -424,7 +439,6 @@ main(int argc, char **argv)
 		return EXIT_RUNTIME;
 	}
 	rc = main_run(argc, argv, &se);
-	listeners_env_free(&se.listen);
-	free(se.upgrade_fd);
+	start_env_free(&se);
 	return rc;
 }

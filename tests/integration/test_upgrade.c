@@ -776,6 +776,69 @@ test_upgrade_unknown_state_drains(void **state)
 	tcp_roundtrip(port, "hello\n", 6, "HELLO\n");
 }
 
+/*
+ * systemd's LISTEN_FDS, as socket activation or the file descriptor store
+ * pass them: the daemon adopts the inherited socket of its listener (it
+ * could not bind the port, which the test's socket holds, without
+ * SO_REUSEPORT), serves the connection that was already queued on it,
+ * and closes a stray inherited socket with a log line.
+ */
+static void
+test_listen_fds_adopted(void **state)
+{
+	struct env *e = *state;
+	struct em_conf c;
+	char extra[512], got[16];
+	int ports[2], port, stray_port, lfd, stray, early;
+	const char *argv[] = { em_binary(), "-F", "-c", e->conf_path, NULL };
+	pid_t pid;
+
+	ports_pick(ports, 2);
+	port = ports[0];
+	stray_port = ports[1];
+	lfd = port_occupy(port);
+	stray = port_occupy(stray_port);
+	conf_upgrade(e, &c, extra, sizeof(extra), 2, port, true);
+	env_write_conf(e, &c);
+	/* Queued before any master runs: the accept queue is the inherited socket's. */
+	assert_true((early = tcp_connect(port, EM_DEADLINE_MS)) >= 0);
+	assert_int_equal(tcp_send_all(early, "early\n", 6, EM_DEADLINE_MS), 0);
+	fflush(NULL);
+	assert_true((pid = fork()) >= 0);
+	if (pid == 0) {
+		char num[32];
+		int log = open(e->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		setpgid(0, 0);
+		/* Above 4 first, so that neither dup2 below is onto itself (that keeps close-on-exec). */
+		lfd = fcntl(lfd, F_DUPFD, 5);
+		stray = fcntl(stray, F_DUPFD, 5);
+		if (log == -1 || lfd == -1 || stray == -1 || dup2(log, STDERR_FILENO) == -1 ||
+		    dup2(lfd, 3) != 3 || dup2(stray, 4) != 4)
+			_exit(126);
+		close_range(5, ~0U, 0);
+		snprintf(num, sizeof(num), "%ld", (long)getpid());
+		setenv("LISTEN_PID", num, 1);
+		setenv("LISTEN_FDS", "2", 1);
+		setenv("LISTEN_FDNAMES", "echo:stray", 1);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	setpgid(pid, pid);
+	e->master = pid;
+	e->reaped = false;
+	close(lfd);
+	close(stray);
+	env_wait_serving(e, 1, 2, EM_DEADLINE_MS);
+	assert_int_equal(tcp_read_exact(early, got, 6, EM_DEADLINE_MS), 6);
+	assert_memory_equal(got, "EARLY\n", 6);
+	close(early);
+	tcp_roundtrip(port, "hello\n", 6, "HELLO\n");
+	assert_true(env_log_has(e, "(upper), inherited"));
+	assert_true(env_log_has(e, "matches no listener; closing it"));
+	assert_true(env_log_has(e, "named stray"));
+	tcp_wait_refused(stray_port, EM_DEADLINE_MS);
+}
+
 int
 main(void)
 {
@@ -791,6 +854,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_upgrade_by_signal, up_setup, up_teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_unknown_state_drains, up_setup,
 		    up_teardown),
+		cmocka_unit_test_setup_teardown(test_listen_fds_adopted, up_setup, up_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
