@@ -54,22 +54,23 @@ usage(FILE *out)
 	    "  -t, --test          check the configuration and exit\n"
 	    "  -T, --dump          check the configuration, print it with defaults filled in, exit\n"
 	    "  -F, --foreground    stay in the foreground, whatever 'daemon' says\n"
-	    "  -s, --signal SIG    ask the running master: reload, upgrade, stop, quit, reopen\n"
-	    "                      through control_socket (reload and upgrade then wait for\n"
-	    "                      the outcome) or as HUP, USR2, TERM, QUIT, USR1 through\n"
-	    "                      pid_file; status, respawn (unpark crash-looping slots),\n"
-	    "                      and drain, ready, maint (what the HAProxy agent reports)\n"
-	    "                      need control_socket. upgrade: the master runs the binary\n"
-	    "                      at the path it was started from (replace the file first),\n"
-	    "                      hands it the sockets and the connections, and exits\n"
+	    "  -s, --signal SIG    ask the running master: reload, upgrade, stop, quit,\n"
+	    "                      reopen through control_socket (reload and upgrade then\n"
+	    "                      wait for the outcome) or as HUP, USR2, TERM, QUIT, USR1\n"
+	    "                      through pid_file; status, respawn (unpark crash-looping\n"
+	    "                      slots), and drain, ready, maint (what the HAProxy agent\n"
+	    "                      reports) need control_socket. upgrade: the master runs\n"
+	    "                      the binary at the path it was started from (replace the\n"
+	    "                      file first), hands it the sockets and the connections,\n"
+	    "                      and exits\n"
 	    "  -j, --json          with -s status: print JSON\n"
 	    "  -v, --version       print the version and exit\n"
 	    "  -h, --help          print this help and exit\n"
 	    "\n"
 	    "Signals to the master: HUP reload, USR2 live upgrade, QUIT graceful stop\n"
 	    "(drain_delay, then the queued connections are accepted, then the drain),\n"
-	    "TERM/INT fast stop, USR1 reopen logs. Exit status: 0 ok, 1 usage or configuration error,\n"
-	    "2 runtime failure.\n",
+	    "TERM/INT fast stop, USR1 reopen logs. Exit status: 0 ok, 1 usage or\n"
+	    "configuration error, 2 runtime failure.\n",
 	    CFG_DEFAULT_PATH);
 }
 

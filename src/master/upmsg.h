@@ -16,12 +16,15 @@
  *                                  channel's CHAN_HAND_OVER, relayed as is
  *   new -> old  UPM_HAND_OVER_END  every slot's hand-over has been sent
  *
- * What never changes between versions is the envelope (magic, version,
- * kind) and the meaning of UPM_ANSWER and UPM_READY: a new binary that
- * reads a state version it does not know answers "not understood" and the
- * upgrade falls back to draining the old workers (see master.c). Only
- * UPM_STATE's body belongs to its version; the other messages are only
- * exchanged once the state was understood.
+ * What never changes between versions is the envelope: magic, version,
+ * kind, and the fields UPM_ANSWER and UPM_READY need (understood, pid,
+ * generation, the binary's version), so that those two read alike
+ * whatever each binary's state format is. A new binary that reads a state
+ * version it does not know answers "not understood" (the envelope still
+ * gives it the old master's pid and generation), and the upgrade falls
+ * back to draining the old workers (see master.c). The rest of UPM_STATE
+ * belongs to its version; the other messages are only exchanged once the
+ * state was understood.
  */
 #ifndef EM_UPMSG_H
 #define EM_UPMSG_H

@@ -570,6 +570,10 @@ failure_case(void **state, const char *binary, const char *script, const char *h
 	free(outs[1]);
 	old_master_exits(e, pid_before);
 	tcp_roundtrip(port, "later\n", 6, "LATER\n");
+	assert_int_equal(env_control(e, "status", &out, EM_DEADLINE_MS), 0);
+	if (strstr(out, "upgrades 1 ok / 1 failed") == NULL)
+		fail_msg("status: %s", out);
+	free(out);
 }
 
 static void
@@ -700,6 +704,11 @@ test_upgrade_three_then_reload_and_kill(void **state)
 	assert_int_equal(env_status(e, &st, EM_DEADLINE_MS), 0);
 	assert_true(env_log_has(e, "upgrade: took over from pid"));
 	assert_int_equal(pid_file_pid(e), master);
+	/* The figures carried from master to master. */
+	assert_int_equal(env_control(e, "status", out, EM_DEADLINE_MS), 0);
+	if (strstr(out[0], "reloads 1 ok / 0 failed, upgrades 3 ok / 0 failed") == NULL)
+		fail_msg("status: %s", out[0]);
+	free(out[0]);
 }
 
 /* Without a control socket: SIGUSR2 through the pid file, and the log tells. */

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 
 #include "common/chan.h"
 #include "common/log.h"
+#include "master/peering.h"
 #include "master/supervisor.h"
 
 #define FAKE_PID0 4000000
@@ -690,6 +692,87 @@ the_view_lists_workers_oldest_generation_first(void **state)
 	free(v.w);
 }
 
+/*
+ * A live upgrade, the old master's side: a relayed hand-over reaches the
+ * ready worker of its slot (and no other); at the end the workers whose
+ * whole hand-over went move, the others drain, and nothing is respawned.
+ */
+static void
+upgrade_old_side_forwards_then_retires(void **state)
+{
+	struct fake *f = *state;
+	struct chan_msg m = { .kind = CHAN_HAND_OVER, .nfds = 1, .entry = { CHAN_ENTRY_UNKNOWN } }, got;
+	bool moving[3] = { true, false, false };
+	int p[2];
+
+	start_ready(f, 3, "shutdown_timeout = 3;");
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	m.fds[0] = p[0];
+	assert_int_equal(sup_forward(&f->sup, 0, &m), 0);
+	assert_int_equal(chan_recv(f->child_end[0], &got), 1);
+	assert_int_equal(got.kind, CHAN_HAND_OVER);
+	assert_int_equal(got.nfds, 1);
+	assert_true(got.entry[0] == CHAN_ENTRY_UNKNOWN);
+	chan_close_fds(&got);
+	assert_int_equal(chan_recv(f->child_end[1], &got), -1);  /* nothing for slot 1 */
+	assert_int_equal(sup_forward(&f->sup, 7, &m), -1);
+	assert_int_equal(errno, ESRCH);
+	close(p[0]);
+	close(p[1]);
+	sup_freeze(&f->sup);
+	sup_retire_upgraded(&f->sup, moving, 100);
+	assert_int_equal(proc_of(f, 0)->state, SUP_MOVING);
+	assert_int_equal(sent_count(f, pid_of(0), SIGQUIT), 0);
+	assert_int_equal(sent_count(f, pid_of(1), SIGQUIT), 1);
+	assert_int_equal(sent_count(f, pid_of(2), SIGQUIT), 1);
+	assert_int_equal(sup_exited(&f->sup, pid_of(1), W_EXITCODE(0, 0), 200), SUP_NOTHING);
+	sup_tick(&f->sup, 10000);
+	assert_int_equal(f->nspawned, 3);  /* no respawn */
+	assert_int_equal(sup_exited(&f->sup, pid_of(0), W_EXITCODE(0, 0), 300), SUP_HANDED_OVER);
+	assert_int_equal(f->sup.done.workers, 1);
+}
+
+static struct chan_msg relayed[4];
+static int nrelayed;
+
+static int
+record_relay(void *arg, const struct chan_msg *m)
+{
+	(void)arg;
+	assert_true(nrelayed < 4);
+	relayed[nrelayed++] = *m;
+	return 0;
+}
+
+/*
+ * A live upgrade, the new master's side: its ready workers in the old
+ * slot's window get their ends (CHAN_TAKE_OVER), and the relay gets the
+ * sender's, with entries no other scoreboard could read.
+ */
+static void
+upgrade_new_side_wires_its_workers_to_a_relay(void **state)
+{
+	struct fake *f = *state;
+	struct peering pr;
+	struct chan_msg got;
+
+	start_ready(f, 2, "");
+	nrelayed = 0;
+	peering_begin_relay(&pr, record_relay, NULL, 4242);
+	sup_add_receivers(&f->sup, &pr, 0, 1);
+	assert_int_equal(peering_end(&pr), 0);
+	assert_int_equal(nrelayed, 1);
+	assert_int_equal(relayed[0].kind, CHAN_HAND_OVER);
+	assert_false(relayed[0].more);
+	assert_int_equal(relayed[0].nfds, 2);
+	assert_true(relayed[0].entry[0] == CHAN_ENTRY_UNKNOWN && relayed[0].entry[1] == CHAN_ENTRY_UNKNOWN);
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(chan_recv(f->child_end[k], &got), 1);
+		assert_int_equal(got.kind, CHAN_TAKE_OVER);
+		chan_close_fds(&got);
+	}
+}
+
 int
 main(void)
 {
@@ -710,6 +793,8 @@ main(void)
 		T(a_failed_spawn_is_retried_after_the_backoff),
 		T(a_commit_hands_the_old_workers_connections_over),
 		T(without_handover_the_old_workers_drain),
+		T(upgrade_old_side_forwards_then_retires),
+		T(upgrade_new_side_wires_its_workers_to_a_relay),
 		T(a_starting_worker_drains_and_a_ready_one_moves),
 		T(ttou_hands_the_last_slot_over_to_the_others),
 		T(set_up_is_linear_and_reaches_every_new_worker),
