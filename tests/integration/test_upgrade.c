@@ -610,6 +610,7 @@ test_upgrade_never_ready(void **state)
 	struct env *e = *state;
 	char path[PATH_MAX + 16], first[PATH_MAX + 16], *out[2];
 	struct em_conf c;
+	struct load l;
 	char extra[512];
 	int port = port_pick(), rc;
 	pid_t cmd;
@@ -620,6 +621,7 @@ test_upgrade_never_ready(void **state)
 	conf_upgrade(e, &c, extra, sizeof(extra), 2, port, true);
 	env_write_conf(e, &c);
 	start_from_copy(e, NULL, 2, port);
+	load_open(&l, port, FEW_STREAMS);
 	file_write(path, "on\n");
 	install_file(e, hooks_bin(), copy_path(e));
 	snprintf(first, sizeof(first), "%s/first.out", e->dir);
@@ -638,6 +640,7 @@ test_upgrade_never_ready(void **state)
 	while (!cmd_done(cmd, &rc)) {
 		if (now_ms() - t0 > EM_DEADLINE_MS)
 			fail_msg("the first upgrade did not end");
+		load_step(&l);
 		nap_ms(EM_POLL_NAP_MS);
 	}
 	assert_int_equal(rc, 1);
@@ -650,6 +653,7 @@ test_upgrade_never_ready(void **state)
 	assert_false(env_exited(e));
 	assert_int_equal(masters_in_group(e->master, NULL, 0), 1);
 	env_wait_serving(e, 1, 2, EM_DEADLINE_MS);
+	load_finish(&l);
 	tcp_roundtrip(port, "after\n", 6, "AFTER\n");
 }
 
