@@ -120,6 +120,7 @@ clean:
 include packaging/packaging.mk
 include tests/bench/bench.mk
 include tests/fault/fault.mk
+include tests/fleet/fleet.mk
 include tests/fuzz/fuzz.mk
 include tests/lint.mk
 include man/man.mk

@@ -10,6 +10,7 @@
 #   fuzz      clang and its libFuzzer runtime (make fuzz)
 #   valgrind  valgrind (make valgrind)
 #        build-deps.sh --list GROUP   prints the group's packages for this system
+#   fleet     haproxy, nginx's stream module, iproute2, python3 (make check-fleet)
 # Uses apt-get on Debian-like systems and dnf on Fedora-like ones; needs root
 # only when something is actually missing.
 set -eu
@@ -35,6 +36,7 @@ deb_packages="$deb_deb $deb_rpm lintian mandoc man-db manpages-dev libsystemd-de
 deb_lint="cppcheck clang-tidy"
 deb_fuzz="clang libclang-rt-14-dev"
 deb_valgrind="valgrind"
+deb_fleet="haproxy nginx libnginx-mod-stream iproute2 python3"
 rpm_build="gcc make pkgconf-pkg-config libconfig-devel libcmocka-devel libseccomp-devel"
 # On Fedora `make deb` works too: Fedora packages dpkg-dev and debhelper.
 rpm_deb="$rpm_build dpkg-dev debhelper fakeroot systemd"
@@ -44,6 +46,7 @@ rpm_packages="$rpm_rpm mandoc systemd-devel"
 rpm_lint="cppcheck clang-tools-extra"
 rpm_fuzz="clang compiler-rt"
 rpm_valgrind="valgrind"
+rpm_fleet="haproxy nginx nginx-mod-stream iproute python3"
 
 # apt-get, not dpkg-query: Fedora has dpkg-dev once `make deb` ran there.
 if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; then
