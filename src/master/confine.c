@@ -23,6 +23,9 @@ static const char *const master_denied[] = {
 	"lookup_dcookie", "syslog", "vhangup", "personality", "uselib",
 };
 
+/* In the environment once this process has its deny-list; inherited across exec. */
+#define CONFINE_ENV "ECHOMASTER_CONFINED"
+
 static int
 fail(char *err, size_t errlen, const char *what, int rc)
 {
@@ -70,10 +73,17 @@ confine_master(char *err, size_t errlen)
 {
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
 		return fail(err, errlen, "prctl(PR_SET_NO_NEW_PRIVS)", errno);
-	/* 2: a filter is in place already, ours from the master that upgraded to us (or systemd's). */
-	if (prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == 2)
+	/*
+	 * Set by the master whose filter we inherited across an upgrade's exec:
+	 * the same list again would only stack. The seccomp mode alone cannot
+	 * tell ours from a service manager's (systemd's SystemCallFilter,
+	 * Docker's profile), under which ours must still be loaded.
+	 */
+	if (getenv(CONFINE_ENV) != NULL)
 		return 0;
-	return confine_deny_list(err, errlen);
+	if (confine_deny_list(err, errlen) == -1)
+		return -1;
+	return setenv(CONFINE_ENV, "1", 1) == -1 ? fail(err, errlen, "setenv", errno) : 0;
 }
 
 int

@@ -10,8 +10,9 @@
  * changing the clock, entering namespaces, keyrings...), refused with
  * EPERM rather than killing: the master dying would stop the service.
  * Filters are inherited by its children and across exec, so a master
- * started by an upgrade finds one in place and adds nothing (so does a
- * master under systemd's SystemCallFilter, which refuses all of these).
+ * started by an upgrade finds its predecessor's in place (the environment
+ * says so: ECHOMASTER_CONFINED) and adds nothing; under a service
+ * manager's own filter (systemd's SystemCallFilter) it adds its list.
  *
  * Both the master's and the workers' confinement are off in builds and
  * runs whose tools need more system calls: the sanitizers (LeakSanitizer

@@ -66,6 +66,13 @@ listener_prepare_inherited(int fd, const struct cfg_listen *l, char *err, size_t
 	int fl = fcntl(fd, F_GETFL);
 
 	sock_addr_format(&l->addr, where, sizeof(where));
+	/*
+	 * A master that died in a graceful stop (crash, SIGKILL) left its
+	 * SYN-dropping filter (quiesce.h) on a socket systemd's fd store kept:
+	 * served as it is, no client would ever connect. ENOENT: none there.
+	 */
+	if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, NULL, 0) == -1 && errno != ENOENT)
+		log_warn("inherited listener %s: cannot remove a socket filter", where);
 	if (fl == -1 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1 ||
 	    (l->proto == CFG_PROTO_TCP && listen(fd, SOCK_BACKLOG) == -1)) {
 		snprintf(err, errlen, "inherited listener %s %s: %s", cfg_proto_name(l->proto), where,

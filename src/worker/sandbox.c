@@ -27,7 +27,9 @@
  * mremap, madvise, mprotect), the clock (vDSO normally; the calls are the
  * fallback), signals (signalfd reads, the SIGSYS handler's own
  * rt_sigaction, tgkill and rt_sigreturn) and exit. mmap and mprotect are
- * allowed only without PROT_EXEC, fstat only on a descriptor.
+ * allowed only without PROT_EXEC; newfstatat only with AT_EMPTY_PATH,
+ * glibc's fstat (a path given with it is still looked up: a file's
+ * metadata can be read, never its contents).
  */
 static const char *const allowed[] = {
 	"read", "readv", "write", "writev", "pwrite64", "close", "lseek",

@@ -6,6 +6,7 @@
 #include <grp.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -556,6 +557,12 @@ worker_confine(struct worker *w, const struct worker_spec *spec)
 
 	if (!spec->sandbox)
 		return;
+	/*
+	 * syslog() stamps local time: the first call loads the time zone, an
+	 * openat of /etc/localtime the sandbox would kill us for. At log
+	 * level warning the master may have logged nothing before the fork.
+	 */
+	tzset();
 	if (sandbox_apply(w->me, err, sizeof(err)) == -1)
 		fatalx("worker: cannot apply the sandbox: %s", err);
 }

@@ -120,6 +120,43 @@ test_sandbox_false_is_unconfined_and_says_so(void **state)
 	expect_echo(port);
 }
 
+/*
+ * A sandboxed worker's first log line must not kill it: at level warning
+ * the master logs nothing before the fork, and syslog's first time stamp
+ * loads the time zone. Out of descriptors, the worker warns ("accept: Too
+ * many open files") and must live on.
+ */
+static void
+test_a_worker_that_logs_first_lives(void **state)
+{
+	struct env *e = *state;
+	int port = port_pick(), fds[48];
+	pid_t before[1], after[1];
+	char *text;
+
+	if (asprintf(&text,
+	    "workers = 1;\ncontrol_socket = \"%s\";\npid_file = \"\";\n"
+	    "log = { level = \"warning\"; stderr = true; };\n"
+	    "listen = ( { proto = \"tcp\"; address = \"127.0.0.1\"; port = %d; mode = \"upper\"; } );\n",
+	    env_control_socket(e), port) == -1)
+		fail_msg("asprintf");
+	env_write_conf_text(e, text);
+	free(text);
+	e->nofile = 32;
+	env_start_ready(e, 1, port);
+	env_wait_workers(e, 1, before, EM_DEADLINE_MS);
+	for (size_t i = 0; i < 48; i++)
+		fds[i] = tcp_connect(port, EM_DEADLINE_MS);
+	env_wait_log(e, "accept: Too many open files", EM_DEADLINE_MS);
+	for (size_t i = 0; i < 48; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	tcp_roundtrip(port, "still here\n", 11, "STILL HERE\n");
+	env_wait_workers(e, 1, after, EM_DEADLINE_MS);
+	assert_int_equal(after[0], before[0]);
+	assert_false(env_log_has(e, "killed by its sandbox"));
+}
+
 struct violation {
 	const char *call;     /* EM_TEST_SANDBOX_CALL */
 	const char *logged;   /* the system call the master names */
@@ -250,6 +287,8 @@ main(void)
 		    env_teardown),
 		cmocka_unit_test_setup_teardown(test_sandbox_false_is_unconfined_and_says_so,
 		    env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(test_a_worker_that_logs_first_lives, env_setup,
+		    env_teardown),
 		cmocka_unit_test_prestate_setup_teardown(test_a_forbidden_call_kills_only_that_worker,
 		    env_setup, env_teardown, (void *)&open_file),
 		cmocka_unit_test_prestate_setup_teardown(test_a_forbidden_call_kills_only_that_worker,
