@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "common/sock.h"
+#include "master/quiesce.h"
 
 static int
 listener_find(const struct cfg *old_cfg, const struct listeners *old, const struct cfg_listen *l)
@@ -71,7 +72,7 @@ listener_prepare_inherited(int fd, const struct cfg_listen *l, char *err, size_t
 	 * SYN-dropping filter (quiesce.h) on a socket systemd's fd store kept:
 	 * served as it is, no client would ever connect. ENOENT: none there.
 	 */
-	if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, NULL, 0) == -1 && errno != ENOENT)
+	if (quiesce_detach(fd) == -1 && errno != ENOENT)
 		log_warn("inherited listener %s: cannot remove a socket filter", where);
 	if (fl == -1 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1 ||
 	    (l->proto == CFG_PROTO_TCP && listen(fd, SOCK_BACKLOG) == -1)) {

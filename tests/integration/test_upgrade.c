@@ -16,6 +16,9 @@
 #endif
 #include "harness.h"
 
+#include <linux/filter.h>
+#include <sys/socket.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -789,12 +792,30 @@ test_upgrade_unknown_state_drains(void **state)
 	tcp_roundtrip(port, "hello\n", 6, "HELLO\n");
 }
 
+/* The graceful stop's filter (src/master/quiesce.c), written again: SYN without ACK dropped. */
+static void
+attach_syn_filter(int fd)
+{
+	struct sock_filter code[] = {
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),
+		BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, 0),
+		BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+	};
+	struct sock_fprog prog = { .len = sizeof(code) / sizeof(code[0]), .filter = code };
+
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)), 0);
+}
+
 /*
  * systemd's LISTEN_FDS, as socket activation or the file descriptor store
  * pass them: the daemon adopts the inherited socket of its listener (it
  * could not bind the port, which the test's socket holds, without
  * SO_REUSEPORT), serves the connection that was already queued on it,
- * and closes a stray inherited socket with a log line.
+ * and closes a stray inherited socket with a log line. The socket comes
+ * with the SYN-dropping filter of a master that died in a graceful stop:
+ * the daemon removes it, or no new client could connect.
  */
 static void
 test_listen_fds_adopted(void **state)
@@ -816,6 +837,8 @@ test_listen_fds_adopted(void **state)
 	/* Queued before any master runs: the accept queue is the inherited socket's. */
 	assert_true((early = tcp_connect(port, EM_DEADLINE_MS)) >= 0);
 	assert_int_equal(tcp_send_all(early, "early\n", 6, EM_DEADLINE_MS), 0);
+	/* What a master that died in a graceful stop leaves: a filter dropping new SYNs. */
+	attach_syn_filter(lfd);
 	fflush(NULL);
 	assert_true((pid = fork()) >= 0);
 	if (pid == 0) {
