@@ -30,6 +30,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The postinst's service step, with stand-ins (lib.sh's scriptlet_run): the
+# same cases as the rpm's %posttrans in test-rpm.sh, plus a first install.
+# The real upgrade under systemd is test-nspawn.sh's.
+say "== the postinst's service step against stand-ins"
+dpkg-deb -e "$DEB" "$TMP/control"
+SCRIPT=$TMP/control/postinst
+RUN_DIR=$TMP/pi
+ARGS=(configure 1.0.0-1)
+RESTART="deb-systemd-invoke restart echomaster.service"
+service_step_checks postinst
+out=$(scriptlet_run "$RUN_DIR" "$SCRIPT" 0 ok ok ok configure "")
+check "postinst: a first install: dh_installsystemd's start, no echomaster command, exit 0" \
+	bash -c 'grep -qx "deb-systemd-invoke start echomaster.service" <<<"$1" &&
+		! grep -q "^echomaster -\|restart" <<<"$1" && grep -qx "exit 0" <<<"$1"' _ "$out"
+out=$(scriptlet_run "$RUN_DIR" "$SCRIPT" 3 ok ok ok configure 1.0.0-1)
+check "postinst: an upgrade of a stopped service: only dh_installsystemd's start, as before" \
+	bash -c 'grep -qx "deb-systemd-invoke start echomaster.service" <<<"$1" &&
+		! grep -q "^echomaster -\|restart" <<<"$1" && grep -qx "exit 0" <<<"$1"' _ "$out"
+
 say "== installing $(basename "$DEB")"
 if dpkg -i "$DEB" >"$TMP/dpkg-i.log" 2>&1; then
 	INSTALLED=true

@@ -15,8 +15,11 @@
 # leave nothing running. Then the file descriptor store: it follows
 # reloads, a package upgrade to the next version (make-next.sh) under 100
 # streams and a churn is a live upgrade (no byte lost, no connect refused,
-# the unit never restarts, the new binary is the main PID), and `systemctl
-# restart` under a churn refuses no connect; last, the .rpm (Debian's rpm)
+# the unit never restarts, the new binary is the main PID), the same
+# package installed again over a configuration its binary rejects fails
+# the live upgrade and leaves the old master serving (dpkg still succeeds,
+# no restart), and `systemctl restart` under a churn refuses no connect;
+# last, the .rpm (Debian's rpm)
 # installed and upgraded live by rpm -Uvh the same way.
 #
 # Commands run inside the container through nsenter on its init, since this
@@ -342,6 +345,26 @@ say "   clients: $line"
 check_eq "across the upgrade: 100 streams held, none broken, no byte wrong; no connect refused or cut" \
 	"streams 100 broken 0 wrong 0 refused 0 cut 0" \
 	"$(awk '{ print $1, $2, $3, $4, $5, $6, $11, $12, $13, $14 }' <<<"$line")"
+
+say "== dpkg -i again over a configuration the binary rejects: the live upgrade fails, no restart"
+in_ct sh -c 'cp /etc/echomaster/echomaster.conf /root/echomaster.conf.good &&
+	echo "bogus_setting = 1;" >>/etc/echomaster/echomaster.conf'
+MAIN=$(unit_show MainPID)
+invocation=$(unit_show InvocationID)
+restarts=$(unit_show NRestarts)
+out=$(in_ct dpkg -i "/var/tmp/$(basename "$NEXT_DEB")" 2>&1) && rc=0 || rc=$?
+check_eq "dpkg -i exits 0" 0 "$rc"
+check_eq "the package is configured (not left half-configured)" "install ok installed" \
+	"$(in_ct dpkg-query -W -f='${Status}' echomaster 2>&1)"
+check "its postinst says why the live upgrade failed" \
+	grep -q 'the live upgrade failed: upgrade failed: /usr/sbin/echomaster -t: .*unknown setting' <<<"$out"
+check "it says the old version keeps serving and does not restart" \
+	bash -c 'grep -q "not restarting echomaster.service: the old version keeps serving" <<<"$1" &&
+		! grep -q "restarting echomaster.service instead" <<<"$1"' _ "$out"
+check_eq "the unit stayed active: same invocation, master, no restart" "active $invocation $MAIN $restarts" \
+	"$(in_ct systemctl is-active echomaster || true) $(unit_show InvocationID) $(unit_show MainPID) $(unit_show NRestarts)"
+check_eq "and serving" "UNTOUCHED" "$(ct_tcp 127.0.0.1 7 'untouched' || true)"
+in_ct cp /root/echomaster.conf.good /etc/echomaster/echomaster.conf
 
 say "== systemctl restart under a churn: the stored listeners refuse nobody"
 MAIN=$(unit_show MainPID)
