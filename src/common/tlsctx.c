@@ -268,9 +268,9 @@ ticket_key_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *
 
 	(void)ssl;
 	if (ticket_keys_copy(&keys) == -1)
-		return enc ? -1 : 0;
+		return 0;  /* no ticket issued, or none accepted: a full handshake */
 	if (enc) {
-		if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) != 1)
+		if (RAND_bytes(iv, EVP_CIPHER_iv_length(EVP_aes_256_cbc())) != 1)
 			return -1;
 		memcpy(name, keys.k[0].name, sizeof(keys.k[0].name));
 		return ticket_key_set(&keys.k[0], iv, cctx, hctx, 1) == -1 ? -1 : 1;

@@ -20,6 +20,7 @@
 #include "master/admin.h"
 #include "master/agent.h"
 #include "master/confine.h"
+#include "common/tlsctx.h"
 #include "master/events.h"
 #include "master/listeners.h"
 #include "master/notify.h"
@@ -189,6 +190,37 @@ announce_ready(struct master *m)
 	}
 	store_listeners(m);
 	notify_send("READY=1\nSTATUS=serving: %d workers, generation %u", g->nslots, g->number);
+}
+
+/* Wall-clock milliseconds: ticket keys outlive a boot's monotonic clock (a live upgrade carries them). */
+static int64_t
+wall_ms(void)
+{
+	return (int64_t)time(NULL) * 1000;
+}
+
+/*
+ * TLS session ticket keys, in the scoreboard every worker maps: made at
+ * start, before any fork, so that a ticket from one worker resumes on
+ * any other and after a reload; rotated daily, the previous key still
+ * accepted for a day more (common/tlsctx.h).
+ */
+#define TICKET_ROTATE_MS (24 * 3600 * 1000LL)
+
+static void
+tickets_start(struct scoreboard *sb)
+{
+	if (tlsctx_rotate_ticket_keys(&sb->tls_keys, wall_ms()) == -1)
+		fatalx("cannot make TLS session ticket keys: no randomness");
+	tlsctx_use_ticket_keys(&sb->tls_keys);
+}
+
+static void
+tickets_tick(struct scoreboard *sb)
+{
+	if (wall_ms() - sb->tls_keys.created_ms >= TICKET_ROTATE_MS &&
+	    tlsctx_rotate_ticket_keys(&sb->tls_keys, wall_ms()) == -1)
+		log_warnx("cannot rotate the TLS session ticket keys: no randomness; keeping them");
 }
 
 /* Says once whether the workers are sandboxed (sandbox, and a build or run that allows it). */
@@ -1101,6 +1133,7 @@ master_loop(struct master *m)
 		if (m->state == LS_UPGRADING && upgrade_overdue(&m->up, ev_now_ms()))
 			life_fire(m, LE_UPGRADE_FAILED, m->up.why);
 		announce_ready(m);
+		tickets_tick(m->sb);
 		sup_tick(&m->sup, ev_now_ms());
 		admin_due = admin_expire(&m->admin, ev_now_ms());
 	}
@@ -1151,6 +1184,7 @@ master_start(struct master *m, const struct master_boot *boot)
 	notify_init();
 	if ((m->sb = scoreboard_create()) == NULL)
 		fatal("cannot map the scoreboard");
+	tickets_start(m->sb);
 	upgrade_init(&m->up, m->epfd, MEV_UPGRADE, boot->exe, cfg->path);
 	if (boot->upgrade_fd != -1)
 		master_adopt(m, boot);
