@@ -208,10 +208,18 @@ wall_ms(void)
 #define TICKET_ROTATE_MS (24 * 3600 * 1000LL)
 
 static void
-tickets_start(struct scoreboard *sb)
+tickets_start(struct scoreboard *sb, const struct master_boot *boot)
 {
-	if (tlsctx_rotate_ticket_keys(&sb->tls_keys, wall_ms()) == -1)
+	const struct upmsg_state *from = &boot->from.state;
+
+	/* A live upgrade's new master carries on with the old one's keys, when it sent them. */
+	if (boot->upgrade_fd != -1 && boot->from.understood && from->has_tickets) {
+		sb->tls_keys = from->tickets;
+		sb->tls_keys.seq = 0;
+		log_info("upgrade: TLS session ticket keys taken over from the old master");
+	} else if (tlsctx_rotate_ticket_keys(&sb->tls_keys, wall_ms()) == -1) {
 		fatalx("cannot make TLS session ticket keys: no randomness");
+	}
 	tlsctx_use_ticket_keys(&sb->tls_keys);
 }
 
@@ -410,7 +418,8 @@ upgrade_state(const struct master *m, struct upmsg_state *st, int pass[3])
 	*st = (struct upmsg_state){ .pid = getpid(), .generation = m->sup.cur.number,
 	    .nslots = m->sup.cur.nslots, .reloads_ok = m->count.reloads_ok,
 	    .reloads_failed = m->count.reloads_failed, .upgrades_ok = m->count.upgrades_ok,
-	    .upgrades_failed = m->count.upgrades_failed, .started_ms = m->count.started_ms };
+	    .upgrades_failed = m->count.upgrades_failed, .started_ms = m->count.started_ms,
+	    .has_tickets = true, .tickets = m->sb->tls_keys };
 	pass[0] = m->pid_fd;
 	pass[1] = m->admin.ctl_fd;
 	pass[2] = m->admin.metrics_fd;
@@ -1184,7 +1193,7 @@ master_start(struct master *m, const struct master_boot *boot)
 	notify_init();
 	if ((m->sb = scoreboard_create()) == NULL)
 		fatal("cannot map the scoreboard");
-	tickets_start(m->sb);
+	tickets_start(m->sb, boot);
 	upgrade_init(&m->up, m->epfd, MEV_UPGRADE, boot->exe, cfg->path);
 	if (boot->upgrade_fd != -1)
 		master_adopt(m, boot);

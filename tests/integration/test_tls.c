@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -124,6 +125,8 @@ client_open(struct env *e, struct client *cl, int port, const struct client_opts
 	char path[PATH_MAX + 32], kpath[PATH_MAX + 32];
 
 	memset(cl, 0, sizeof(*cl));
+	SSL_SESSION_free(new_session);  /* only this connection's tickets count */
+	new_session = NULL;
 	assert_non_null(cl->ctx = SSL_CTX_new(TLS_client_method()));
 	if (o->version != 0) {
 		SSL_CTX_set_min_proto_version(cl->ctx, o->version);
@@ -644,6 +647,69 @@ reload_new_certificate_and_broken_one(void **state)
 	client_close(&old);
 }
 
+static pid_t
+pid_file_pid(struct env *e)
+{
+	char *text = file_read(e->pid_path, NULL);
+	long pid = text != NULL ? strtol(text, NULL, 10) : 0;
+
+	free(text);
+	return (pid_t)pid;
+}
+
+/*
+ * A live upgrade: a ticket from the old master's workers resumes on the
+ * new one's (the keys travel in the upgrade state); an established TLS
+ * connection is not handed over but drains in its old worker, and the old
+ * master stays until it has.
+ */
+static void
+an_upgrade_keeps_tickets_and_drains_tls(void **state)
+{
+	struct env *e = *state;
+	int ports[2];
+	const char *modes[] = { "whoami", "upper" };
+	struct client_opts o = { .version = TLS1_3_VERSION };
+	struct client old;
+	char line[2048];
+	SSL_SESSION *s = NULL;
+	bool resumed = false;
+	pid_t first = 0, next = 0;
+	int64_t deadline;
+	int status;
+	size_t off;
+
+	ports_pick(ports, 2);
+	make_certs(e);
+	write_conf(e, 2, ports, modes, 2, NULL, NULL);
+	env_start_ready(e, 2, ports[0]);
+	whoami(e, ports[0], &o, line, sizeof(line), &s, NULL);
+	assert_non_null(s);
+	assert_int_equal(client_open(e, &old, ports[1], &o), 1);
+	roundtrip(&old, "before\n", "BEFORE\n");
+	first = e->master;
+	off = env_log_size(e);
+	env_signal(e, SIGUSR2);
+	env_wait_log_from(e, off, "upgrade ok: pid ", EM_DEADLINE_MS);
+	deadline = now_ms() + EM_DEADLINE_MS;
+	while ((next = pid_file_pid(e)) == first && now_ms() < deadline)
+		nap_ms(EM_POLL_NAP_MS);
+	assert_true(next != first && next > 0);
+	o.session = s;
+	whoami(e, ports[0], &o, line, sizeof(line), NULL, &resumed);
+	assert_non_null(strstr(line, " generation=2 "));
+	if (!resumed)
+		fail_msg("not resumed after the upgrade: %s", line);
+	SSL_SESSION_free(s);
+	/* The old connection: still served, by its old worker; its master waits for it. */
+	roundtrip(&old, "after\n", "AFTER\n");
+	assert_false(env_exited(e));
+	client_close(&old);
+	status = env_wait_exit(e, EM_DEADLINE_MS);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	env_adopt_detached(e, next);
+}
+
 int
 main(void)
 {
@@ -659,6 +725,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(sni_picks_the_certificate, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(resumption_on_another_worker_and_after_a_reload, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(reload_new_certificate_and_broken_one, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(an_upgrade_keeps_tickets_and_drains_tls, env_setup, env_teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
