@@ -63,7 +63,7 @@ struct ll_ruleset_attr {
 /* Our scoreboard entry, for the SIGSYS handler: it can do nothing but store. */
 static struct sb_worker *sandbox_me;
 
-static int
+static int __attribute__((format(printf, 3, 4)))
 fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;

@@ -24,7 +24,7 @@
 #include <openssl/x509v3.h>
 
 /* Runs a shell command in the test's directory; fails the test when it fails. */
-static void
+static void __attribute__((format(printf, 2, 3)))
 sh(struct env *e, const char *fmt, ...)
 {
 	char cmd[4096], full[4096 + PATH_MAX + 64];
@@ -65,9 +65,9 @@ write_conf(struct env *e, int workers, const int *ports, const char *const *mode
 	int at;
 
 	at = snprintf(text, sizeof(text),
-	    "workers = %d;\npid_file = \"%s\";\nshutdown_timeout = 5;\n"
+	    "workers = %d;\npid_file = \"%s\";\nshutdown_timeout = 5;\ncontrol_socket = \"%s\";\n"
 	    "log = { level = \"info\"; stderr = true; };\nlimits = { %s };\nlisten = (\n",
-	    workers, e->pid_path, limits ? limits : "");
+	    workers, e->pid_path, env_control_socket(e), limits ? limits : "");
 	for (size_t i = 0; i < n; i++)
 		at += snprintf(text + at, sizeof(text) - (size_t)at,
 		    "  { proto = \"tcp\"; address = \"127.0.0.1\"; port = %d; mode = \"%s\";\n"
@@ -76,6 +76,37 @@ write_conf(struct env *e, int workers, const int *ports, const char *const *mode
 		    i + 1 < n ? "," : "");
 	snprintf(text + at, sizeof(text) - (size_t)at, ");\n");
 	env_write_conf_text(e, text);
+}
+
+/* The "totals" counter NAME from status-json. */
+static uint64_t
+total(struct env *e, const char *name)
+{
+	char *body = NULL, key[64], *at;
+	uint64_t v;
+
+	if (env_control(e, "status-json", &body, EM_DEADLINE_MS) != 0 || body == NULL)
+		fail_msg("status-json failed");
+	snprintf(key, sizeof(key), "\"%s\":", name);
+	at = strstr(body, "\"totals\":");
+	if (at == NULL || (at = strstr(at, key)) == NULL)
+		fail_msg("no %s in the totals: %s", name, body);
+	v = strtoull(at + strlen(key), NULL, 10);
+	free(body);
+	return v;
+}
+
+/* Polls the totals until NAME reaches WANT (counters are published within a loop turn). */
+static void
+total_wait(struct env *e, const char *name, uint64_t want)
+{
+	int64_t deadline = now_ms() + EM_DEADLINE_MS;
+	uint64_t v;
+
+	while ((v = total(e, name)) < want && now_ms() < deadline)
+		nap_ms(EM_POLL_NAP_MS);
+	if (v != want)
+		fail_msg("%s is %llu, want %llu", name, (unsigned long long)v, (unsigned long long)want);
 }
 
 /* ---- the client ---- */
@@ -408,6 +439,7 @@ two_hundred_concurrent_clients(void **state)
 	}
 	for (int i = 0; i < CLIENTS; i++)
 		client_close(&cl[i]);
+	total_wait(e, "tls_handshakes", CLIENTS);
 }
 
 /* A client that stops mid-handshake is closed at handshake_timeout; others are served meanwhile. */
@@ -439,6 +471,8 @@ a_stalled_handshake_is_closed_at_handshake_timeout(void **state)
 	close(fd);
 	roundtrip(&good, "still\n", "STILL\n");
 	client_close(&good);
+	total_wait(e, "tls_fail_timeout", 1);
+	assert_int_equal(total(e, "tls_handshakes"), 1);
 }
 
 /* Plain text, and garbage in place of a ClientHello: closed, and nobody else harmed. */
@@ -473,6 +507,7 @@ plaintext_and_garbage_are_closed(void **state)
 		roundtrip(&good, "unharmed\n", "UNHARMED\n");
 	}
 	client_close(&good);
+	total_wait(e, "tls_fail_protocol", 3);
 }
 
 static void
@@ -504,6 +539,8 @@ mutual_tls_takes_a_signed_client_only(void **state)
 			client_close(&cl);
 		}
 	}
+	total_wait(e, "tls_fail_cert", 2);
+	assert_int_equal(total(e, "tls_handshakes"), 1);
 }
 
 static void
@@ -574,6 +611,10 @@ resumption_on_another_worker_and_after_a_reload(void **state)
 			fail_msg("every connection went to worker %s", first);
 		SSL_SESSION_free(s);
 	}
+	/* The first of each version was a full handshake, every other one resumed. */
+	if (total(e, "tls_resumed") + 2 != total(e, "tls_handshakes"))
+		fail_msg("resumed %llu of %llu handshakes", (unsigned long long)total(e, "tls_resumed"),
+		    (unsigned long long)total(e, "tls_handshakes"));
 	/* After a reload: new workers, the same keys. */
 	{
 		struct client_opts o = { 0 };
@@ -588,6 +629,9 @@ resumption_on_another_worker_and_after_a_reload(void **state)
 		assert_non_null(strstr(line, " generation=2 "));
 		SSL_SESSION_free(s);
 	}
+	/* The new generation's counters: its one handshake, resumed. */
+	total_wait(e, "tls_resumed", 1);
+	assert_int_equal(total(e, "tls_handshakes"), 1);
 }
 
 static void
@@ -635,7 +679,11 @@ reload_new_certificate_and_broken_one(void **state)
 	off = env_log_size(e);
 	env_signal(e, SIGHUP);
 	env_wait_log_from(e, off, "reload failed: ", EM_DEADLINE_MS);
-	assert_non_null(strstr(env_log_line(e, "reload failed: "), "key does not match its certificate"));
+	{
+		char *line = env_log_line(e, "reload failed: ");
+		assert_non_null(strstr(line, "key does not match its certificate"));
+		free(line);
+	}
 	assert_int_equal(client_open(e, &later, port, &o), 1);
 	peer_cn(&later, cn, sizeof(cn));
 	assert_string_equal(cn, "renewed.test");
