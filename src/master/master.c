@@ -14,6 +14,7 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/ev.h"
@@ -21,6 +22,7 @@
 #include "common/log.h"
 #include "common/proctitle.h"
 #include "common/scoreboard.h"
+#include "common/tlsctx.h"
 #include "master/admin.h"
 #include "master/agent.h"
 #include "master/confine.h"
@@ -411,6 +413,45 @@ dispatch(struct master *m, struct ev_source *src)
 	}
 }
 
+/* Wall-clock milliseconds: ticket keys outlive a boot's monotonic clock (a live upgrade carries them). */
+static int64_t
+wall_ms(void)
+{
+	return (int64_t)time(NULL) * 1000;
+}
+
+/*
+ * TLS session ticket keys, in the scoreboard every worker maps: made at
+ * start, before any fork, so that a ticket from one worker resumes on
+ * any other and after a reload; rotated daily, the previous key still
+ * accepted for a day more (common/tlsctx.h).
+ */
+#define TICKET_ROTATE_MS (24 * 3600 * 1000LL)
+
+static void
+tickets_start(struct scoreboard *sb, const struct master_boot *boot)
+{
+	const struct upmsg_state *from = &boot->from.state;
+
+	/* A live upgrade's new master carries on with the old one's keys, when it sent them. */
+	if (boot->upgrade_fd != -1 && boot->from.understood && from->has_tickets) {
+		sb->tls_keys = from->tickets;
+		sb->tls_keys.seq = 0;
+		log_info("upgrade: TLS session ticket keys taken over from the old master");
+	} else if (tlsctx_rotate_ticket_keys(&sb->tls_keys, wall_ms()) == -1) {
+		fatalx("cannot make TLS session ticket keys: no randomness");
+	}
+	tlsctx_use_ticket_keys(&sb->tls_keys);
+}
+
+static void
+tickets_tick(struct scoreboard *sb)
+{
+	if (wall_ms() - sb->tls_keys.created_ms >= TICKET_ROTATE_MS &&
+	    tlsctx_rotate_ticket_keys(&sb->tls_keys, wall_ms()) == -1)
+		log_warnx("cannot rotate the TLS session ticket keys: no randomness; keeping them");
+}
+
 /* Each turn: take in what happened, then do every duty in order. */
 static void
 master_loop(struct master *m)
@@ -433,6 +474,8 @@ master_loop(struct master *m)
 		if (m->state == LS_UPGRADING && upgrade_overdue(&m->up, ev_now_ms()))
 			life_fire(m, LE_UPGRADE_FAILED, m->up.why);
 		announce_ready(m);
+		tickets_tick(m->sb);
+		tickets_tick(m->sb);
 		sup_tick(&m->sup, ev_now_ms());
 		admin_due = admin_expire(&m->admin, ev_now_ms());
 	}
@@ -460,6 +503,8 @@ master_start(struct master *m, const struct master_boot *boot)
 	notify_init();
 	if ((m->sb = scoreboard_create()) == NULL)
 		fatal("cannot map the scoreboard");
+	tickets_start(m->sb, boot);
+	tickets_start(m->sb, boot);
 	upgrade_init(&m->up, m->epfd, MEV_UPGRADE, boot->exe, cfg->path);
 	if (boot->upgrade_fd != -1)
 		upgrading_adopt(m, boot);

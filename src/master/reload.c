@@ -70,6 +70,7 @@ reload_begin(struct master *m, const char *why)
 		return;
 	}
 	reload_warn_fixed(old, cfg);
+	cfg_log_warnings(cfg);
 	m->next_deadline_ms = ev_now_ms() + RELOAD_READY_TIMEOUT_MS;
 	if (sup_start_next(&m->sup, cfg, ls, ev_now_ms()) == -1) {
 		reload_failed(m, "out of memory");

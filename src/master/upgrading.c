@@ -80,7 +80,8 @@ upgrading_state(const struct master *m, struct upmsg_state *st, int pass[3])
 	*st = (struct upmsg_state){ .pid = getpid(), .generation = m->sup.cur.number,
 	    .nslots = m->sup.cur.nslots, .reloads_ok = m->count.reloads_ok,
 	    .reloads_failed = m->count.reloads_failed, .upgrades_ok = m->count.upgrades_ok,
-	    .upgrades_failed = m->count.upgrades_failed, .started_ms = m->count.started_ms };
+	    .upgrades_failed = m->count.upgrades_failed, .started_ms = m->count.started_ms,
+	    .has_tickets = true, .tickets = m->sb->tls_keys };
 	pass[0] = m->pid_fd;
 	pass[1] = m->admin.ctl_fd;
 	pass[2] = m->admin.metrics_fd;
