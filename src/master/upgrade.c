@@ -238,6 +238,11 @@ upgrade_spawn(struct upgrade *u, const struct upmsg_state *st, const int pass[3]
 	int sv[2];
 	pid_t pid;
 
+	if (u->chan != -1) {
+		/* Never orphan a channel (it would stay in epoll): the caller refuses this. */
+		log_warnx("upgrade: a channel to pid %ld was still open; closing it", (long)u->peer_pid);
+		upgrade_close(u);
+	}
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
 		snprintf(u->why, sizeof(u->why), "socketpair: %s", strerror(errno));
 		return -1;
@@ -297,8 +302,11 @@ old_side_message(struct upgrade *u)
 enum upgrade_event
 upgrade_read(struct upgrade *u)
 {
-	int r = upmsg_recv(u->chan, &u->msg);
+	int r;
 
+	if (u->chan == -1)
+		return UPE_NONE;  /* closed earlier in this epoll batch: its EOF was reported */
+	r = upmsg_recv(u->chan, &u->msg);
 	if (r == -1 && (errno == EAGAIN || errno == EINTR))
 		return UPE_NONE;
 	if (r == -1 && errno == EPROTO) {
@@ -371,6 +379,20 @@ upgrade_close(struct upgrade *u)
 	ev_del(u->epfd, u->chan);
 	close(u->chan);
 	u->chan = -1;
+}
+
+pid_t
+upgrade_predecessor(const struct upgrade *u)
+{
+	if ((u->phase != UP_ADOPTING && u->phase != UP_ADOPTED) || u->chan == -1)
+		return 0;
+	return u->peer_pid;
+}
+
+bool
+upgrade_owns_place(const struct upgrade *u)
+{
+	return u->phase != UP_ADOPTING;
 }
 
 static int

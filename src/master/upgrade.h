@@ -112,8 +112,22 @@ void upgrade_kill(struct upgrade *u);
 /* Old: tells the new master to take over, NOLD the old slots. 0, or -1 with why. */
 int upgrade_take_over(struct upgrade *u, int nold);
 
-/* Stops watching the channel and closes it (the peer sees EOF). */
+/* Stops watching the channel and closes it (the peer sees EOF); once, whatever calls it again. */
 void upgrade_close(struct upgrade *u);
+
+/*
+ * New: the old master that started us, while it is still there (its
+ * channel open: it drains until its workers finish); 0 once it has exited,
+ * or when no upgrade started us.
+ */
+pid_t upgrade_predecessor(const struct upgrade *u);
+
+/*
+ * New: whether the old master's place (pid file, control socket, /metrics,
+ * agent) is ours. Until we took over it is the old master's, serving on: we
+ * must not unlink its paths at our exit, nor filter the shared listeners.
+ */
+bool upgrade_owns_place(const struct upgrade *u);
 
 /*
  * New, at start-up: reads the old master's state from FD (bounded wait)
