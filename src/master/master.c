@@ -161,7 +161,8 @@ static life_action *const lifecycle[LS_COUNT][LE_COUNT] = {
 	[LS_UPGRADING] = {
 		[LE_QUIT] = drain_delay_start,
 		[LE_TERMINATE] = terminate,
-		[LE_UPGRADE_READY] = upgrading_commit,
+		[LE_UPGRADE_READY] = upgrading_confirm,
+		[LE_UPGRADE_TAKEN] = upgrading_commit,
 		[LE_UPGRADE_FAILED] = upgrading_abort,
 	},
 	[LS_UPGRADED] = {

@@ -940,6 +940,102 @@ test_upgrade_new_master_stopped_early(void **state)
 	env_wait_serving(e, 1, 2, EM_DEADLINE_MS);
 }
 
+/* The agent's whole answer (malloc'd), or NULL when nothing answers on PORT. */
+static char *
+agent_answer(int port)
+{
+	char buf[256];
+	int fd = tcp_connect(port, EM_DEADLINE_MS);
+	ssize_t n;
+
+	if (fd == -1)
+		return NULL;
+	n = tcp_read_exact(fd, buf, sizeof(buf) - 1, EM_DEADLINE_MS);
+	close(fd);
+	if (n <= 0)
+		return NULL;
+	buf[n] = '\0';
+	return strdup(buf);
+}
+
+/*
+ * The new master dies right after READY (a test build told to): the old
+ * master had asked it to take over but keeps its place until the new one
+ * confirms, so it reports the failure and serves on with everything it
+ * had: workers (never frozen), pid file, control socket, agent.
+ */
+static void
+test_upgrade_new_master_dies_after_ready(void **state)
+{
+	struct env *e = *state;
+	struct em_conf c;
+	struct em_status st;
+	char extra[768], die[PATH_MAX + 16], *out[2], *agent;
+	pid_t before[2], after[2], master;
+	struct load l;
+	int ports[2], port;
+
+	ports_pick(ports, 2);
+	port = ports[0];
+	snprintf(die, sizeof(die), "%s/die", e->dir);
+	setenv("EM_TEST_UPGRADE_DIE_AFTER_READY", die, 1);
+	conf_init(&c, 2);
+	conf_listen(&c, "tcp", port, "upper");
+	snprintf(extra, sizeof(extra), "control_socket = \"%s\";\nreload_handover = true;\n"
+	    "agent = { address = \"127.0.0.1\"; port = %d; };\n", env_control_socket(e), ports[1]);
+	c.extra = extra;
+	env_write_conf(e, &c);
+	start_from_copy(e, NULL, 2, port);
+	unsetenv("EM_TEST_UPGRADE_DIE_AFTER_READY");
+	env_wait_workers(e, 2, before, EM_DEADLINE_MS);
+	/* Streams held, no churn: what the dying new workers accepted would die with them. */
+	load_open(&l, port, FEW_STREAMS);
+	file_write(die, "on\n");
+	install_file(e, hooks_bin(), copy_path(e));
+	assert_int_equal(cmd_run(e, "upgrade", out), 1);
+	print_message("-s upgrade: %s", out[0]);
+	if (strstr(out[0], "upgrade failed: the new master ") == NULL ||
+	    strstr(out[0], "killed by signal 9 (SIGKILL) before it took over") == NULL)
+		fail_msg("\"%s\" is not a failure before the take-over", out[0]);
+	free(out[0]);
+	free(out[1]);
+	assert_true(env_log_has(e, "is ready; asking it to take over"));
+	for (int i = 0; i < 20; i++)
+		load_step(&l);
+	assert_false(env_exited(e));
+	assert_int_equal(pid_file_pid(e), e->master);
+	env_wait_workers(e, 2, after, EM_DEADLINE_MS);
+	assert_memory_equal(before, after, sizeof(before));
+	assert_int_equal(env_status(e, &st, EM_DEADLINE_MS), 0);
+	assert_int_equal(st.generation, 1);
+	assert_int_equal(masters_in_group(e->master, NULL, 0), 1);
+	if ((agent = agent_answer(ports[1])) == NULL)
+		fail_msg("the old master's agent does not answer after the failed take-over");
+	print_message("agent: %s", agent);
+	assert_true(strncmp(agent, "up", 2) == 0);
+	free(agent);
+	load_finish(&l);
+	tcp_roundtrip(port, "after\n", 6, "AFTER\n");
+	/* Supervised as ever: a killed worker is respawned. */
+	assert_int_equal(kill(after[0], SIGKILL), 0);
+	env_wait_serving(e, 1, 2, EM_DEADLINE_MS);
+	/* And the next upgrade works. */
+	unlink(die);
+	install_file(e, orig_bin, copy_path(e));
+	assert_int_equal(cmd_run(e, "upgrade", out), 0);
+	master = upgrade_ok_pid(out[0], 2);
+	free(out[0]);
+	free(out[1]);
+	old_master_exits(e, master);
+	env_wait_serving(e, 2, 2, EM_DEADLINE_MS);
+	assert_int_equal(pid_file_pid(e), master);
+	assert_int_equal(env_control(e, "status", out, EM_DEADLINE_MS), 0);
+	if (strstr(out[0], "upgrades 1 ok / 1 failed") == NULL)
+		fail_msg("status: %s", out[0]);
+	free(out[0]);
+	tcp_roundtrip(port, "later\n", 6, "LATER\n");
+}
+
 /*
  * Without a control socket `-s upgrade` is SIGUSR2 through the pid file: a
  * master that neither blocks nor catches it (1.0; here a stand-in that
@@ -1061,6 +1157,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_upgrade_new_master_stopped_early, up_setup,
 		    up_teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_by_signal_to_old_master, up_setup,
+		    up_teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_new_master_dies_after_ready, up_setup,
 		    up_teardown),
 		cmocka_unit_test_setup_teardown(test_listen_fds_adopted, up_setup, up_teardown),
 	};
