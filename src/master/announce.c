@@ -7,9 +7,7 @@
  */
 #include <stdbool.h>
 #include <stddef.h>
-#include <signal.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "common/cfg.h"
 #include "common/log.h"
@@ -57,12 +55,6 @@ announce_ready(struct master *m)
 	if (m->up.phase == UP_ADOPTING && !m->up_ready_sent) {
 		m->up_ready_sent = true;
 		upgrade_send_ready(&m->up, g->number);
-#ifdef EM_TEST_HOOKS
-		/* Test builds only: a new master that dies right after READY, while the named file exists. */
-		if (getenv("EM_TEST_UPGRADE_DIE_AFTER_READY") != NULL &&
-		    access(getenv("EM_TEST_UPGRADE_DIE_AFTER_READY"), F_OK) == 0)
-			raise(SIGKILL);
-#endif
 		return;
 	}
 	announce_listeners(m);

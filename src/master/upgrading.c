@@ -8,6 +8,7 @@
  * lifecycle table (master.c) calls the begin, commit and abort here.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -329,6 +330,12 @@ upgrading_progress(struct master *m, enum upgrade_event ev, const char **why)
 		upgrading_retire(m);
 		return LE_NONE;
 	case UPE_TAKE_OVER:
+#ifdef EM_TEST_HOOKS
+		/* Test builds only: a new master that dies after READY, as it is asked to take over. */
+		if (getenv("EM_TEST_UPGRADE_DIE_AT_TAKE_OVER") != NULL &&
+		    access(getenv("EM_TEST_UPGRADE_DIE_AT_TAKE_OVER"), F_OK) == 0)
+			raise(SIGKILL);
+#endif
 		upgrading_take_place(m);
 		upgrade_send_taken(&m->up);  /* before the hand-overs: the old master commits first */
 		upgrading_receive(m, m->up.msg.slot);
