@@ -134,6 +134,20 @@ ask_master(const struct options *o, const char *ctl_path)
 	return rc == 0 ? EXIT_OK : EXIT_CONFIG;
 }
 
+/* A line of /proc/PID/status that is KEY's hex mask: true, the mask in *v. */
+static bool
+status_mask(const char *line, const char *key, unsigned long long *v)
+{
+	size_t n = strlen(key);
+	char *end;
+
+	if (strncmp(line, key, n) != 0)
+		return false;
+	errno = 0;
+	*v = strtoull(line + n, &end, 16);
+	return errno == 0 && end != line + n;
+}
+
 /*
  * Whether PID would take SIGNO rather than die of it: it blocks it (this
  * version's master reads its signals from a signalfd) or catches it
@@ -151,7 +165,7 @@ proc_takes_signal(pid_t pid, int signo)
 	if ((f = fopen(path, "re")) == NULL)
 		return -1;
 	while (fgets(line, sizeof(line), f) != NULL) {
-		if (sscanf(line, "SigBlk: %llx", &blk) == 1 || sscanf(line, "SigCgt: %llx", &cgt) == 1)
+		if (status_mask(line, "SigBlk:", &blk) || status_mask(line, "SigCgt:", &cgt))
 			seen++;
 	}
 	fclose(f);
