@@ -65,6 +65,21 @@ admin_watch_listeners(struct admin *a)
 		admin_watch(a, a->metrics_fd, &a->metrics_ev);
 }
 
+void
+admin_pause(struct admin *a)
+{
+	if (a->ctl_fd != -1)
+		ev_del(a->epfd, a->ctl_fd);
+	if (a->metrics_fd != -1)
+		ev_del(a->epfd, a->metrics_fd);
+}
+
+void
+admin_resume(struct admin *a)
+{
+	admin_watch_listeners(a);
+}
+
 int
 admin_open(struct admin *a, int epfd, const struct cfg *cfg, char *err, size_t errlen)
 {

@@ -73,7 +73,16 @@ void admin_adopt(struct admin *a, int epfd, const struct cfg *cfg, int ctl_fd, i
 int admin_take_over(struct admin *a, const struct cfg *cfg, char *err, size_t errlen);
 
 /*
- * A live upgrade's old master, once the new one answers: stops watching and
+ * A live upgrade's old master while the new one takes over: stops
+ * accepting on the listeners, keeping them (connects queue for whichever
+ * master answers next); admin_resume watches them again when the new
+ * master failed to take over. Clients already accepted are still answered.
+ */
+void admin_pause(struct admin *a);
+void admin_resume(struct admin *a);
+
+/*
+ * A live upgrade's old master, once the new one has taken over: stops watching and
  * closes its copies of the listeners, without unlinking the control socket
  * (the new master has the very same socket). Clients already accepted are
  * still answered.

@@ -134,6 +134,68 @@ ask_master(const struct options *o, const char *ctl_path)
 	return rc == 0 ? EXIT_OK : EXIT_CONFIG;
 }
 
+/* A line of /proc/PID/status that is KEY's hex mask: true, the mask in *v. */
+static bool
+status_mask(const char *line, const char *key, unsigned long long *v)
+{
+	size_t n = strlen(key);
+	char *end;
+
+	if (strncmp(line, key, n) != 0)
+		return false;
+	errno = 0;
+	*v = strtoull(line + n, &end, 16);
+	return errno == 0 && end != line + n;
+}
+
+/*
+ * Whether PID would take SIGNO rather than die of it: it blocks it (this
+ * version's master reads its signals from a signalfd) or catches it
+ * (SigBlk, SigCgt in /proc/PID/status). 1, 0, or -1 when it cannot tell.
+ */
+static int
+proc_takes_signal(pid_t pid, int signo)
+{
+	char path[64], line[256];
+	unsigned long long blk = 0, cgt = 0, bit = 1ULL << (signo - 1);
+	int seen = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (status_mask(line, "SigBlk:", &blk) || status_mask(line, "SigCgt:", &cgt))
+			seen++;
+	}
+	fclose(f);
+	if (seen != 2)
+		return -1;
+	return (blk & bit) || (cgt & bit);
+}
+
+/*
+ * An upgrade by signal: refused when the master would die of SIGUSR2, its
+ * default action (a master older than the upgrade, 1.0, neither blocks
+ * nor catches it). 0, or -1 with the reason on stderr.
+ */
+static int
+signal_check_upgrade(pid_t pid)
+{
+	int takes = proc_takes_signal(pid, SIGUSR2);
+
+	if (takes == 1)
+		return 0;
+	if (takes == 0)
+		fprintf(stderr, "echomaster: the running master (pid %ld) does not support upgrade by "
+		    "signal; use control_socket or restart\n", (long)pid);
+	else
+		fprintf(stderr, "echomaster: cannot tell whether the running master (pid %ld) "
+		    "supports upgrade by signal (/proc/%ld/status unreadable); not sent\n",
+		    (long)pid, (long)pid);
+	return -1;
+}
+
 /* -s by signal, to the master named by the pid file. */
 static int
 signal_master(const struct options *o, int signo)
@@ -157,6 +219,8 @@ signal_master(const struct options *o, int signo)
 			fprintf(stderr, "echomaster: %s\n", err);
 		return EXIT_RUNTIME;
 	}
+	if (signo == SIGUSR2 && signal_check_upgrade(pid) == -1)
+		return EXIT_RUNTIME;
 	if (kill(pid, signo) == -1) {
 		fprintf(stderr, "echomaster: cannot signal master %ld: %m\n", (long)pid);
 		return EXIT_RUNTIME;

@@ -124,11 +124,16 @@ terminate(struct master *m, const char *why)
 	stop(m, false, why);
 }
 
-/* LE_QUIT: a graceful stop (graceful.c), or a plain one when its quiesce cannot begin. */
+/*
+ * LE_QUIT: a graceful stop (graceful.c), or a plain one when its quiesce
+ * cannot begin. A live upgrade's new master that has not taken over yet
+ * shares the listeners with the old master, serving on: no drain_delay,
+ * no filter on them; its workers finish and it exits.
+ */
 static void
 drain_delay_start(struct master *m, const char *why)
 {
-	if (graceful_begin(m, why) == -1)
+	if (!upgrade_owns_place(&m->up) || graceful_begin(m, why) == -1)
 		quit(m, why);
 }
 
@@ -158,7 +163,8 @@ static life_action *const lifecycle[LS_COUNT][LE_COUNT] = {
 	[LS_UPGRADING] = {
 		[LE_QUIT] = drain_delay_start,
 		[LE_TERMINATE] = terminate,
-		[LE_UPGRADE_READY] = upgrading_commit,
+		[LE_UPGRADE_READY] = upgrading_confirm,
+		[LE_UPGRADE_TAKEN] = upgrading_commit,
 		[LE_UPGRADE_FAILED] = upgrading_abort,
 	},
 	[LS_UPGRADED] = {
@@ -195,12 +201,34 @@ life_takes(const struct master *m, enum life_event event)
 	return lifecycle[m->state][event] != NULL;
 }
 
+/*
+ * Why an operator's EVENT is refused now (in BUF when it names a pid), or
+ * NULL when it goes ahead. An upgrade also waits for the previous master
+ * of the last one to exit: it is our peer on the one upgrade channel.
+ */
+static const char *
+life_refused(const struct master *m, enum life_event event, char *buf, size_t len)
+{
+	pid_t prev = upgrade_predecessor(&m->up);
+
+	if (!life_takes(m, event))
+		return life_refusal(m, event);
+	if (event == LE_UPGRADE && prev > 0) {
+		snprintf(buf, len, "the previous master %ld is still draining", (long)prev);
+		return buf;
+	}
+	return NULL;
+}
+
 /* A signal's event: when the state refuses it, the log says why. */
 static void
 life_fire_asked(struct master *m, enum life_event event, const char *what)
 {
-	if (!life_takes(m, event)) {
-		log_warnx("%s refused: %s", what, life_refusal(m, event));
+	char buf[96];
+	const char *no = life_refused(m, event, buf, sizeof(buf));
+
+	if (no != NULL) {
+		log_warnx("%s refused: %s", what, no);
 		return;
 	}
 	life_fire(m, event, NULL);
@@ -291,11 +319,12 @@ act_on_signals(struct master *m)
 static void
 act_deferred(struct master *m, const struct admin_request *r, enum life_event event)
 {
-	char body[128];
+	char body[160], buf[96];
+	const char *no = life_refused(m, event, buf, sizeof(buf));
 
-	if (!life_takes(m, event)) {
+	if (no != NULL) {
 		snprintf(body, sizeof(body), "%s refused: %s\n", event == LE_RELOAD ? "reload" :
-		    "upgrade", life_refusal(m, event));
+		    "upgrade", no);
 		admin_answer(&m->admin, r->client, false, body);
 		return;
 	}
@@ -536,6 +565,13 @@ master_run(const struct master_boot *boot)
 	master_start(&m, boot);
 	free(boot->exe);  /* upgrade_init keeps its own copy */
 	master_loop(&m);
+	if (!upgrade_owns_place(&m.up)) {
+		/* Stopped before taking over: the old master's paths are its own, serving on. */
+		admin_release(&m.admin);
+		if (m.pid_fd != -1)
+			close(m.pid_fd);
+		m.pid_fd = -1;
+	}
 	admin_close(&m.admin);
 	agent_close(&m.agent);
 	/* Before the listeners close: a socket kept by systemd must not keep the filter. */

@@ -39,7 +39,7 @@
 enum life_state {
 	LS_SERVING,
 	LS_RELOADING,   /* a next generation is starting beside the serving one */
-	LS_UPGRADING,   /* a new binary is checked, then started as a new master */
+	LS_UPGRADING,   /* a new binary is checked, started as a new master, asked to take over */
 	LS_UPGRADED,    /* the new master took over: our workers hand over or drain, then we exit */
 	LS_QUITTING,      /* graceful stop: workers finish their clients */
 	LS_TERMINATING,   /* fast stop: workers are terminated */
@@ -59,6 +59,7 @@ enum life_event {
 	LE_QUIESCED,    /* every accept queue is empty (or the wait timed out) */
 	LE_UPGRADE,     /* SIGUSR2, or `upgrade` on the control socket */
 	LE_UPGRADE_READY,  /* the new master's first generation is ready */
+	LE_UPGRADE_TAKEN,  /* the new master confirmed it has taken our place */
 	LE_UPGRADE_FAILED, /* the check or the new master failed, or took too long */
 	LE_COUNT
 };
@@ -93,7 +94,9 @@ struct master {
 	int nhanded;
 	bool up_understood;          /* the other master read our state, or we read its */
 	bool up_ready_sent;          /* a new master: READY went to the old one */
-	pid_t up_successor;          /* LS_UPGRADED: the new master */
+	pid_t up_successor;          /* UP_CONFIRMING on: the new master */
+	char up_version[32];         /* its version, */
+	unsigned up_generation;      /* and its serving generation, from its READY */
 	int epfd;
 	int sigfd;
 	int pid_fd;
@@ -136,6 +139,7 @@ bool reload_queued(struct master *m);
  * as the new one; upgrade.c does the work, this decides each step.
  */
 void upgrading_begin(struct master *m, const char *why);
+void upgrading_confirm(struct master *m, const char *why);
 void upgrading_commit(struct master *m, const char *why);
 void upgrading_abort(struct master *m, const char *why);
 /* A new master at start-up: the old master's figures, control socket and /metrics. */

@@ -147,9 +147,9 @@ upgrade_reaped(struct upgrade *u, pid_t pid, int status, enum upgrade_event *ev)
 		return false;
 	u->new_pid = 0;
 	sup_describe_exit(status, how, sizeof(how));
-	if (u->phase == UP_STARTING) {
-		snprintf(u->why, sizeof(u->why), "the new master %ld %s before it was ready",
-		    (long)pid, how);
+	if (u->phase == UP_STARTING || u->phase == UP_CONFIRMING) {
+		snprintf(u->why, sizeof(u->why), "the new master %ld %s before it %s", (long)pid,
+		    how, u->phase == UP_STARTING ? "was ready" : "took over");
 		*ev = UPE_FAILED;
 	} else {
 		log_warnx("upgrade: the new master %ld %s", (long)pid, how);
@@ -238,6 +238,11 @@ upgrade_spawn(struct upgrade *u, const struct upmsg_state *st, const int pass[3]
 	int sv[2];
 	pid_t pid;
 
+	if (u->chan != -1) {
+		/* Never orphan a channel (it would stay in epoll): the caller refuses this. */
+		log_warnx("upgrade: a channel to pid %ld was still open; closing it", (long)u->peer_pid);
+		upgrade_close(u);
+	}
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
 		snprintf(u->why, sizeof(u->why), "socketpair: %s", strerror(errno));
 		return -1;
@@ -287,6 +292,11 @@ old_side_message(struct upgrade *u)
 		return UPE_HAND_OVER;
 	case UPM_HAND_OVER_END:
 		return UPE_HANDED;
+	case UPM_TAKEN:
+		if (u->phase != UP_CONFIRMING)
+			return UPE_NONE;
+		u->phase = UP_COMMITTED;
+		return UPE_TAKEN;
 	default:
 		log_warnx("upgrade: message %u from the new master ignored", (unsigned)m->kind);
 		upmsg_close_fds(m);
@@ -297,8 +307,11 @@ old_side_message(struct upgrade *u)
 enum upgrade_event
 upgrade_read(struct upgrade *u)
 {
-	int r = upmsg_recv(u->chan, &u->msg);
+	int r;
 
+	if (u->chan == -1)
+		return UPE_NONE;  /* closed earlier in this epoll batch: its EOF was reported */
+	r = upmsg_recv(u->chan, &u->msg);
 	if (r == -1 && (errno == EAGAIN || errno == EINTR))
 		return UPE_NONE;
 	if (r == -1 && errno == EPROTO) {
@@ -307,8 +320,12 @@ upgrade_read(struct upgrade *u)
 	}
 	if (r <= 0) {
 		upgrade_close(u);
-		/* Starting: its exit status, once reaped, is the better reason; the deadline bounds it. */
-		return u->phase == UP_STARTING ? UPE_NONE : UPE_PEER_GONE;
+		/*
+		 * Before its take-over: its exit status, once reaped, is the
+		 * better reason; the deadline bounds it.
+		 */
+		return u->phase == UP_STARTING || u->phase == UP_CONFIRMING ? UPE_NONE :
+		    UPE_PEER_GONE;
 	}
 	if (u->phase == UP_ADOPTING || u->phase == UP_ADOPTED) {
 		if (u->msg.kind == UPM_TAKE_OVER)
@@ -320,24 +337,32 @@ upgrade_read(struct upgrade *u)
 	return old_side_message(u);
 }
 
+/* The phases with a deadline. */
+static bool
+timed(const struct upgrade *u)
+{
+	return u->phase == UP_CHECKING || u->phase == UP_STARTING || u->phase == UP_CONFIRMING;
+}
+
 bool
 upgrade_overdue(struct upgrade *u, int64_t now)
 {
-	if ((u->phase != UP_CHECKING && u->phase != UP_STARTING) || now < u->deadline_ms)
+	if (!timed(u) || now < u->deadline_ms)
 		return false;
 	if (u->phase == UP_CHECKING)
 		snprintf(u->why, sizeof(u->why), "the check of %s did not finish within %d s", u->exe,
 		    UPGRADE_CHECK_TIMEOUT_MS / 1000);
 	else
-		snprintf(u->why, sizeof(u->why), "the new master %ld (%s) was not ready within %d s",
-		    (long)u->new_pid, u->exe, UPGRADE_READY_TIMEOUT_MS / 1000);
+		snprintf(u->why, sizeof(u->why), "the new master %ld (%s) %s within %d s",
+		    (long)u->new_pid, u->exe, u->phase == UP_STARTING ? "was not ready" :
+		    "did not take over", UPGRADE_READY_TIMEOUT_MS / 1000);
 	return true;
 }
 
 int64_t
 upgrade_due(const struct upgrade *u)
 {
-	return u->phase == UP_CHECKING || u->phase == UP_STARTING ? u->deadline_ms : 0;
+	return timed(u) ? u->deadline_ms : 0;
 }
 
 static void
@@ -373,6 +398,20 @@ upgrade_close(struct upgrade *u)
 	u->chan = -1;
 }
 
+pid_t
+upgrade_predecessor(const struct upgrade *u)
+{
+	if ((u->phase != UP_ADOPTING && u->phase != UP_ADOPTED) || u->chan == -1)
+		return 0;
+	return u->peer_pid;
+}
+
+bool
+upgrade_owns_place(const struct upgrade *u)
+{
+	return u->phase != UP_ADOPTING;
+}
+
 static int
 send_simple(struct upgrade *u, struct upmsg *m, const char *what)
 {
@@ -386,11 +425,12 @@ send_simple(struct upgrade *u, struct upmsg *m, const char *what)
 }
 
 int
-upgrade_take_over(struct upgrade *u, int nold)
+upgrade_take_over(struct upgrade *u, int nold, int64_t now)
 {
 	struct upmsg m = { .kind = UPM_TAKE_OVER, .slot = nold };
 
-	u->phase = UP_COMMITTED;
+	u->phase = UP_CONFIRMING;
+	u->deadline_ms = now + UPGRADE_READY_TIMEOUT_MS;
 	return send_simple(u, &m, "take-over");
 }
 
@@ -453,6 +493,14 @@ upgrade_relay(void *arg, const struct chan_msg *hand)
 		return -1;
 	}
 	return upmsg_send(r->u->chan, &m, UPMSG_VERSION, NULL, 0);
+}
+
+int
+upgrade_send_taken(struct upgrade *u)
+{
+	struct upmsg m = { .kind = UPM_TAKEN };
+
+	return send_simple(u, &m, "the take-over's confirmation");
 }
 
 int

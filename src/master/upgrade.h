@@ -33,7 +33,7 @@
 
 /* How long the check of the new binary may take. */
 #define UPGRADE_CHECK_TIMEOUT_MS 10000
-/* How long the new master may take from fork to READY (as a reload's workers). */
+/* How long the new master may take from fork to READY (as a reload's workers), and to confirm its take-over. */
 #define UPGRADE_READY_TIMEOUT_MS 10000
 /* The environment variable naming the new master's end of the channel. */
 #define UPGRADE_FD_ENV "ECHOMASTER_UPGRADE_FD"
@@ -42,7 +42,8 @@ enum upgrade_phase {
 	UP_IDLE,
 	UP_CHECKING,    /* old: the check child runs */
 	UP_STARTING,    /* old: the new master runs, not ready yet */
-	UP_COMMITTED,   /* old: told the new master to take over */
+	UP_CONFIRMING,  /* old: told the new master to take over; it has not confirmed yet */
+	UP_COMMITTED,   /* old: the new master has taken over */
 	UP_ADOPTING,    /* new: started by an old master, not taken over yet */
 	UP_ADOPTED,     /* new: took over; the channel may still bring the old master's EOF */
 };
@@ -55,6 +56,7 @@ enum upgrade_event {
 	UPE_READY,       /* the new master is ready: msg.pid, msg.binary_version, msg.generation */
 	UPE_HAND_OVER,   /* old: a relayed hand-over for msg.slot in msg.hand (the caller closes) */
 	UPE_HANDED,      /* old: every hand-over has been relayed */
+	UPE_TAKEN,       /* old: the new master has taken our place */
 	UPE_TAKE_OVER,   /* new: msg.slot old slots */
 	UPE_PEER_GONE,   /* the other master closed its end */
 };
@@ -71,7 +73,7 @@ struct upgrade {
 	pid_t peer_pid;           /* the other master */
 	int chan;                 /* -1 = none */
 	bool understood;          /* old: the new master read our state */
-	int64_t deadline_ms;      /* UP_CHECKING, UP_STARTING */
+	int64_t deadline_ms;      /* UP_CHECKING, UP_STARTING, UP_CONFIRMING */
 	char why[PATH_MAX + 512]; /* UPE_FAILED */
 	struct upmsg msg;         /* the last message upgrade_read returned */
 };
@@ -92,8 +94,8 @@ int upgrade_spawn(struct upgrade *u, const struct upmsg_state *st, const int pas
 
 /*
  * A child was reaped: true when it was the check or the new master, with
- * what that means in *ev (UPE_CHECKED, UPE_FAILED, or UPE_NONE after a
- * commit, logged).
+ * what that means in *ev (UPE_CHECKED, UPE_FAILED before the new master
+ * confirmed its take-over, or UPE_NONE after, logged).
  */
 bool upgrade_reaped(struct upgrade *u, pid_t pid, int status, enum upgrade_event *ev);
 
@@ -109,11 +111,28 @@ int64_t upgrade_due(const struct upgrade *u);
 /* Kills (SIGKILL) and reaps the check or the new master, closes the channel: idle again. */
 void upgrade_kill(struct upgrade *u);
 
-/* Old: tells the new master to take over, NOLD the old slots. 0, or -1 with why. */
-int upgrade_take_over(struct upgrade *u, int nold);
+/*
+ * Old: tells the new master to take over, NOLD the old slots; it has until
+ * now + UPGRADE_READY_TIMEOUT_MS to confirm (UPE_TAKEN). 0, or -1 with why.
+ */
+int upgrade_take_over(struct upgrade *u, int nold, int64_t now);
 
-/* Stops watching the channel and closes it (the peer sees EOF). */
+/* Stops watching the channel and closes it (the peer sees EOF); once, whatever calls it again. */
 void upgrade_close(struct upgrade *u);
+
+/*
+ * New: the old master that started us, while it is still there (its
+ * channel open: it drains until its workers finish); 0 once it has exited,
+ * or when no upgrade started us.
+ */
+pid_t upgrade_predecessor(const struct upgrade *u);
+
+/*
+ * New: whether the old master's place (pid file, control socket, /metrics,
+ * agent) is ours. Until we took over it is the old master's, serving on: we
+ * must not unlink its paths at our exit, nor filter the shared listeners.
+ */
+bool upgrade_owns_place(const struct upgrade *u);
 
 /*
  * New, at start-up: reads the old master's state from FD (bounded wait)
@@ -134,6 +153,9 @@ struct upgrade_relay {
 	int slot;
 };
 int upgrade_relay(void *arg, const struct chan_msg *m);
+
+/* New: we have the old master's place (UPM_TAKEN). 0, or -1 (logged). */
+int upgrade_send_taken(struct upgrade *u);
 
 /* New: every slot's hand-over has been relayed. 0, or -1 (logged). */
 int upgrade_send_end(struct upgrade *u);

@@ -8,6 +8,7 @@
  * lifecycle table (master.c) calls the begin, commit and abort here.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,18 +58,39 @@ upgrading_begin(struct master *m, const char *why)
 }
 
 /*
- * Before READY anything that goes wrong ends here: the new master (or the
- * check) is killed, its workers follow it (PDEATHSIG), and we serve on as
- * if nothing had happened: no listener, no control socket, no pid file of
- * ours was ever closed.
+ * The new master was asked to take over but is gone (or never confirmed):
+ * our place is ours again. The pid file may name it, the operators'
+ * sockets were only paused, the agent's port was left for it.
+ */
+static void
+upgrading_resume(struct master *m)
+{
+	char err[CFG_ERR_LEN];
+
+	if (m->pid_fd != -1 && pidfile_write(m->pid_fd) == -1)
+		log_warn("upgrade: cannot write pid file %s", m->pid_path);
+	admin_resume(&m->admin);
+	if (m->agent.fd == -1 &&
+	    agent_open(&m->agent, m->epfd, serving_cfg(m), -1, MEV_AGENT, err, sizeof(err)) == -1)
+		log_errorx("upgrade: %s", err);
+}
+
+/*
+ * Before the new master confirmed its take-over anything that goes wrong
+ * ends here: the new master (or the check) is killed, its workers follow
+ * it (PDEATHSIG), and we serve on: no listener, no control socket, no pid
+ * file of ours was ever closed, and our workers were never frozen.
  */
 void
 upgrading_abort(struct master *m, const char *why)
 {
 	char reason[sizeof(m->up.why)];
+	bool asked = m->up.phase == UP_CONFIRMING;
 
 	snprintf(reason, sizeof(reason), "%s", why != NULL ? why : m->up.why);
 	upgrade_kill(&m->up);
+	if (asked)
+		upgrading_resume(m);
 	m->state = LS_SERVING;
 	upgrading_failed(m, reason);
 }
@@ -98,7 +120,7 @@ upgrading_start_new(struct master *m)
 	return upgrade_spawn(&m->up, &st, pass, m->sup.cur.ls, ev_now_ms());
 }
 
-/* The new master read our state: it takes our place and our connections. */
+/* The new master has taken our place: our copies of it go, our connections follow. */
 static void
 upgrading_handover(struct master *m)
 {
@@ -106,37 +128,62 @@ upgrading_handover(struct master *m)
 		fatal("calloc");
 	m->nhanded = m->sup.cur.nslots;
 	admin_release(&m->admin);
-	agent_close(&m->agent);  /* the new master binds it as it takes over */
 	/* The lock is the open file's, and the new master holds it too: closing ours keeps it. */
 	if (m->pid_fd != -1)
 		close(m->pid_fd);
 	m->pid_fd = -1;
-	if (upgrade_take_over(&m->up, m->sup.cur.nslots) == -1)
-		sup_retire_upgraded(&m->sup, m->handed, ev_now_ms());  /* all drain */
 }
 
 /*
- * The new master is ready. NotifyAccess=main is enough for systemd to take
- * MAINPID= and READY=1 from us: we are still the main process when we send
- * them, and from then on the new master is.
+ * The new master is ready. When it read our state it is asked to take our
+ * place: we stop accepting operators (the sockets stay ours, and queue),
+ * leave the agent's port for it to bind, and serve on, supervising as
+ * ever, until it confirms (upgrading_commit) or fails (upgrading_abort).
+ * When it could not read our state there is nothing to take over now: it
+ * binds what we leave behind once we have drained (upgrading_commit).
+ */
+void
+upgrading_confirm(struct master *m, const char *why)
+{
+	const struct upmsg *r = &m->up.msg;
+
+	m->up_successor = r->pid;
+	snprintf(m->up_version, sizeof(m->up_version), "%s", r->binary_version);
+	m->up_generation = r->generation;
+	if (!m->up.understood) {
+		upgrading_commit(m, why);
+		return;
+	}
+	admin_pause(&m->admin);
+	agent_close(&m->agent);  /* the new master binds it as it takes over */
+	log_notice("upgrade: pid %ld is ready; asking it to take over", (long)r->pid);
+	if (upgrade_take_over(&m->up, m->sup.cur.nslots, ev_now_ms()) == -1)
+		upgrading_abort(m, m->up.why);
+}
+
+/*
+ * The new master has taken over (or, not understanding our state, is
+ * ready). NotifyAccess=main is enough for systemd to take MAINPID= and
+ * READY=1 from us: we are still the main process when we send them, and
+ * from then on the new master is.
  */
 void
 upgrading_commit(struct master *m, const char *why)
 {
-	const struct upmsg *r = &m->up.msg;
+	long pid = (long)m->up_successor;
 	char msg[160], body[sizeof(msg) + 1];
 
 	(void)why;
-	m->up_successor = r->pid;
 	notify_send("MAINPID=%ld\nREADY=1\nSTATUS=upgraded: pid %ld, version %s, generation %u",
-	    (long)r->pid, (long)r->pid, r->binary_version, r->generation);
-	snprintf(msg, sizeof(msg), "upgrade ok: pid %ld, version %s, generation %u", (long)r->pid,
-	    r->binary_version, r->generation);
+	    pid, pid, m->up_version, m->up_generation);
+	snprintf(msg, sizeof(msg), "upgrade ok: pid %ld, version %s, generation %u", pid,
+	    m->up_version, m->up_generation);
 	log_notice("%s", msg);
 	m->count.upgrades_ok++;
 	snprintf(body, sizeof(body), "%s\n", msg);
 	admin_answer_deferred(&m->admin, true, body);
 	m->state = LS_UPGRADED;
+	m->up.phase = UP_COMMITTED;  /* no deadline left: the new master serves */
 	sup_freeze(&m->sup);
 	if (m->up.understood) {
 		upgrading_handover(m);
@@ -144,7 +191,7 @@ upgrading_commit(struct master *m, const char *why)
 	}
 	/* It could not read our state: our workers drain, and it binds what we leave behind. */
 	log_notice("upgrade: pid %ld did not understand our state (format %u); our workers drain",
-	    (long)r->pid, UPMSG_VERSION);
+	    pid, UPMSG_VERSION);
 	sup_stop(&m->sup, true, ev_now_ms());
 }
 
@@ -275,6 +322,8 @@ upgrading_progress(struct master *m, enum upgrade_event ev, const char **why)
 		return LE_NONE;
 	case UPE_READY:
 		return LE_UPGRADE_READY;
+	case UPE_TAKEN:
+		return LE_UPGRADE_TAKEN;
 	case UPE_HAND_OVER:
 		upgrading_forward(m);
 		return LE_NONE;
@@ -282,7 +331,14 @@ upgrading_progress(struct master *m, enum upgrade_event ev, const char **why)
 		upgrading_retire(m);
 		return LE_NONE;
 	case UPE_TAKE_OVER:
+#ifdef EM_TEST_HOOKS
+		/* Test builds only: a new master that dies after READY, as it is asked to take over. */
+		if (getenv("EM_TEST_UPGRADE_DIE_AT_TAKE_OVER") != NULL &&
+		    access(getenv("EM_TEST_UPGRADE_DIE_AT_TAKE_OVER"), F_OK) == 0)
+			raise(SIGKILL);
+#endif
 		upgrading_take_place(m);
+		upgrade_send_taken(&m->up);  /* before the hand-overs: the old master commits first */
 		upgrading_receive(m, m->up.msg.slot);
 		return LE_NONE;
 	case UPE_PEER_GONE:

@@ -167,7 +167,7 @@ head_read(const struct upwire_head *h, struct upmsg *m)
 	memcpy(m->binary_version, h->binary_version, sizeof(m->binary_version) - 1);
 }
 
-/* Format 1's body into M; -1 when it does not hold together. */
+/* The body (format 2's is format 1's, with UPM_TAKEN) into M; -1 when it does not hold together. */
 static int
 wire_read(const struct upwire_v1 *w, struct upmsg *m)
 {
@@ -194,6 +194,7 @@ wire_read(const struct upwire_v1 *w, struct upmsg *m)
 	case UPM_READY:
 	case UPM_TAKE_OVER:
 	case UPM_HAND_OVER_END:
+	case UPM_TAKEN:
 		return m->nfds == 0 ? 0 : -1;
 	}
 	return -1;

@@ -12,6 +12,10 @@
  *   new -> old  UPM_READY          every worker of its first generation is ready
  *   old -> new  UPM_TAKE_OVER      the old master stopped answering operators:
  *                                  take its place, and its connections
+ *   new -> old  UPM_TAKEN          the new master has the place (pid file,
+ *                                  control socket, agent); until then the
+ *                                  old master keeps them, and resumes
+ *                                  serving if the new one dies first
  *   new -> old  UPM_HAND_OVER      for the old worker of `slot`: a worker
  *                                  channel's CHAN_HAND_OVER, relayed as is
  *   new -> old  UPM_HAND_OVER_END  every slot's hand-over has been sent
@@ -36,8 +40,13 @@
 #include "common/chan.h"
 #include "common/tlsctx.h"
 
-/* The state format this binary writes and reads. */
-#define UPMSG_VERSION 2  /* 2: format 1 and the TLS session ticket keys; 1 is still read */
+/*
+ * The state format this binary writes and reads. 2: the TLS session ticket
+ * keys, and the new master confirms its take-over (UPM_TAKEN); a format-1
+ * binary, which does neither, reads a format-2 state as not understood,
+ * and the upgrade drains. Format 1 is still read (no ticket keys).
+ */
+#define UPMSG_VERSION 2
 
 enum upmsg_kind {
 	UPM_STATE = 1,
@@ -46,6 +55,7 @@ enum upmsg_kind {
 	UPM_TAKE_OVER,
 	UPM_HAND_OVER,
 	UPM_HAND_OVER_END,
+	UPM_TAKEN,
 };
 
 /* Which descriptors a UPM_STATE carries, in this order. */

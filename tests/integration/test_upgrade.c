@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -808,6 +809,306 @@ attach_syn_filter(int fd)
 	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)), 0);
 }
 
+/* Waits for NEEDLE in the log once the first master, our child, has exited. */
+static void
+log_wait_after_first(struct env *e, const char *needle)
+{
+	for (int64_t deadline = now_ms() + EM_DEADLINE_MS; !env_log_has(e, needle);) {
+		if (now_ms() >= deadline) {
+			env_dump_log(e);
+			fail_msg("no \"%s\" in the log", needle);
+		}
+		nap_ms(EM_POLL_NAP_MS);
+	}
+}
+
+/*
+ * A second upgrade while the previous master still drains (reload_handover
+ * false, a client held) is refused, naming it: both would be our peers on
+ * the one upgrade channel. Once it has exited (its EOF seen once, not in a
+ * loop), the next upgrade goes ahead.
+ */
+static void
+test_upgrade_refused_while_previous_drains(void **state)
+{
+	struct env *e = *state;
+	struct em_conf c;
+	char extra[512], *out[2], want[128];
+	pid_t first = 0, second;
+	int port = port_pick(), hold;
+
+	conf_init(&c, 1);
+	conf_listen(&c, "tcp", port, "upper");
+	c.shutdown_timeout = 120;
+	snprintf(extra, sizeof(extra), "control_socket = \"%s\";\nreload_handover = false;\n",
+	    env_control_socket(e));
+	c.extra = extra;
+	env_write_conf(e, &c);
+	start_from_copy(e, NULL, 1, port);
+	hold = tcp_open_echoed(port, "hold\n", 5, "HOLD\n");
+	install_file(e, hooks_bin(), copy_path(e));
+	assert_int_equal(cmd_run(e, "upgrade", out), 0);
+	first = upgrade_ok_pid(out[0], 2);
+	free(out[0]);
+	free(out[1]);
+	env_adopt_detached(e, first);
+	env_wait_log(e, "upgrade: took over from pid", EM_DEADLINE_MS);
+	env_wait_serving(e, 2, 1, EM_DEADLINE_MS);
+	/* The old master drains the held client: it is still there. */
+	install_file(e, orig_bin, copy_path(e));
+	assert_int_equal(cmd_run(e, "upgrade", out), 1);
+	snprintf(want, sizeof(want), "upgrade refused: the previous master %d is still draining",
+	    (int)e->master);
+	if (strstr(out[0], want) == NULL)
+		fail_msg("\"%s\" lacks \"%s\"", out[0], want);
+	free(out[0]);
+	free(out[1]);
+	assert_false(env_exited(e));
+	tcp_roundtrip(port, "meanwhile\n", 10, "MEANWHILE\n");
+	/* The client goes, the old master exits: seen once, and the next upgrade works. */
+	assert_int_equal(tcp_send_all(hold, "bye\n", 4, EM_DEADLINE_MS), 0);
+	close(hold);
+	old_master_exits(e, first);
+	snprintf(want, sizeof(want), "upgrade: the old master %d has exited", (int)e->master);
+	log_wait_after_first(e, want);
+	assert_int_equal(cmd_run(e, "upgrade", out), 0);
+	second = upgrade_ok_pid(out[0], 3);
+	free(out[0]);
+	free(out[1]);
+	env_adopt_detached(e, second);
+	env_wait_serving(e, 3, 1, EM_DEADLINE_MS);
+	snprintf(want, sizeof(want), "upgrade: the old master %d has exited", (int)first);
+	log_wait_after_first(e, want);
+	tcp_roundtrip(port, "hello\n", 6, "HELLO\n");
+	snprintf(want, sizeof(want), "upgrade: the old master %d has exited", (int)e->master);
+	assert_int_equal(env_log_count(e, want), 1);
+	snprintf(want, sizeof(want), "upgrade: the old master %d has exited", (int)first);
+	assert_int_equal(env_log_count(e, want), 1);
+}
+
+/* The pid in the log just after OFFSET's "upgrade: started the new master ". */
+static pid_t
+new_master_started(struct env *e, size_t *offset)
+{
+	static const char needle[] = "upgrade: started the new master ";
+	char *log;
+	long pid;
+
+	*offset = env_wait_log_from(e, *offset, needle, EM_DEADLINE_MS);
+	log = env_log(e);
+	assert_non_null(log);
+	pid = strtol(log + *offset, NULL, 10);
+	free(log);
+	assert_true(pid > 0);
+	return (pid_t)pid;
+}
+
+/*
+ * One upgrade whose new master (never ready) gets SIG before it took over:
+ * the upgrade fails, and the old master's pid file, control socket and
+ * listeners are as they were: the new master left them alone at its exit
+ * (and put no graceful stop's filter on the shared listeners).
+ */
+static void
+stop_new_master_round(struct env *e, int sig, int port)
+{
+	char path[PATH_MAX + 16], want[96], *out, *status;
+	size_t off = env_log_size(e);
+	pid_t cmd, new_master;
+	int64_t t0 = now_ms();
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/stop.out", e->dir);
+	cmd = cmd_start(e, "upgrade", path);
+	new_master = new_master_started(e, &off);
+	/* Its signals are the signalfd's from here on, and its workers start. */
+	env_wait_log_from(e, off, "upgrade: started by the old master", EM_DEADLINE_MS);
+	env_wait_log_from(e, off, "started (slot 1, generation 2)", EM_DEADLINE_MS);
+	assert_int_equal(kill(new_master, sig), 0);
+	while (!cmd_done(cmd, &rc)) {
+		if (now_ms() - t0 > EM_DEADLINE_MS)
+			fail_msg("the upgrade did not end after the new master's SIG%s",
+			    sigabbrev_np(sig));
+		nap_ms(EM_POLL_NAP_MS);
+	}
+	out = file_read(path, NULL);
+	assert_non_null(out);
+	print_message("SIG%s to the new master: %s", sigabbrev_np(sig), out);
+	assert_int_equal(rc, 1);
+	snprintf(want, sizeof(want), "upgrade failed: the new master %d ", (int)new_master);
+	if (strstr(out, want) == NULL || strstr(out, "before it was ready") == NULL)
+		fail_msg("\"%s\" is not a failure of %d before it was ready", out, (int)new_master);
+	free(out);
+	assert_false(env_exited(e));
+	assert_int_equal(pid_file_pid(e), e->master);
+	assert_int_equal(access(e->ctl_path, F_OK), 0);
+	assert_int_equal(env_control(e, "status", &status, EM_DEADLINE_MS), 0);
+	free(status);
+	assert_int_equal(cmd_run(e, "status", NULL), 0);
+	assert_int_equal(env_log_find(e, off, "graceful stop:"), 0);
+	assert_int_equal(masters_in_group(e->master, NULL, 0), 1);
+	tcp_roundtrip(port, "after\n", 6, "AFTER\n");
+}
+
+/* A new master stopped (TERM, QUIT) before it took over owns nothing of the old one's. */
+static void
+test_upgrade_new_master_stopped_early(void **state)
+{
+	struct env *e = *state;
+	char never[PATH_MAX + 16], extra[512];
+	struct em_conf c;
+	int port = port_pick();
+
+	snprintf(never, sizeof(never), "%s/never", e->dir);
+	setenv("EM_TEST_NEVER_READY", never, 1);
+	conf_upgrade(e, &c, extra, sizeof(extra), 2, port, true);
+	env_write_conf(e, &c);
+	start_from_copy(e, NULL, 2, port);
+	unsetenv("EM_TEST_NEVER_READY");
+	file_write(never, "on\n");
+	install_file(e, hooks_bin(), copy_path(e));
+	stop_new_master_round(e, SIGTERM, port);
+	stop_new_master_round(e, SIGQUIT, port);
+	env_wait_serving(e, 1, 2, EM_DEADLINE_MS);
+}
+
+/* The agent's whole answer (malloc'd), or NULL when nothing answers on PORT. */
+static char *
+agent_answer(int port)
+{
+	char buf[256];
+	int fd = tcp_connect(port, EM_DEADLINE_MS);
+	ssize_t n;
+
+	if (fd == -1)
+		return NULL;
+	n = tcp_read_exact(fd, buf, sizeof(buf) - 1, EM_DEADLINE_MS);
+	close(fd);
+	if (n <= 0)
+		return NULL;
+	buf[n] = '\0';
+	return strdup(buf);
+}
+
+/*
+ * The new master dies after READY, as it is asked to take over (a test
+ * build told to; dying the instant READY is sent races the old master's
+ * reading of it against its reaping). The old master keeps its place
+ * until the new one confirms, so it reports the failure and serves on
+ * with everything it had: workers (never frozen), pid file, control
+ * socket, agent.
+ */
+static void
+test_upgrade_new_master_dies_after_ready(void **state)
+{
+	struct env *e = *state;
+	struct em_conf c;
+	struct em_status st;
+	char extra[768], die[PATH_MAX + 16], *out[2], *agent;
+	pid_t before[2], after[2], master;
+	struct load l;
+	int ports[2], port;
+
+	ports_pick(ports, 2);
+	port = ports[0];
+	snprintf(die, sizeof(die), "%s/die", e->dir);
+	setenv("EM_TEST_UPGRADE_DIE_AT_TAKE_OVER", die, 1);
+	conf_init(&c, 2);
+	conf_listen(&c, "tcp", port, "upper");
+	snprintf(extra, sizeof(extra), "control_socket = \"%s\";\nreload_handover = true;\n"
+	    "agent = { address = \"127.0.0.1\"; port = %d; };\n", env_control_socket(e), ports[1]);
+	c.extra = extra;
+	env_write_conf(e, &c);
+	start_from_copy(e, NULL, 2, port);
+	unsetenv("EM_TEST_UPGRADE_DIE_AT_TAKE_OVER");
+	env_wait_workers(e, 2, before, EM_DEADLINE_MS);
+	/* Streams held, no churn: what the dying new workers accepted would die with them. */
+	load_open(&l, port, FEW_STREAMS);
+	file_write(die, "on\n");
+	install_file(e, hooks_bin(), copy_path(e));
+	assert_int_equal(cmd_run(e, "upgrade", out), 1);
+	print_message("-s upgrade: %s", out[0]);
+	if (strstr(out[0], "upgrade failed: the new master ") == NULL ||
+	    strstr(out[0], "killed by signal 9 (SIGKILL) before it took over") == NULL)
+		fail_msg("\"%s\" is not a failure before the take-over", out[0]);
+	free(out[0]);
+	free(out[1]);
+	assert_true(env_log_has(e, "is ready; asking it to take over"));
+	for (int i = 0; i < 20; i++)
+		load_step(&l);
+	assert_false(env_exited(e));
+	assert_int_equal(pid_file_pid(e), e->master);
+	env_wait_workers(e, 2, after, EM_DEADLINE_MS);
+	assert_memory_equal(before, after, sizeof(before));
+	assert_int_equal(env_status(e, &st, EM_DEADLINE_MS), 0);
+	assert_int_equal(st.generation, 1);
+	assert_int_equal(masters_in_group(e->master, NULL, 0), 1);
+	if ((agent = agent_answer(ports[1])) == NULL)
+		fail_msg("the old master's agent does not answer after the failed take-over");
+	else
+		print_message("agent: %s", agent);
+	assert_true(agent != NULL && strncmp(agent, "up", 2) == 0);
+	free(agent);
+	load_finish(&l);
+	tcp_roundtrip(port, "after\n", 6, "AFTER\n");
+	/* Supervised as ever: a killed worker is respawned. */
+	assert_int_equal(kill(after[0], SIGKILL), 0);
+	env_wait_serving(e, 1, 2, EM_DEADLINE_MS);
+	/* And the next upgrade works. */
+	unlink(die);
+	install_file(e, orig_bin, copy_path(e));
+	assert_int_equal(cmd_run(e, "upgrade", out), 0);
+	master = upgrade_ok_pid(out[0], 2);
+	free(out[0]);
+	free(out[1]);
+	old_master_exits(e, master);
+	env_wait_serving(e, 2, 2, EM_DEADLINE_MS);
+	assert_int_equal(pid_file_pid(e), master);
+	assert_int_equal(env_control(e, "status", out, EM_DEADLINE_MS), 0);
+	if (strstr(out[0], "upgrades 1 ok / 1 failed") == NULL)
+		fail_msg("status: %s", out[0]);
+	free(out[0]);
+	tcp_roundtrip(port, "later\n", 6, "LATER\n");
+}
+
+/*
+ * Without a control socket `-s upgrade` is SIGUSR2 through the pid file: a
+ * master that neither blocks nor catches it (1.0; here a stand-in that
+ * holds the pid file's lock for a process with default signals) would die
+ * of it, so the command refuses, and nothing is sent.
+ */
+static void
+test_upgrade_by_signal_to_old_master(void **state)
+{
+	struct env *e = *state;
+	struct em_conf c;
+	char extra[512], pid[32], *out[2];
+	pid_t stand_in;
+	unsigned long long start;
+	int fd, port = port_pick();
+
+	conf_upgrade(e, &c, extra, sizeof(extra), 1, port, false);
+	env_write_conf(e, &c);
+	stand_in = env_spawn_helper(e);
+	start = proc_start_time(stand_in);
+	fd = open(e->pid_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+	snprintf(pid, sizeof(pid), "%d\n", (int)stand_in);
+	assert_int_equal(write(fd, pid, strlen(pid)), (ssize_t)strlen(pid));
+	assert_int_equal(cmd_run(e, "upgrade", out), 2);
+	print_message("-s upgrade: %s", out[1]);
+	snprintf(pid, sizeof(pid), "(pid %d)", (int)stand_in);
+	assert_non_null(strstr(out[1], "does not support upgrade by signal; use control_socket or "
+	    "restart"));
+	assert_non_null(strstr(out[1], pid));
+	free(out[0]);
+	free(out[1]);
+	assert_true(proc_alive(stand_in, start));
+	assert_false(proc_signal_pending(stand_in, SIGUSR2));
+	close(fd);
+}
+
 /*
  * systemd's LISTEN_FDS, as socket activation or the file descriptor store
  * pass them: the daemon adopts the inherited socket of its listener (it
@@ -889,6 +1190,14 @@ main(void)
 		    up_teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_by_signal, up_setup, up_teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_unknown_state_drains, up_setup,
+		    up_teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_refused_while_previous_drains, up_setup,
+		    up_teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_new_master_stopped_early, up_setup,
+		    up_teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_by_signal_to_old_master, up_setup,
+		    up_teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_new_master_dies_after_ready, up_setup,
 		    up_teardown),
 		cmocka_unit_test_setup_teardown(test_listen_fds_adopted, up_setup, up_teardown),
 	};
