@@ -37,8 +37,7 @@ struct conn_proxy {
 	struct proxy_result res;
 	struct sockaddr_storage balancer;        /* the TCP peer: the header's sender */
 	const struct worker_listener *listener;  /* its allow/deny lists, checked on the header's address */
-	int64_t since_ms;                        /* accepted: the proxy_timeout clock */
-	struct conn *prev, *next;                /* conn_set's waiting list, oldest first */
+	struct deadline_node wait;               /* in conn_set's waiting list: the proxy_timeout clock */
 };
 
 /*
@@ -51,8 +50,7 @@ struct conn_tls {
 	struct tlsconn *t;
 	bool handshaking;
 	bool want_write;          /* OpenSSL waits for the socket to become writable */
-	int64_t since_ms;         /* accepted: the handshake_timeout clock */
-	struct conn *prev, *next; /* conn_set's handshake list, oldest first */
+	struct deadline_node wait; /* in conn_set's handshake list: the handshake_timeout clock */
 };
 
 struct conn {
@@ -158,63 +156,22 @@ conn_touch(struct worker *w, struct conn *c)
 		conn_restamp(w, c);
 }
 
-static void
-waiting_append(struct conn_set *s, struct conn *c)
-{
-	c->px->prev = s->waiting_tail;
-	c->px->next = NULL;
-	if (s->waiting_tail != NULL)
-		s->waiting_tail->px->next = c;
-	else
-		s->waiting_head = c;
-	s->waiting_tail = c;
-}
-
 /* Takes a connection off the waiting list; its PROXY state is the caller's now. */
 static struct conn_proxy *
 waiting_unlink(struct conn_set *s, struct conn *c)
 {
 	struct conn_proxy *px = c->px;
 
-	if (px->prev != NULL)
-		px->prev->px->next = px->next;
-	else
-		s->waiting_head = px->next;
-	if (px->next != NULL)
-		px->next->px->prev = px->prev;
-	else
-		s->waiting_tail = px->prev;
+	deadline_unlink(&s->waiting, &px->wait);
 	c->px = NULL;
 	return px;
 }
 
 static void
-hs_append(struct conn_set *s, struct conn *c)
-{
-	c->tls->prev = s->hs_tail;
-	c->tls->next = NULL;
-	if (s->hs_tail != NULL)
-		s->hs_tail->tls->next = c;
-	else
-		s->hs_head = c;
-	s->hs_tail = c;
-}
-
-static void
 hs_unlink(struct conn_set *s, struct conn *c)
 {
-	struct conn_tls *ct = c->tls;
-
-	if (ct->prev != NULL)
-		ct->prev->tls->next = ct->next;
-	else
-		s->hs_head = ct->next;
-	if (ct->next != NULL)
-		ct->next->tls->prev = ct->prev;
-	else
-		s->hs_tail = ct->prev;
-	ct->prev = ct->next = NULL;
-	ct->handshaking = false;
+	deadline_unlink(&s->handshakes, &c->tls->wait);
+	c->tls->handshaking = false;
 }
 
 /* Frees a connection's TLS side: our close_notify goes out first when the session is up. */
@@ -297,14 +254,11 @@ conn_open(struct worker *w, int fd, int mode, int addr_entry, struct conn_proxy 
 		c->handover |= CONN_H_KEPT;
 		w->conns.kept++;
 	}
-	if ((c->px = px) != NULL) {
-		px->since_ms = w->now_ms;
-		waiting_append(&w->conns, c);
-	}
+	if ((c->px = px) != NULL)
+		deadline_append(&w->conns.waiting, &px->wait, c, w->now_ms);
 	if ((c->tls = tls) != NULL) {
-		tls->since_ms = w->now_ms;
 		tls->handshaking = true;
-		hs_append(&w->conns, c);
+		deadline_append(&w->conns.handshakes, &tls->wait, c, w->now_ms);
 	}
 	w->me->active = ++w->conns.n;
 	w->me->accepted++;
@@ -880,11 +834,10 @@ conn_expire_waiting(struct worker *w)
 {
 	int64_t limit = (int64_t)w->cfg->proxy_timeout * 1000;
 	size_t closed = 0;
+	struct conn *c;
 
-	for (struct conn *c = w->conns.waiting_head, *next; c != NULL; c = next) {
-		next = c->px->next;
-		if (w->now_ms - c->px->since_ms < limit)
-			break;  /* oldest first */
+	/* conn_close takes each off the list: the next oldest is the head then. */
+	while ((c = deadline_expired(&w->conns.waiting, w->now_ms, limit)) != NULL) {
 		w->me->proxy_timeout++;
 		conn_log_refused(&c->px->balancer, "PROXY header not complete within proxy_timeout");
 		conn_close(w, c);
@@ -1128,11 +1081,9 @@ conn_expire_handshakes(struct worker *w)
 {
 	int64_t limit = (int64_t)w->cfg->handshake_timeout * 1000;
 	size_t closed = 0;
+	struct conn *c;
 
-	for (struct conn *c = w->conns.hs_head, *next; c != NULL; c = next) {
-		next = c->tls->next;
-		if (w->now_ms - c->tls->since_ms < limit)
-			break;  /* oldest first */
+	while ((c = deadline_expired(&w->conns.handshakes, w->now_ms, limit)) != NULL) {
 		w->me->tls_fail_timeout++;
 		conn_close(w, c);
 		closed++;
@@ -1208,9 +1159,9 @@ size_t
 conn_expire_idle(struct worker *w)
 {
 	int64_t limit = (int64_t)w->cfg->idle_timeout * 1000;
-	size_t closed = w->conns.waiting_head != NULL ? conn_expire_waiting(w) : 0;
+	size_t closed = deadline_pending(&w->conns.waiting) ? conn_expire_waiting(w) : 0;
 
-	if (w->conns.hs_head != NULL)
+	if (deadline_pending(&w->conns.handshakes))
 		closed += conn_expire_handshakes(w);
 
 	if (limit == 0)

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "worker/deadline.h"
 #include "worker/handover.h"
 
 struct conn;
@@ -29,10 +30,8 @@ struct worker_listener;
 struct conn_set {
 	struct conn *idle_head;  /* least recently active first */
 	struct conn *idle_tail;
-	struct conn *waiting_head; /* waiting for a PROXY header, oldest first (also in the idle list) */
-	struct conn *waiting_tail;
-	struct conn *hs_head;    /* TLS handshakes under way, oldest first (also in the idle list) */
-	struct conn *hs_tail;
+	struct deadline_list waiting;    /* waiting for a PROXY header (also in the idle list) */
+	struct deadline_list handshakes; /* TLS handshakes under way (also in the idle list) */
 	size_t n;
 	size_t detached;         /* of n: out of epoll (conn_detach, conn_adopt) */
 	size_t kept;             /* of n: never offered (taken back from a handover, or special) */
@@ -67,7 +66,7 @@ conn_movable_count(const struct conn_set *s)
 static inline bool
 conn_headers_due(const struct conn_set *s)
 {
-	return s->waiting_head != NULL;
+	return deadline_pending(&s->waiting);
 }
 
 /* What one conn_accept did. */
