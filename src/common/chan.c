@@ -3,7 +3,8 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
+
+#include "common/fdpass.h"
 
 #define CHAN_MAGIC 0x45434831u  /* "ECH1": also the version */
 
@@ -35,43 +36,15 @@ chan_send(int fd, const struct chan_msg *m)
 		return -1;
 	}
 	memcpy(w.entry, m->entry, sizeof(w.entry[0]) * m->nfds);
-	if (m->nfds != 0) {
-		struct cmsghdr *c;
-		memset(&cm, 0, sizeof(cm));
-		mh.msg_control = cm.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * m->nfds);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * m->nfds);
-		memcpy(CMSG_DATA(c), m->fds, sizeof(int) * m->nfds);
-	}
+	fdpass_attach(&mh, cm.buf, m->fds, m->nfds);
 	return sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)sizeof(w) ? 0 : -1;
 }
 
 void
 chan_close_fds(struct chan_msg *m)
 {
-	for (uint32_t i = 0; i < m->nfds; i++)
-		close(m->fds[i]);
+	fdpass_close(m->fds, m->nfds);
 	m->nfds = 0;
-}
-
-/* Takes the descriptors out of the control data; returns how many arrived. */
-static uint32_t
-chan_take_fds(struct msghdr *mh, struct chan_msg *m)
-{
-	uint32_t n = 0;
-
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c != NULL; c = CMSG_NXTHDR(mh, c)) {
-		size_t k;
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < k && n < CHAN_MAX_FDS; i++)
-			memcpy(&m->fds[n++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-	}
-	return n;
 }
 
 static bool
@@ -95,7 +68,7 @@ chan_recv(int fd, struct chan_msg *m)
 	memset(m, 0, sizeof(*m));
 	if (n <= 0)
 		return n == 0 ? 0 : -1;
-	m->nfds = chan_take_fds(&mh, m);
+	m->nfds = fdpass_take(&mh, m->fds, CHAN_MAX_FDS);
 	if (!chan_wire_ok(&w, n, m->nfds, mh.msg_flags)) {
 		chan_close_fds(m);
 		errno = EPROTO;

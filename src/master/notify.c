@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/ev.h"
+#include "common/fdpass.h"
 
 /* The kernel passes at most 253 descriptors in one message (SCM_MAX_FD). */
 #define NOTIFY_FDS_PER_MSG 253
@@ -75,18 +76,7 @@ notify_sendmsg(const char *msg, const int *fds, size_t nfds)
 		.msg_name = &nt.addr, .msg_namelen = nt.addrlen, .msg_iov = &iov, .msg_iovlen = 1,
 	};
 
-	if (nfds > 0) {
-		struct cmsghdr *c;
-
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
+	fdpass_attach(&mh, ctl.buf, fds, nfds);
 	return sendmsg(nt.fd, &mh, MSG_NOSIGNAL) == -1 ? -1 : 0;
 }
 

@@ -3,7 +3,8 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
+
+#include "common/fdpass.h"
 
 #define UPMSG_MAGIC 0x50554d45u  /* "EMUP" */
 
@@ -110,49 +111,10 @@ upmsg_send(int fd, const struct upmsg *m, uint32_t version, const int *fds, uint
 		return -1;
 	}
 	wire_fill(&w, m, version);
-	if (nfds != 0) {
-		struct cmsghdr *c;
-		memset(&cm, 0, sizeof(cm));
-		mh.msg_control = cm.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
+	fdpass_attach(&mh, cm.buf, fds, nfds);
 	sent = sendmsg(fd, &mh, MSG_NOSIGNAL);
 	explicit_bzero(&w, sizeof(w));  /* the ticket keys */
 	return sent == (ssize_t)len ? 0 : -1;
-}
-
-static uint32_t
-take_fds(struct msghdr *mh, int *fds)
-{
-	uint32_t n = 0;
-
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c != NULL; c = CMSG_NXTHDR(mh, c)) {
-		size_t k;
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < k; i++) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (n < CHAN_MAX_FDS)
-				fds[n++] = fd;
-			else
-				close(fd);
-		}
-	}
-	return n;
-}
-
-static void
-close_all(int *fds, uint32_t n)
-{
-	for (uint32_t i = 0; i < n; i++)
-		close(fds[i]);
 }
 
 /* The envelope into M: all that a message of another version says. */
@@ -232,7 +194,7 @@ upmsg_recv(int fd, struct upmsg *m)
 	memset(m, 0, sizeof(*m));
 	if (n <= 0)
 		return n == 0 ? 0 : -1;
-	m->nfds = take_fds(&mh, m->fds);
+	m->nfds = fdpass_take(&mh, m->fds, CHAN_MAX_FDS);
 	if ((size_t)n < sizeof(struct upwire_head) || buf.w.h.magic != UPMSG_MAGIC ||
 	    (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
 		goto malformed;
@@ -241,7 +203,7 @@ upmsg_recv(int fd, struct upmsg *m)
 	head_read(&buf.w.h, m);
 	if (wire_size(m->version) == 0) {
 		/* Another format: only the envelope is ours to read (see upmsg.h). */
-		close_all(m->fds, m->nfds);
+		fdpass_close(m->fds, m->nfds);
 		m->nfds = 0;
 		if (m->kind == UPM_STATE)
 			m->understood = false;
@@ -253,7 +215,7 @@ upmsg_recv(int fd, struct upmsg *m)
 		wire_read_v2(&buf.w2, m);
 	goto out;
 malformed:
-	close_all(m->fds, m->nfds);
+	fdpass_close(m->fds, m->nfds);
 	memset(m, 0, sizeof(*m));
 	errno = EPROTO;
 	rc = -1;
@@ -265,7 +227,7 @@ out:
 void
 upmsg_close_fds(struct upmsg *m)
 {
-	close_all(m->fds, m->nfds);
+	fdpass_close(m->fds, m->nfds);
 	m->nfds = 0;
 	if (m->kind == UPM_HAND_OVER)
 		chan_close_fds(&m->hand);
