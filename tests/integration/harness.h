@@ -248,6 +248,22 @@ size_t	 status_count_gen(const struct em_status *st, unsigned gen);
  * one counter, named by its offset: offsetof(struct em_status_worker, active). */
 uint64_t status_gen_sum(const struct em_status *st, unsigned gen, size_t counter);
 
+/* The "totals" counter name from status-json; fails the test when the
+ * master does not answer or the counter is missing. */
+uint64_t env_total(struct env *e, const char *name);
+/* Polls the totals until name reaches want (counters are published within
+ * a loop turn); fails the test when it ends anywhere else. */
+void	 env_total_wait(struct env *e, const char *name, uint64_t want);
+/* `echomaster -c CONF -s CMD [OPT]` (opt may be NULL): its exit status,
+ * its output in *out (malloc'd) unless out is NULL. */
+int	 env_ctl(struct env *e, const char *cmd, const char *opt, char **out);
+/* Plays systemd's notify socket: binds a datagram socket at the env's
+ * notify.sock, its path in path, and returns it. */
+int	 env_notify_open(struct env *e, char *path, size_t len);
+/* Waits for a datagram on fd that contains needle and returns it (a static
+ * buffer, printed); fails the test when none comes in time. */
+const char *env_notify_wait(int fd, const char *needle);
+
 /* /proc/PID/stat: the fields tests look at. */
 struct proc_info {
 	char			 state;		/* R, S, Z, ... */

@@ -1,7 +1,8 @@
 /*
  * harness_ctl.c: the daemon's control socket, spoken the way `echomaster -s`
  * speaks it (one command line; "ok" or "error", a body, EOF), and the
- * readiness wait built on its status-json answer.
+ * readiness wait built on its status-json answer; `echomaster -s` itself;
+ * the systemd notify socket a test plays.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -334,4 +335,78 @@ status_gen_sum(const struct em_status *st, unsigned gen, size_t counter)
 		if (gen == 0 || st->w[i].generation == gen)
 			sum += *(const uint64_t *)((const char *)&st->w[i] + counter);
 	return sum;
+}
+
+uint64_t
+env_total(struct env *e, const char *name)
+{
+	char *body = NULL, key[64], *at;
+	uint64_t v;
+
+	if (env_control(e, "status-json", &body, EM_DEADLINE_MS) != 0 || body == NULL)
+		fail_msg("status-json failed");
+	snprintf(key, sizeof(key), "\"%s\":", name);
+	at = strstr(body, "\"totals\":");
+	if (at == NULL || (at = strstr(at, key)) == NULL)
+		fail_msg("no %s in the totals: %s", name, body);
+	v = strtoull(at + strlen(key), NULL, 10);
+	free(body);
+	return v;
+}
+
+void
+env_total_wait(struct env *e, const char *name, uint64_t want)
+{
+	int64_t deadline = now_ms() + EM_DEADLINE_MS;
+	uint64_t v;
+
+	while ((v = env_total(e, name)) < want && now_ms() < deadline)
+		nap_ms(EM_POLL_NAP_MS);
+	if (v != want)
+		fail_msg("%s is %llu, want %llu", name, (unsigned long long)v, (unsigned long long)want);
+}
+
+int
+env_ctl(struct env *e, const char *cmd, const char *opt, char **out)
+{
+	const char *args[] = { "-c", e->conf_path, "-s", cmd, opt, NULL };
+
+	return run_daemon_cmd(e, args, EM_DEADLINE_MS, out, NULL);
+}
+
+int
+env_notify_open(struct env *e, char *path, size_t len)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	snprintf(path, len, "%s", env_file(e, "notify.sock"));
+	assert_true(strlen(path) < sizeof(sun.sun_path));
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	return fd;
+}
+
+const char *
+env_notify_wait(int fd, const char *needle)
+{
+	static char msg[1024];
+	int64_t deadline = now_ms() + EM_DEADLINE_MS;
+
+	while (now_ms() < deadline) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		if ((n = recv(fd, msg, sizeof(msg) - 1, 0)) <= 0)
+			continue;
+		msg[n] = '\0';
+		if (strstr(msg, needle) != NULL) {
+			print_message("sd_notify: %s\n", msg);
+			return msg;
+		}
+	}
+	fail_msg("no sd_notify message with \"%s\"", needle);
+	return NULL;
 }

@@ -88,21 +88,12 @@ agent_expect(struct env *e, int agent_port, const char *prefix, const char *part
 	free(got);
 }
 
-/* `echomaster -s CMD`: its exit status, and its output in *out. */
-static int
-ctl(struct env *e, const char *cmd, const char *opt, char **out)
-{
-	const char *args[] = { "-c", e->conf_path, "-s", cmd, opt, NULL };
-
-	return run_daemon_cmd(e, args, EM_DEADLINE_MS, out, NULL);
-}
-
 static void
 ctl_expect(struct env *e, const char *cmd, const char *opt, const char *part)
 {
 	char *out = NULL;
 
-	assert_int_equal(ctl(e, cmd, opt, &out), 0);
+	assert_int_equal(env_ctl(e, cmd, opt, &out), 0);
 	if (strstr(out, part) == NULL)
 		fail_msg("-s %s %s says \"%s\", not \"%s\"", cmd, opt ? opt : "", out, part);
 	free(out);
@@ -308,46 +299,9 @@ down_when_no_worker_serves(void **state)
 	env_wait_log(e, "worker slot 0 parked", EM_DEADLINE_MS);
 	agent_expect(e, ports[1], "down #", "down (no worker serves)");
 	unlink(crash);
-	assert_int_equal(ctl(e, "respawn", NULL, &out), 0);
+	assert_int_equal(env_ctl(e, "respawn", NULL, &out), 0);
 	free(out);
 	agent_expect(e, ports[1], "up ready 100% #", NULL);
-}
-
-static int
-notify_socket_open(struct env *e, char *path, size_t len)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-	snprintf(path, len, "%s", env_file(e, "notify.sock"));
-	assert_true(strlen(path) < sizeof(sun.sun_path));
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-	return fd;
-}
-
-/* Waits for a datagram containing needle; fails the test. */
-static void
-notify_wait(int fd, const char *needle)
-{
-	char msg[1024];
-	int64_t deadline = now_ms() + EM_DEADLINE_MS;
-
-	while (now_ms() < deadline) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-		if (poll(&p, 1, 200) <= 0)
-			continue;
-		if ((n = recv(fd, msg, sizeof(msg) - 1, 0)) <= 0)
-			continue;
-		msg[n] = '\0';
-		if (strstr(msg, needle) != NULL) {
-			print_message("sd_notify: %s\n", msg);
-			return;
-		}
-	}
-	fail_msg("no sd_notify message with \"%s\"", needle);
 }
 
 /* systemd's STATUS= says what the agent says: drain, ready, drain_delay, the stop. */
@@ -360,20 +314,20 @@ sd_notify_status_follows_the_agent(void **state)
 
 	ports_pick(ports, 2);
 	agent_conf(e, ports[0], ports[1], 1, "drain_delay = 1;");
-	fd = notify_socket_open(e, path, sizeof(path));
+	fd = env_notify_open(e, path, sizeof(path));
 	setenv("NOTIFY_SOCKET", path, 1);
 	env_start(e);
 	unsetenv("NOTIFY_SOCKET");
-	notify_wait(fd, "READY=1");
-	assert_int_equal(ctl(e, "drain", NULL, &out), 0);
+	env_notify_wait(fd, "READY=1");
+	assert_int_equal(env_ctl(e, "drain", NULL, &out), 0);
 	free(out);
-	notify_wait(fd, "STATUS=draining (operator)");
-	assert_int_equal(ctl(e, "ready", NULL, &out), 0);
+	env_notify_wait(fd, "STATUS=draining (operator)");
+	assert_int_equal(env_ctl(e, "ready", NULL, &out), 0);
 	free(out);
-	notify_wait(fd, "STATUS=serving");
+	env_notify_wait(fd, "STATUS=serving");
 	env_signal(e, SIGQUIT);
-	notify_wait(fd, "STOPPING=1\nSTATUS=draining (stopping in 1 s)");
-	notify_wait(fd, "STATUS=stopping: accepting the queued connections");
+	env_notify_wait(fd, "STOPPING=1\nSTATUS=draining (stopping in 1 s)");
+	env_notify_wait(fd, "STATUS=stopping: accepting the queued connections");
 	assert_int_equal(env_wait_exit(e, EM_DEADLINE_MS), 0);
 	close(fd);
 }

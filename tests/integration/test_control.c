@@ -34,15 +34,6 @@ write_ops_conf(struct env *e, int port, int workers, const char *extra)
 	free(text);
 }
 
-/* Runs `echomaster -c CONF ARGS...`; returns the exit status, output in *out. */
-static int
-ctl(struct env *e, const char *a1, const char *a2, char **out)
-{
-	const char *args[] = { "-c", e->conf_path, "-s", a1, a2, NULL };
-
-	return run_daemon_cmd(e, args, EM_DEADLINE_MS, out, NULL);
-}
-
 static int
 count_substr(const char *hay, const char *needle)
 {
@@ -64,13 +55,13 @@ status_shows_the_workers_and_their_traffic(void **state)
 	env_start_ready(e, 2, port);
 	for (int i = 0; i < 5; i++)
 		tcp_roundtrip(port, "hello", 5, "HELLO");
-	assert_int_equal(ctl(e, "status", NULL, &out), 0);
+	assert_int_equal(env_ctl(e, "status", NULL, &out), 0);
 	print_message("%s", out);
 	assert_non_null(strstr(out, "generation 1, 2 workers"));
 	assert_int_equal(count_substr(out, " serving "), 2);
 	assert_non_null(strstr(out, "accepted"));
 	free(out);
-	assert_int_equal(ctl(e, "status", "--json", &out), 0);
+	assert_int_equal(env_ctl(e, "status", "--json", &out), 0);
 	assert_non_null(strstr(out, "\"generation\":1,\"workers\":2"));
 	assert_int_equal(count_substr(out, "\"state\":\"serving\""), 2);
 	/* The readiness probe and five clients: at least 5 accepted in all, 10 bytes each way. */
@@ -98,14 +89,14 @@ reload_through_the_socket_waits_for_its_outcome(void **state)
 	write_ops_conf(e, port, 1, "");
 	env_start_ready(e, 1, port);
 	write_ops_conf(e, port, 2, "");
-	assert_int_equal(ctl(e, "reload", NULL, &out), 0);
+	assert_int_equal(env_ctl(e, "reload", NULL, &out), 0);
 	assert_string_equal(out, "reload ok: generation 2, 2 workers\n");
 	free(out);
 	/* Synchronous: the new workers already serve when the command returns. */
 	env_wait_workers(e, 2, NULL, EM_DEADLINE_MS);
 	/* A duplicate setting on line 5; control_socket (line 2) still finds the master. */
 	write_ops_conf(e, port, 2, "workers = 3;");
-	assert_int_equal(ctl(e, "reload", NULL, &out), 1);
+	assert_int_equal(env_ctl(e, "reload", NULL, &out), 1);
 	print_message("%s", out);
 	assert_non_null(strstr(out, "reload failed: "));
 	assert_non_null(strstr(out, ":5: "));
@@ -156,42 +147,6 @@ metrics_are_served_as_prometheus_text(void **state)
 	}
 }
 
-static int
-notify_socket_open(struct env *e, char *path, size_t len)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-	snprintf(path, len, "%s", env_file(e, "notify.sock"));
-	assert_true(strlen(path) < sizeof(sun.sun_path));
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-	return fd;
-}
-
-/* Waits for a datagram containing needle; returns it (static). */
-static const char *
-notify_wait(int fd, const char *needle)
-{
-	static char msg[1024];
-	int64_t deadline = now_ms() + EM_DEADLINE_MS;
-
-	while (now_ms() < deadline) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-		if (poll(&p, 1, 200) <= 0)
-			continue;
-		if ((n = recv(fd, msg, sizeof(msg) - 1, 0)) <= 0)
-			continue;
-		msg[n] = '\0';
-		if (strstr(msg, needle) != NULL)
-			return msg;
-	}
-	fail_msg("no sd_notify message with \"%s\"", needle);
-	return NULL;
-}
-
 static void
 sd_notify_follows_the_lifecycle(void **state)
 {
@@ -201,24 +156,24 @@ sd_notify_follows_the_lifecycle(void **state)
 	const char *msg;
 
 	write_ops_conf(e, port, 2, "");
-	fd = notify_socket_open(e, path, sizeof(path));
+	fd = env_notify_open(e, path, sizeof(path));
 	setenv("NOTIFY_SOCKET", path, 1);
 	env_start(e);
 	unsetenv("NOTIFY_SOCKET");
-	msg = notify_wait(fd, "READY=1");
+	msg = env_notify_wait(fd, "READY=1");
 	assert_non_null(strstr(msg, "STATUS=serving: 2 workers, generation 1"));
 	env_signal(e, SIGHUP);
-	msg = notify_wait(fd, "RELOADING=1");
+	msg = env_notify_wait(fd, "RELOADING=1");
 	assert_non_null(strstr(msg, "MONOTONIC_USEC="));
-	msg = notify_wait(fd, "READY=1");
+	msg = env_notify_wait(fd, "READY=1");
 	assert_non_null(strstr(msg, "generation 2"));
 	env_write_conf_text(e, "workers = oops;\n");
 	env_signal(e, SIGHUP);
-	notify_wait(fd, "RELOADING=1");
-	msg = notify_wait(fd, "READY=1");
+	env_notify_wait(fd, "RELOADING=1");
+	msg = env_notify_wait(fd, "READY=1");
 	assert_non_null(strstr(msg, "STATUS=reload failed: "));
 	env_signal(e, SIGTERM);
-	notify_wait(fd, "STOPPING=1");
+	env_notify_wait(fd, "STOPPING=1");
 	assert_int_equal(env_wait_exit(e, EM_DEADLINE_MS), 0);
 	close(fd);
 }
@@ -253,11 +208,11 @@ crash_loop_parks_and_respawn_clears(void **state)
 	free(saved_copy);
 	env_wait_log(e, "worker slot 0 parked", EM_DEADLINE_MS);
 	assert_true(env_log_has(e, "2 such lines not logged"));
-	assert_int_equal(ctl(e, "status", NULL, &out), 0);
+	assert_int_equal(env_ctl(e, "status", NULL, &out), 0);
 	assert_non_null(strstr(out, "parked slots 1"));
 	free(out);
 	unlink(crash);
-	assert_int_equal(ctl(e, "respawn", NULL, &out), 0);
+	assert_int_equal(env_ctl(e, "respawn", NULL, &out), 0);
 	free(out);
 	env_wait_serving(e, 1, 1, EM_DEADLINE_MS);
 	tcp_roundtrip(port, "back", 4, "BACK");

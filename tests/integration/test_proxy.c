@@ -129,37 +129,6 @@ v2_try(const char *src, int port, const char *client)
 	return served;
 }
 
-/* The "totals" counter NAME from status-json. */
-static uint64_t
-total(struct env *e, const char *name)
-{
-	char *body = NULL, key[64], *at;
-	uint64_t v;
-
-	if (env_control(e, "status-json", &body, EM_DEADLINE_MS) != 0 || body == NULL)
-		fail_msg("status-json failed");
-	snprintf(key, sizeof(key), "\"%s\":", name);
-	at = strstr(body, "\"totals\":");
-	if (at == NULL || (at = strstr(at, key)) == NULL)
-		fail_msg("no %s in the totals: %s", name, body);
-	v = strtoull(at + strlen(key), NULL, 10);
-	free(body);
-	return v;
-}
-
-/* Polls the totals until NAME reaches WANT (counters are published within a loop turn). */
-static void
-total_wait(struct env *e, const char *name, uint64_t want)
-{
-	int64_t deadline = now_ms() + EM_DEADLINE_MS;
-	uint64_t v;
-
-	while ((v = total(e, name)) < want && now_ms() < deadline)
-		nap_ms(EM_POLL_NAP_MS);
-	if (v != want)
-		fail_msg("%s is %llu, want %llu", name, (unsigned long long)v, (unsigned long long)want);
-}
-
 /* Writes the config: two workers, one TCP listener on PORT with LISTEN_EXTRA, EXTRA at the top. */
 static void
 conf_write(struct env *e, const char *listen_extra, const char *extra, int port)
@@ -202,9 +171,9 @@ trusted_and_untrusted_sources(void **state)
 	assert_true(v2_try("127.0.0.2", port, "192.0.2.1"));
 	assert_false(v1_try("127.0.0.3", port, "192.0.2.1"));
 	assert_false(v2_try("127.0.0.3", port, "192.0.2.1"));
-	total_wait(e, "proxy_untrusted", 2);
-	total_wait(e, "proxy_headers", 2);
-	assert_int_equal(total(e, "proxy_bad"), 0);
+	env_total_wait(e, "proxy_untrusted", 2);
+	env_total_wait(e, "proxy_headers", 2);
+	assert_int_equal(env_total(e, "proxy_bad"), 0);
 }
 
 /*
@@ -228,7 +197,7 @@ malformed_split_and_doubled_headers(void **state)
 	assert_false(send_served(fd, "PROXY TCP4 192.0.2.01 198.51.100.1 1 2\r\nping", 44, "PING"));
 	close(fd);
 	assert_false(v2_try("127.0.0.2", port, "192.0.2.1"));
-	total_wait(e, "proxy_bad", 3);
+	env_total_wait(e, "proxy_bad", 3);
 
 	/*
 	 * In three writes. The naps only make separate reads likely; the
@@ -248,8 +217,8 @@ malformed_split_and_doubled_headers(void **state)
 	fd = tcp_from("127.0.0.2", port);
 	assert_true(send_served(fd, buf, n, "PROXY TCP4 192.0.2.2 198.51.100.1 2 7\r\n"));
 	close(fd);
-	total_wait(e, "proxy_headers", 2);
-	assert_int_equal(total(e, "proxy_bad"), 3);
+	env_total_wait(e, "proxy_headers", 2);
+	assert_int_equal(env_total(e, "proxy_bad"), 3);
 }
 
 /* A header not complete within limits.proxy_timeout: closed then, not before, and counted. */
@@ -269,7 +238,7 @@ slow_header_is_closed_at_proxy_timeout(void **state)
 	close(fd);
 	if (waited < 900 || waited > 5000)
 		fail_msg("closed after %lld ms, want about 1 s (proxy_timeout = 1)", (long long)waited);
-	total_wait(e, "proxy_timeout", 1);
+	env_total_wait(e, "proxy_timeout", 1);
 	/* and one in time is served */
 	assert_true(v2_try("127.0.0.2", port, "192.0.2.1"));
 }
@@ -301,7 +270,7 @@ access_lists_act_on_the_header_address(void **state)
 	fd = tcp_from("127.0.0.3", port);  /* LOCAL from an allowed balancer */
 	assert_true(send_served(fd, buf, n + 4, "PING"));
 	close(fd);
-	total_wait(e, "refused_acl", 3);
+	env_total_wait(e, "refused_acl", 3);
 	assert_true(env_log_has(e, "connection from 192.0.2.66:40000 refused: access list"));
 }
 
@@ -330,7 +299,7 @@ per_address_limit_acts_on_the_header_address(void **state)
 	memcpy(buf + n, "ping", 4);
 	b = tcp_from("127.0.0.2", port);
 	assert_true(send_served(b, buf, n + 4, "PING"));
-	total_wait(e, "refused_per_address", 1);
+	env_total_wait(e, "refused_per_address", 1);
 	close(a);
 	deadline = now_ms() + EM_DEADLINE_MS;
 	while (!served && now_ms() < deadline) {
@@ -522,7 +491,7 @@ connections_past_their_header_move_across_a_reload(void **state)
 	assert_false(v2_try("127.0.0.2", port, "192.0.2.2"));
 	assert_false(v2_try("127.0.0.3", port, NULL));  /* LOCAL: counted on 127.0.0.3 itself */
 	assert_true(v1_try("127.0.0.2", port, "192.0.2.3"));
-	total_wait(e, "refused_per_address", 3);
+	env_total_wait(e, "refused_per_address", 3);
 
 	/* and released there when the moved connection closes */
 	close(a);
@@ -678,7 +647,7 @@ a_plain_listener_echoes_a_header(void **state)
 
 	start(e, "", "", port);
 	tcp_roundtrip(port, "proxy tcp4 192.0.2.1 198.51.100.1 1 2\r\n", strlen(h), h);
-	assert_int_equal(total(e, "proxy_headers"), 0);
+	assert_int_equal(env_total(e, "proxy_headers"), 0);
 }
 
 int

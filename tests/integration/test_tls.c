@@ -78,37 +78,6 @@ write_conf(struct env *e, int workers, const int *ports, const char *const *mode
 	env_write_conf_text(e, text);
 }
 
-/* The "totals" counter NAME from status-json. */
-static uint64_t
-total(struct env *e, const char *name)
-{
-	char *body = NULL, key[64], *at;
-	uint64_t v;
-
-	if (env_control(e, "status-json", &body, EM_DEADLINE_MS) != 0 || body == NULL)
-		fail_msg("status-json failed");
-	snprintf(key, sizeof(key), "\"%s\":", name);
-	at = strstr(body, "\"totals\":");
-	if (at == NULL || (at = strstr(at, key)) == NULL)
-		fail_msg("no %s in the totals: %s", name, body);
-	v = strtoull(at + strlen(key), NULL, 10);
-	free(body);
-	return v;
-}
-
-/* Polls the totals until NAME reaches WANT (counters are published within a loop turn). */
-static void
-total_wait(struct env *e, const char *name, uint64_t want)
-{
-	int64_t deadline = now_ms() + EM_DEADLINE_MS;
-	uint64_t v;
-
-	while ((v = total(e, name)) < want && now_ms() < deadline)
-		nap_ms(EM_POLL_NAP_MS);
-	if (v != want)
-		fail_msg("%s is %llu, want %llu", name, (unsigned long long)v, (unsigned long long)want);
-}
-
 /* ---- the client ---- */
 
 struct client {
@@ -503,7 +472,7 @@ two_hundred_concurrent_clients(void **state)
 	}
 	for (int i = 0; i < CLIENTS; i++)
 		client_close(&cl[i]);
-	total_wait(e, "tls_handshakes", CLIENTS);
+	env_total_wait(e, "tls_handshakes", CLIENTS);
 }
 
 /* A client that stops mid-handshake is closed at handshake_timeout; others are served meanwhile. */
@@ -535,8 +504,8 @@ a_stalled_handshake_is_closed_at_handshake_timeout(void **state)
 	close(fd);
 	roundtrip(&good, "still\n", "STILL\n");
 	client_close(&good);
-	total_wait(e, "tls_fail_timeout", 1);
-	assert_int_equal(total(e, "tls_handshakes"), 1);
+	env_total_wait(e, "tls_fail_timeout", 1);
+	assert_int_equal(env_total(e, "tls_handshakes"), 1);
 }
 
 /* Plain text, and garbage in place of a ClientHello: closed, and nobody else harmed. */
@@ -571,7 +540,7 @@ plaintext_and_garbage_are_closed(void **state)
 		roundtrip(&good, "unharmed\n", "UNHARMED\n");
 	}
 	client_close(&good);
-	total_wait(e, "tls_fail_protocol", 3);
+	env_total_wait(e, "tls_fail_protocol", 3);
 }
 
 static void
@@ -603,8 +572,8 @@ mutual_tls_takes_a_signed_client_only(void **state)
 			client_close(&cl);
 		}
 	}
-	total_wait(e, "tls_fail_cert", 2);
-	assert_int_equal(total(e, "tls_handshakes"), 1);
+	env_total_wait(e, "tls_fail_cert", 2);
+	assert_int_equal(env_total(e, "tls_handshakes"), 1);
 }
 
 static void
@@ -676,9 +645,9 @@ resumption_on_another_worker_and_after_a_reload(void **state)
 		SSL_SESSION_free(s);
 	}
 	/* The first of each version was a full handshake, every other one resumed. */
-	if (total(e, "tls_resumed") + 2 != total(e, "tls_handshakes"))
-		fail_msg("resumed %llu of %llu handshakes", (unsigned long long)total(e, "tls_resumed"),
-		    (unsigned long long)total(e, "tls_handshakes"));
+	if (env_total(e, "tls_resumed") + 2 != env_total(e, "tls_handshakes"))
+		fail_msg("resumed %llu of %llu handshakes", (unsigned long long)env_total(e, "tls_resumed"),
+		    (unsigned long long)env_total(e, "tls_handshakes"));
 	/* After a reload: new workers, the same keys. */
 	{
 		struct client_opts o = { 0 };
@@ -694,8 +663,8 @@ resumption_on_another_worker_and_after_a_reload(void **state)
 		SSL_SESSION_free(s);
 	}
 	/* The new generation's counters: its one handshake, resumed. */
-	total_wait(e, "tls_resumed", 1);
-	assert_int_equal(total(e, "tls_handshakes"), 1);
+	env_total_wait(e, "tls_resumed", 1);
+	assert_int_equal(env_total(e, "tls_handshakes"), 1);
 }
 
 static void

@@ -14,36 +14,9 @@
 #include <unistd.h>
 
 #include "common/cfg.h"
+#include "cfg_load.h"
 
 #define LISTEN_TCP "listen = ( { proto = \"tcp\"; address = \"127.0.0.1\"; port = 8087; } );\n"
-
-static struct cfg *
-load_ok(const char *text)
-{
-	char err[CFG_ERR_LEN] = "";
-	struct cfg *cfg = cfg_load_string("test.conf", text, err);
-
-	if (cfg == NULL)
-		fail_msg("unexpected error: %s", err);
-	return cfg;
-}
-
-/* The whole message must start with FILE:LINE: and contain what it says. */
-static void
-expect_error(const char *text, int line, const char *needle)
-{
-	char err[CFG_ERR_LEN] = "";
-	char prefix[64];
-	struct cfg *cfg = cfg_load_string("test.conf", text, err);
-
-	if (cfg != NULL) {
-		cfg_free(cfg);
-		fail_msg("accepted, expected an error at line %d containing \"%s\"", line, needle);
-	}
-	snprintf(prefix, sizeof(prefix), "test.conf:%d: ", line);
-	if (strncmp(err, prefix, strlen(prefix)) != 0 || strstr(err, needle) == NULL)
-		fail_msg("got \"%s\", expected \"%s...%s\"", err, prefix, needle);
-}
 
 static void
 defaults_fill_everything_but_listen(void **state)

@@ -23,6 +23,7 @@
 
 #include "common/cfg.h"
 #include "common/tlsctx.h"
+#include "cfg_load.h"
 
 static char dir[] = "/tmp/em-cfg-tls-XXXXXX";
 
@@ -103,33 +104,6 @@ conf(const char *cert, const char *key, const char *extra)
 	    "  tls = { certificate = \"%s\"; key = \"%s\"; %s };\n"
 	    "} );\n", cert, key, extra);
 	return text;
-}
-
-static struct cfg *
-load_ok(const char *text)
-{
-	char err[CFG_ERR_LEN] = "";
-	struct cfg *cfg = cfg_load_string("test.conf", text, err);
-
-	if (cfg == NULL)
-		fail_msg("unexpected error: %s", err);
-	return cfg;
-}
-
-static void
-expect_error(const char *text, int line, const char *needle)
-{
-	char err[CFG_ERR_LEN] = "";
-	char prefix[64];
-	struct cfg *cfg = cfg_load_string("test.conf", text, err);
-
-	if (cfg != NULL) {
-		cfg_free(cfg);
-		fail_msg("accepted, expected an error at line %d containing \"%s\"", line, needle);
-	}
-	snprintf(prefix, sizeof(prefix), "test.conf:%d: ", line);
-	if (strncmp(err, prefix, strlen(prefix)) != 0 || strstr(err, needle) == NULL)
-		fail_msg("got \"%s\", expected \"%s...%s\"", err, prefix, needle);
 }
 
 static void

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/chan.h"
+#include "seqpacket_pair.h"
 
 static int
 open_fds(void)
@@ -26,22 +27,6 @@ open_fds(void)
 		n++;
 	closedir(d);
 	return n;
-}
-
-static void
-pair(int sv[2])
-{
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-}
-
-static void
-same_file(int a, int b)
-{
-	struct stat x, y;
-
-	assert_int_equal(fstat(a, &x), 0);
-	assert_int_equal(fstat(b, &y), 0);
-	assert_true(x.st_ino == y.st_ino && x.st_dev == y.st_dev);
 }
 
 static void
