@@ -828,22 +828,12 @@ close:
 	return true;
 }
 
-/* Closes connections whose PROXY header is later than proxy_timeout; returns how many. */
-static size_t
-conn_expire_waiting(struct worker *w)
+/* A PROXY header that took longer than proxy_timeout: counted and logged. */
+static void
+conn_proxy_timed_out(struct worker *w, struct conn *c)
 {
-	int64_t limit = (int64_t)w->cfg->proxy_timeout * 1000;
-	size_t closed = 0;
-	struct conn *c;
-
-	/* conn_close takes each off the list: the next oldest is the head then. */
-	while ((c = deadline_expired(&w->conns.waiting, w->now_ms, limit)) != NULL) {
-		w->me->proxy_timeout++;
-		conn_log_refused(&c->px->balancer, "PROXY header not complete within proxy_timeout");
-		conn_close(w, c);
-		closed++;
-	}
-	return closed;
+	w->me->proxy_timeout++;
+	conn_log_refused(&c->px->balancer, "PROXY header not complete within proxy_timeout");
 }
 
 /* ---- TLS: special connections, their bytes through OpenSSL (worker/tlsconn.h) ---- */
@@ -1075,20 +1065,12 @@ close:
 	return true;
 }
 
-/* Closes connections whose TLS handshake is later than handshake_timeout; returns how many. */
-static size_t
-conn_expire_handshakes(struct worker *w)
+/* A TLS handshake that took longer than handshake_timeout: counted. */
+static void
+conn_tls_timed_out(struct worker *w, struct conn *c)
 {
-	int64_t limit = (int64_t)w->cfg->handshake_timeout * 1000;
-	size_t closed = 0;
-	struct conn *c;
-
-	while ((c = deadline_expired(&w->conns.handshakes, w->now_ms, limit)) != NULL) {
-		w->me->tls_fail_timeout++;
-		conn_close(w, c);
-		closed++;
-	}
-	return closed;
+	(void)c;  /* counted only, not logged */
+	w->me->tls_fail_timeout++;
 }
 
 /*
@@ -1155,14 +1137,39 @@ conn_publish(struct worker *w)
 	s->echoed = s->bytes_in = s->bytes_out = 0;
 }
 
+/*
+ * Closes the connections of list l that have waited limit_s seconds or more,
+ * each told to timed_out first; returns how many.
+ */
+static size_t
+conn_expire_list(struct worker *w, struct deadline_list *l, int limit_s,
+    void (*timed_out)(struct worker *, struct conn *))
+{
+	int64_t limit = (int64_t)limit_s * 1000;
+	size_t closed = 0;
+	struct conn *c;
+
+	/* conn_close takes each off the list: the next oldest is the head then. */
+	while ((c = deadline_expired(l, w->now_ms, limit)) != NULL) {
+		timed_out(w, c);
+		conn_close(w, c);
+		closed++;
+	}
+	return closed;
+}
+
 size_t
 conn_expire_idle(struct worker *w)
 {
 	int64_t limit = (int64_t)w->cfg->idle_timeout * 1000;
-	size_t closed = deadline_pending(&w->conns.waiting) ? conn_expire_waiting(w) : 0;
+	size_t closed = 0;
 
+	if (deadline_pending(&w->conns.waiting))
+		closed += conn_expire_list(w, &w->conns.waiting, w->cfg->proxy_timeout,
+		    conn_proxy_timed_out);
 	if (deadline_pending(&w->conns.handshakes))
-		closed += conn_expire_handshakes(w);
+		closed += conn_expire_list(w, &w->conns.handshakes, w->cfg->handshake_timeout,
+		    conn_tls_timed_out);
 
 	if (limit == 0)
 		return closed;
