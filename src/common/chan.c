@@ -17,10 +17,7 @@ struct chan_wire {
 	uint32_t entry[CHAN_MAX_FDS];
 };
 
-union chan_cmsg {
-	char buf[CMSG_SPACE(sizeof(int) * CHAN_MAX_FDS)];
-	struct cmsghdr align;
-};
+_Static_assert(CHAN_MAX_FDS <= FDPASS_MAX_FDS, "fdpass carries a whole chan message");
 
 int
 chan_send(int fd, const struct chan_msg *m)
@@ -29,7 +26,7 @@ chan_send(int fd, const struct chan_msg *m)
 	    .more = m->more };
 	struct iovec iov = { .iov_base = &w, .iov_len = sizeof(w) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	union chan_cmsg cm;
+	union fdpass_buf cm;
 
 	if (m->nfds > CHAN_MAX_FDS) {
 		errno = EINVAL;
@@ -59,17 +56,14 @@ int
 chan_recv(int fd, struct chan_msg *m)
 {
 	struct chan_wire w;
-	struct iovec iov = { .iov_base = &w, .iov_len = sizeof(w) };
-	union chan_cmsg cm;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
-	    .msg_controllen = sizeof(cm.buf) };
-	ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	int flags;
+	ssize_t n;
 
 	memset(m, 0, sizeof(*m));
+	n = fdpass_recv(fd, &w, sizeof(w), m->fds, CHAN_MAX_FDS, &m->nfds, &flags);
 	if (n <= 0)
 		return n == 0 ? 0 : -1;
-	m->nfds = fdpass_take(&mh, m->fds, CHAN_MAX_FDS);
-	if (!chan_wire_ok(&w, n, m->nfds, mh.msg_flags)) {
+	if (!chan_wire_ok(&w, n, m->nfds, flags)) {
 		chan_close_fds(m);
 		errno = EPROTO;
 		return -1;

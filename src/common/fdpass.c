@@ -21,7 +21,8 @@ fdpass_attach(struct msghdr *mh, void *buf, const int *fds, size_t nfds)
 	memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
 }
 
-uint32_t
+/* The descriptors a received mh carries into fds, at most max; those beyond are closed. */
+static uint32_t
 fdpass_take(struct msghdr *mh, int *fds, uint32_t max)
 {
 	uint32_t n = 0;
@@ -43,6 +44,24 @@ fdpass_take(struct msghdr *mh, int *fds, uint32_t max)
 				close(fd);
 		}
 	}
+	return n;
+}
+
+ssize_t
+fdpass_recv(int fd, void *buf, size_t len, int *fds, uint32_t max, uint32_t *nfds, int *flags)
+{
+	union fdpass_buf cm;
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+	    .msg_controllen = CMSG_SPACE(sizeof(int) * (max < FDPASS_MAX_FDS ? max : FDPASS_MAX_FDS)) };
+	ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+
+	*nfds = 0;
+	*flags = 0;
+	if (n <= 0)
+		return n;
+	*nfds = fdpass_take(&mh, fds, max);
+	*flags = mh.msg_flags;
 	return n;
 }
 

@@ -48,10 +48,7 @@ struct upwire_v2 {
 	struct tlsctx_ticket_key tickets[TLSCTX_TICKET_KEYS];
 };
 
-union upwire_cmsg {
-	char buf[CMSG_SPACE(sizeof(int) * CHAN_MAX_FDS)];
-	struct cmsghdr align;
-};
+_Static_assert(CHAN_MAX_FDS <= FDPASS_MAX_FDS, "fdpass carries a hand-over's descriptors");
 
 /* Format 2's addition: the keys, in a state message only. */
 static void
@@ -99,7 +96,7 @@ upmsg_send(int fd, const struct upmsg *m, uint32_t version, const int *fds, uint
 	size_t len = version == 1 ? sizeof(struct upwire_v1) : sizeof(w);
 	struct iovec iov = { .iov_base = &w, .iov_len = len };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	union upwire_cmsg cm;
+	union fdpass_buf cm;
 	ssize_t sent;
 
 	if (m->kind == UPM_HAND_OVER) {
@@ -184,19 +181,15 @@ int
 upmsg_recv(int fd, struct upmsg *m)
 {
 	union { struct upwire_v2 w2; struct upwire_v1 w; char bigger[sizeof(struct upwire_v2) * 4]; } buf;
-	int rc = 1;
-	struct iovec iov = { .iov_base = &buf, .iov_len = sizeof(buf) };
-	union upwire_cmsg cm;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
-	    .msg_controllen = sizeof(cm.buf) };
-	ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	int rc = 1, flags;
+	ssize_t n;
 
 	memset(m, 0, sizeof(*m));
+	n = fdpass_recv(fd, &buf, sizeof(buf), m->fds, CHAN_MAX_FDS, &m->nfds, &flags);
 	if (n <= 0)
 		return n == 0 ? 0 : -1;
-	m->nfds = fdpass_take(&mh, m->fds, CHAN_MAX_FDS);
 	if ((size_t)n < sizeof(struct upwire_head) || buf.w.h.magic != UPMSG_MAGIC ||
-	    (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+	    (flags & (MSG_TRUNC | MSG_CTRUNC)))
 		goto malformed;
 	if ((size_t)n < sizeof(struct upwire_head))
 		goto malformed;
