@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs what building and testing echomaster needs, when it is missing.
-# Usage: build-deps.sh [build|deb|rpm|packages|lint|fuzz|valgrind]...   (default: build)
+# Usage: build-deps.sh [build|deb|rpm|packages|lint|fuzz|valgrind|bench-tls]...   (default: build)
 #   build     compiler, make, pkg-config, libconfig, libseccomp, cmocka
 #   deb       what `make deb` needs: dpkg-buildpackage, and the Build-Depends
 #             of packaging/debian/control (check-packages checks they agree)
@@ -9,6 +9,8 @@
 #   lint      cppcheck and clang-tidy (make lint)
 #   fuzz      clang and its libFuzzer runtime (make fuzz)
 #   valgrind  valgrind (make valgrind)
+#   bench-tls what `make bench-tls` adds: OpenSSL (the reference server and
+#             the load generator), nginx with its stream module, stunnel4
 #        build-deps.sh --list GROUP   prints the group's packages for this system
 # Uses apt-get on Debian-like systems and dnf on Fedora-like ones; needs root
 # only when something is actually missing.
@@ -35,6 +37,9 @@ deb_packages="$deb_deb $deb_rpm lintian mandoc man-db manpages-dev libsystemd-de
 deb_lint="cppcheck clang-tidy"
 deb_fuzz="clang libclang-rt-14-dev"
 deb_valgrind="valgrind"
+# bench-tls: the TLS peers run in front of plain echomaster; openssl(1)
+# makes the bench certificate.
+deb_bench_tls="libssl-dev openssl nginx libnginx-mod-stream stunnel4"
 rpm_build="gcc make pkgconf-pkg-config libconfig-devel libcmocka-devel libseccomp-devel"
 # On Fedora `make deb` works too: Fedora packages dpkg-dev and debhelper.
 rpm_deb="$rpm_build dpkg-dev debhelper fakeroot systemd"
@@ -44,11 +49,12 @@ rpm_packages="$rpm_rpm mandoc systemd-devel"
 rpm_lint="cppcheck clang-tools-extra"
 rpm_fuzz="clang compiler-rt"
 rpm_valgrind="valgrind"
+rpm_bench_tls="openssl-devel openssl nginx nginx-mod-stream stunnel"
 
 # apt-get, not dpkg-query: Fedora has dpkg-dev once `make deb` ran there.
 if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; then
 	want=""
-	for g in $groups; do eval "want=\"\$want \$deb_$g\""; done
+	for g in $groups; do g=$(echo "$g" | tr - _); eval "want=\"\$want \$deb_$g\""; done
 	$list && { echo $want; exit 0; }
 	missing=""
 	for p in $want; do
@@ -62,7 +68,7 @@ if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; 
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
 elif command -v rpm >/dev/null 2>&1 && command -v dnf >/dev/null 2>&1; then
 	want=""
-	for g in $groups; do eval "want=\"\$want \$rpm_$g\""; done
+	for g in $groups; do g=$(echo "$g" | tr - _); eval "want=\"\$want \$rpm_$g\""; done
 	$list && { echo $want; exit 0; }
 	missing=""
 	for p in $want; do rpm -q "$p" >/dev/null 2>&1 || missing="$missing $p"; done
