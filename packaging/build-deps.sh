@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs what building and testing echomaster needs, when it is missing.
-# Usage: build-deps.sh [build|deb|rpm|packages|lint|fuzz|valgrind|bench-tls]...   (default: build)
+# Usage: build-deps.sh [build|deb|rpm|packages|lint|fuzz|valgrind]...   (default: build)
 #   build     compiler, make, pkg-config, libconfig, libseccomp, cmocka
 #   deb       what `make deb` needs: dpkg-buildpackage, and the Build-Depends
 #             of packaging/debian/control (check-packages checks they agree)
@@ -37,9 +37,6 @@ deb_packages="$deb_deb $deb_rpm lintian mandoc man-db manpages-dev libsystemd-de
 deb_lint="cppcheck clang-tidy"
 deb_fuzz="clang libclang-rt-14-dev"
 deb_valgrind="valgrind"
-# bench-tls: the TLS peers run in front of plain echomaster; openssl(1)
-# makes the bench certificate.
-deb_bench_tls="libssl-dev openssl nginx libnginx-mod-stream stunnel4"
 rpm_build="gcc make pkgconf-pkg-config libconfig-devel libcmocka-devel libseccomp-devel"
 # On Fedora `make deb` works too: Fedora packages dpkg-dev and debhelper.
 rpm_deb="$rpm_build dpkg-dev debhelper fakeroot systemd"
@@ -49,6 +46,9 @@ rpm_packages="$rpm_rpm mandoc systemd-devel"
 rpm_lint="cppcheck clang-tools-extra"
 rpm_fuzz="clang compiler-rt"
 rpm_valgrind="valgrind"
+# bench-tls: the TLS peers run in front of plain echomaster; openssl(1)
+# makes the bench certificate. (Group names with a dash: deb_bench_tls.)
+deb_bench_tls="libssl-dev openssl nginx libnginx-mod-stream stunnel4"
 rpm_bench_tls="openssl-devel openssl nginx nginx-mod-stream stunnel"
 
 # apt-get, not dpkg-query: Fedora has dpkg-dev once `make deb` ran there.
