@@ -110,6 +110,7 @@ void		*eb_udp(void *);
 /* eb_tls.c: the TLS workloads, built into tlsbench (EB_TLS) only. */
 int		eb_tls_init(void);
 int		eb_tls_wait_ready(const struct eb_opts *, double);
+void		eb_tls_warm(const struct eb_opts *, int);
 void		*eb_tls_handshake(void *);
 void		*eb_tls_resume(void *);
 void		*eb_tls_pingpong(void *);

@@ -713,6 +713,22 @@ out:
 	return ok;
 }
 
+/*
+ * tls-idle, before the server's memory is first read: n handshakes and
+ * echoes, one after another, so that every server process has done its
+ * one-off set-up (OpenSSL's lazily fetched algorithms and tables, the
+ * malloc arenas) and the figure per connection counts only connections.
+ * With n well above the processes, every one of them is reached.
+ */
+void
+eb_tls_warm(const struct eb_opts *o, int n)
+{
+	if (tl_ctx == NULL && eb_tls_init() == -1)
+		return;
+	for (int i = 0; i < n; i++)
+		tl_probe(o, 1);
+}
+
 /* Waits until the server echoes over TLS; -1 after timeout seconds. */
 int
 eb_tls_wait_ready(const struct eb_opts *o, double timeout)

@@ -56,6 +56,7 @@ static const struct eb_workload eb_workloads[] = {
 
 #ifdef EB_TLS
 #define EB_WAIT_READY	eb_tls_wait_ready
+#define EB_TLS_WARM	64	/* tls-idle: handshakes before the base RSS */
 #else
 #define EB_WAIT_READY	eb_wait_ready
 #endif
@@ -495,6 +496,8 @@ main(int argc, char *argv[])
 #ifdef EB_TLS
 	if (eb_tls_init() == -1)
 		exit(2);
+	if (w->idle && o.server_pid)	/* a warm server's memory as the base */
+		eb_tls_warm(&o, EB_TLS_WARM);
 #endif
 	memset(&r, 0, sizeof(r));
 	if (o.procs > 1)
