@@ -80,15 +80,19 @@ fi
 NWORK=$WORKERS
 [ "$WORKERS" = auto ] && NWORK=$(nproc)
 
-for f in "$EB" "$TB" "$TR" "$EM"; do
-	[ -x "$f" ] || { echo "bench-tls: $f is missing (make bench-tls builds it)" >&2; exit 2; }
-done
-for f in nginx stunnel4 openssl; do
-	command -v "$f" >/dev/null ||
-	    { echo "bench-tls: $f is missing (packaging/build-deps.sh bench-tls)" >&2; exit 2; }
-done
-[ -f "$NGINX_MODULE" ] ||
-    { echo "bench-tls: $NGINX_MODULE is missing (libnginx-mod-stream)" >&2; exit 2; }
+tb_check_tools() {
+	local f
+
+	for f in "$EB" "$TB" "$TR" "$EM"; do
+		[ -x "$f" ] || { echo "bench-tls: $f is missing (make bench-tls builds it)" >&2; exit 2; }
+	done
+	for f in nginx stunnel4 openssl; do
+		command -v "$f" >/dev/null ||
+		    { echo "bench-tls: $f is missing (packaging/build-deps.sh bench-tls)" >&2; exit 2; }
+	done
+	[ -f "$NGINX_MODULE" ] ||
+	    { echo "bench-tls: $NGINX_MODULE is missing (libnginx-mod-stream)" >&2; exit 2; }
+}
 
 # The run's certificate: ECDSA on P-256, self-signed, for two days.
 tb_cert() {
@@ -341,7 +345,7 @@ table() {
 		for (k in f) val[r, f["server"], f["pass"], k] = f[k]
 	}
 	END {
-		printf "%-26s %10s %10s %10s %10s  %7s %-14s %8s %s\n", "workload",
+		printf "%-26s %10s %10s %10s %10s  %7s %-20s %8s %s\n", "workload",
 		    "echomaster", "reference", "nginx+em", "stunnel+em", "em/ref",
 		    "target", "em/nginx", "target"
 		for (ri = 1; ri <= nrows; ri++) {
@@ -361,7 +365,7 @@ table() {
 					t2 = sprintf("> 1 %s", qn > 1 ? "met" : "SHORT")
 				if ((m[3] == "lo" || m[3] == "abs") && qn != "")
 					t2 = sprintf("< 1 %s", qn < 1 ? "met" : "SHORT")
-				printf "%-26s %10s %10s %10s %10s  %7s %-14s %8s %s\n",
+				printf "%-26s %10s %10s %10s %10s  %7s %-20s %8s %s\n",
 				    r " " m[2], num(em), num(col(r, "ref", m[1])),
 				    num(col(r, "nginx", m[1])), num(col(r, "stunnel", m[1])),
 				    qr == "" ? "-" : sprintf("%.3f", qr), t1,
@@ -380,6 +384,7 @@ if [ "${1:-}" = --table ] && [ -f "${2:-}" ]; then
 	exit
 fi
 
+tb_check_tools
 : >"$RAW"
 tb_cert || { echo "bench-tls: openssl could not make the certificate" >&2; exit 2; }
 tb_em_conf "$("$EB" --free-port)"
