@@ -23,6 +23,8 @@ PREFIX     ?= /usr/local
 LIBCONFIG_CFLAGS = $(shell $(PKG_CONFIG) --cflags libconfig)
 LIBCONFIG_LIBS   = $(shell $(PKG_CONFIG) --libs libconfig)
 SECCOMP_LIBS     = $(shell $(PKG_CONFIG) --libs libseccomp)
+OPENSSL_CFLAGS   = $(shell $(PKG_CONFIG) --cflags openssl)
+OPENSSL_LIBS     = $(shell $(PKG_CONFIG) --libs openssl)
 CMOCKA_CFLAGS    = $(shell $(PKG_CONFIG) --cflags cmocka)
 CMOCKA_LIBS      = $(shell $(PKG_CONFIG) --libs cmocka)
 
@@ -32,7 +34,7 @@ EM_LDFLAGS =
 
 EM_CFLAGS = -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 	-Wstrict-prototypes -Wmissing-prototypes -D_GNU_SOURCE -Isrc \
-	-DEM_VERSION='"$(VERSION)"' $(LIBCONFIG_CFLAGS)
+	-DEM_VERSION='"$(VERSION)"' $(LIBCONFIG_CFLAGS) $(OPENSSL_CFLAGS)
 ifeq ($(SANITIZE),1)
 EM_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 EM_LDFLAGS += -fsanitize=address,undefined
@@ -66,7 +68,7 @@ INTEG_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(IN
 all: $(BUILD)/echomaster
 
 $(BUILD)/echomaster: $(MAIN_OBJ) $(BUILD)/libechomaster.a
-	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LIBCONFIG_LIBS) $(SECCOMP_LIBS)
+	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LIBCONFIG_LIBS) $(SECCOMP_LIBS) $(OPENSSL_LIBS)
 
 $(BUILD)/libechomaster.a: $(LIB_OBJS)
 	$(call quiet,AR,$@)rm -f $@ && $(AR) rcs $@ $^
@@ -80,10 +82,10 @@ $(BUILD)/tests/%.o: tests/%.c
 	$(call quiet,CC,$<)$(CC) $(CPPFLAGS) $(EM_CFLAGS) $(CMOCKA_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/libechomaster.a
-	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LIBCONFIG_LIBS) $(SECCOMP_LIBS) $(CMOCKA_LIBS)
+	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LIBCONFIG_LIBS) $(SECCOMP_LIBS) $(OPENSSL_LIBS) $(CMOCKA_LIBS)
 
 $(BUILD)/tests/integration/%: $(BUILD)/tests/integration/%.o $(INTEG_LIB)
-	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS)
+	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(OPENSSL_LIBS)
 
 deps:
 	@packaging/build-deps.sh build

@@ -14,7 +14,7 @@ MAN_PAGES  := man/echomaster.conf.5
 .PHONY: man
 
 $(MANGEN): $(BUILD)/man/mangen.o $(BUILD)/libechomaster.a
-	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LIBCONFIG_LIBS) $(SECCOMP_LIBS)
+	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(LIBCONFIG_LIBS) $(SECCOMP_LIBS) $(OPENSSL_LIBS)
 
 # Rewritten in place only when it changes, so an up-to-date page keeps its mtime.
 man: deps

@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "common/sock.h"
+#include "common/tlsctx.h"
 
 enum key_type {
 	KT_INT,
@@ -24,6 +25,9 @@ enum key_type {
 	KT_GROUP,
 	KT_LISTEN,  /* a list of listener groups */
 	KT_PREFIXES, /* an array of "ADDR[/BITS]" strings (common/prefix) */
+	KT_PROTOCOLS, /* an array of TLS version names: a CFG_TLS_* mask */
+	KT_STRINGS,  /* an array of strings: struct cfg_strings */
+	KT_CERTS,    /* a list of certificate/key groups: tls.certificates */
 };
 
 struct key_choice {
@@ -107,6 +111,8 @@ static const struct key limits_keys[] = {
 	  .min = 1, .max = 100000000, .def_int = 2000 },
 	{ .name = "proxy_timeout", .type = KT_INT, .offset = CFG_OFF(proxy_timeout),
 	  .min = 1, .max = 3600, .def_int = 5 },
+	{ .name = "handshake_timeout", .type = KT_INT, .offset = CFG_OFF(handshake_timeout),
+	  .min = 1, .max = 3600, .def_int = 10 },
 	{ .name = NULL },
 };
 
@@ -135,6 +141,35 @@ static const struct key crash_loop_keys[] = {
 	{ .name = NULL },
 };
 
+static const struct key_choice tls_protocol_choices[] = {
+	{ "TLSv1.2", CFG_TLS_V12 }, { "TLSv1.3", CFG_TLS_V13 }, { NULL, 0 },
+};
+
+#define TLS_OFF(field)  offsetof(struct cfg_listen, tls.field)
+#define CERT_OFF(field) offsetof(struct cfg_tls_cert, field)
+
+/* An entry of tls.certificates; offsets into struct cfg_tls_cert. */
+static const struct key cert_keys[] = {
+	{ .name = "certificate", .type = KT_STRING, .offset = CERT_OFF(certificate), .def_str = "",
+	  .required = true },
+	{ .name = "key", .type = KT_STRING, .offset = CERT_OFF(key), .def_str = "", .required = true },
+	{ .name = NULL },
+};
+
+/* A listener's tls group (common/tlsctx.h builds its contexts); offsets into struct cfg_listen. */
+static const struct key tls_keys[] = {
+	{ .name = "certificate", .type = KT_STRING, .offset = TLS_OFF(certificate), .def_str = "" },
+	{ .name = "key", .type = KT_STRING, .offset = TLS_OFF(key), .def_str = "" },
+	{ .name = "certificates", .type = KT_CERTS, .offset = TLS_OFF(certs) },
+	{ .name = "protocols", .type = KT_PROTOCOLS, .offset = TLS_OFF(protocols),
+	  .def_int = CFG_TLS_V12 | CFG_TLS_V13, .choices = tls_protocol_choices },
+	{ .name = "ciphers", .type = KT_STRING, .offset = TLS_OFF(ciphers), .def_str = "" },
+	{ .name = "ciphersuites", .type = KT_STRING, .offset = TLS_OFF(ciphersuites), .def_str = "" },
+	{ .name = "client_ca", .type = KT_STRING, .offset = TLS_OFF(client_ca), .def_str = "" },
+	{ .name = "alpn", .type = KT_STRINGS, .offset = TLS_OFF(alpn) },
+	{ .name = NULL },
+};
+
 static const struct key listen_keys[] = {
 	{ .name = "proto", .type = KT_ENUM, .offset = LISTEN_OFF(proto),
 	  .choices = proto_choices, .required = true },
@@ -149,6 +184,7 @@ static const struct key listen_keys[] = {
 	{ .name = "proxy_protocol", .type = KT_ENUM, .offset = LISTEN_OFF(proxy_protocol),
 	  .def_int = CFG_PROXY_OFF, .choices = proxy_choices },
 	{ .name = "proxy_trusted", .type = KT_PREFIXES, .offset = LISTEN_OFF(proxy_trusted) },
+	{ .name = "tls", .type = KT_GROUP, .members = tls_keys },
 	{ .name = NULL },
 };
 
@@ -190,6 +226,7 @@ static const struct key root_keys[] = {
 /* State of one parse: where messages point, and the first error. */
 struct parse {
 	const char *name;  /* the file as messages name it */
+	struct cfg *cfg;   /* for its warnings */
 	char *err;
 	bool failed;
 };
@@ -243,6 +280,26 @@ field_prefixes(void *base, const struct key *k)
 	return (struct prefix_list *)((char *)base + k->offset);
 }
 
+static struct cfg_strings *
+field_strings(void *base, const struct key *k)
+{
+	return (struct cfg_strings *)((char *)base + k->offset);
+}
+
+/* KT_CERTS: the array, followed by its count (struct cfg_tls: certs, ncerts). */
+static struct cfg_tls_cert **
+field_certs(void *base, const struct key *k)
+{
+	return (struct cfg_tls_cert **)((char *)base + k->offset);
+}
+
+static size_t *
+field_ncerts(void *base, const struct key *k)
+{
+	return (size_t *)((char *)base + k->offset + offsetof(struct cfg_tls, ncerts) -
+	    offsetof(struct cfg_tls, certs));
+}
+
 static const char *
 choice_name(const struct key_choice *c, int value)
 {
@@ -273,6 +330,7 @@ keys_set_defaults(const struct key *keys, void *base)
 		case KT_INT:
 		case KT_ENUM:
 		case KT_WORKERS:
+		case KT_PROTOCOLS:
 			*field_int(base, k) = (int)k->def_int;
 			break;
 		case KT_BOOL:
@@ -288,10 +346,34 @@ keys_set_defaults(const struct key *keys, void *base)
 			break;
 		case KT_LISTEN:
 		case KT_PREFIXES:
+		case KT_STRINGS:
+		case KT_CERTS:
 			break;
 		}
 	}
 	return 0;
+}
+
+static void
+strings_free(struct cfg_strings *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+static void keys_free_owned(const struct key *keys, void *base);
+
+static void
+certs_free(struct cfg_tls_cert **v, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++)
+		keys_free_owned(cert_keys, &(*v)[i]);
+	free(*v);
+	*v = NULL;
+	*n = 0;
 }
 
 /* Frees what keys own: strings and prefix lists. */
@@ -308,6 +390,10 @@ keys_free_owned(const struct key *keys, void *base)
 			field_prefixes(base, k)->n = 0;
 		} else if (k->type == KT_GROUP) {
 			keys_free_owned(k->members, base);
+		} else if (k->type == KT_STRINGS) {
+			strings_free(field_strings(base, k));
+		} else if (k->type == KT_CERTS) {
+			certs_free(field_certs(base, k), field_ncerts(base, k));
 		}
 	}
 }
@@ -433,6 +519,97 @@ parse_prefixes(struct parse *p, const config_setting_t *s, const struct key *k, 
 
 static int parse_members(struct parse *p, const config_setting_t *group,
     const struct key *keys, void *base, const char *parent);
+
+static bool
+is_array(const config_setting_t *s)
+{
+	return config_setting_type(s) == CONFIG_TYPE_ARRAY || config_setting_type(s) == CONFIG_TYPE_LIST;
+}
+
+/* tls.protocols: [ "TLSv1.2", "TLSv1.3" ], at least one. */
+static int
+parse_protocols(struct parse *p, const config_setting_t *s, const struct key *k, void *base)
+{
+	int mask = 0, n;
+
+	if (!is_array(s))
+		return parse_fail(p, s, "'%s' must be an array like [ \"TLSv1.2\", \"TLSv1.3\" ], not %s",
+		    k->name, type_name(config_setting_type(s)));
+	if ((n = config_setting_length(s)) == 0)
+		return parse_fail(p, s, "'%s' is empty: name at least one of TLSv1.2, TLSv1.3", k->name);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v = config_setting_type(e) == CONFIG_TYPE_STRING ?
+		    config_setting_get_string(e) : NULL;
+		const struct key_choice *c = k->choices;
+
+		for (; v != NULL && c->name != NULL && strcmp(c->name, v) != 0; c++)
+			;
+		if (v == NULL || c->name == NULL)
+			return parse_fail(p, e, "unknown protocol %s%s%s in '%s' (one of: TLSv1.2, TLSv1.3)",
+			    v ? "\"" : "", v ? v : "(not a string)", v ? "\"" : "", k->name);
+		mask |= c->value;
+	}
+	*field_int(base, k) = mask;
+	return 0;
+}
+
+static int
+parse_strings(struct parse *p, const config_setting_t *s, const struct key *k, void *base)
+{
+	struct cfg_strings *l = field_strings(base, k);
+	int n;
+
+	if (!is_array(s))
+		return parse_fail(p, s, "'%s' must be an array of strings, not %s", k->name,
+		    type_name(config_setting_type(s)));
+	n = config_setting_length(s);
+	strings_free(l);
+	if ((l->v = calloc((size_t)n + 1, sizeof(*l->v))) == NULL)
+		return parse_fail(p, s, "out of memory");
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+
+		if (config_setting_type(e) != CONFIG_TYPE_STRING)
+			return parse_fail(p, e, "'%s' entries must be strings", k->name);
+		if ((l->v[i] = strdup(config_setting_get_string(e))) == NULL)
+			return parse_fail(p, e, "out of memory");
+		l->n++;
+	}
+	return 0;
+}
+
+/* tls.certificates: ( { certificate = "..."; key = "..."; }, ... ). */
+static int
+parse_certs(struct parse *p, const config_setting_t *s, const struct key *k, void *base)
+{
+	struct cfg_tls_cert **v = field_certs(base, k);
+	size_t *nv = field_ncerts(base, k);
+	int n;
+
+	if (!is_array(s))
+		return parse_fail(p, s, "'%s' must be a list ( { certificate = ...; key = ...; }, ... ), not %s",
+		    k->name, type_name(config_setting_type(s)));
+	n = config_setting_length(s);
+	certs_free(v, nv);
+	if ((*v = calloc((size_t)n + 1, sizeof(**v))) == NULL)
+		return parse_fail(p, s, "out of memory");
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		struct cfg_tls_cert *c = &(*v)[i];
+
+		if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+			return parse_fail(p, e, "each '%s' entry must be a group { certificate = ...; key = ...; }",
+			    k->name);
+		if (keys_set_defaults(cert_keys, c) == -1)
+			return parse_fail(p, e, "out of memory");
+		*nv = (size_t)i + 1;  /* from here on certs_free owns its strings */
+		c->line = config_setting_source_line(e);
+		if (parse_members(p, e, cert_keys, c, "tls.certificates") == -1)
+			return -1;
+	}
+	return 0;
+}
 static int parse_listen_list(struct parse *p, const config_setting_t *s, struct cfg *cfg);
 
 static int
@@ -462,6 +639,12 @@ parse_value(struct parse *p, const config_setting_t *s, const struct key *k, voi
 		return parse_listen_list(p, s, base);
 	case KT_PREFIXES:
 		return parse_prefixes(p, s, k, base);
+	case KT_PROTOCOLS:
+		return parse_protocols(p, s, k, base);
+	case KT_STRINGS:
+		return parse_strings(p, s, k, base);
+	case KT_CERTS:
+		return parse_certs(p, s, k, base);
 	}
 	return -1;
 }
@@ -536,6 +719,95 @@ check_listen_proxy(struct parse *p, const config_setting_t *s, const struct cfg_
 	return 0;
 }
 
+/* Adds a warning line to the configuration's, for the caller to show. */
+static void
+cfg_warn(struct parse *p, const config_setting_t *where, const char *msg)
+{
+	struct cfg *cfg = p->cfg;
+	size_t old = cfg->warnings != NULL ? strlen(cfg->warnings) : 0;
+	const char *file = where && config_setting_source_file(where) ? config_setting_source_file(where) : p->name;
+	int line = where ? config_setting_source_line(where) : 1;
+	char text[CFG_ERR_LEN];
+	int n = snprintf(text, sizeof(text), "%s:%d: warning: %s\n", file, line, msg);
+	char *grown = realloc(cfg->warnings, old + (size_t)n + 1);
+
+	if (grown == NULL)
+		return;  /* a warning lost to a lack of memory is still only a warning */
+	memcpy(grown + old, text, (size_t)n + 1);
+	cfg->warnings = grown;
+}
+
+/* The setting a tlsctx report is about, for its FILE:LINE. */
+static const config_setting_t *
+tls_setting(const config_setting_t *tls, const struct cfg_tls *t, enum tlsctx_setting which,
+    size_t pair)
+{
+	static const char *const names[] = {
+		[TLSCTX_SET_CERTIFICATE] = "certificate", [TLSCTX_SET_KEY] = "key",
+		[TLSCTX_SET_CIPHERS] = "ciphers", [TLSCTX_SET_CIPHERSUITES] = "ciphersuites",
+		[TLSCTX_SET_CLIENT_CA] = "client_ca", [TLSCTX_SET_ALPN] = "alpn",
+	};
+	const config_setting_t *s = tls, *m;
+	bool has_default = t->certificate[0] != '\0';
+
+	if (which == TLSCTX_SET_OTHER)
+		return tls;
+	if ((which == TLSCTX_SET_CERTIFICATE || which == TLSCTX_SET_KEY) &&
+	    (!has_default || pair > 0)) {
+		const config_setting_t *list = config_setting_get_member(tls, "certificates");
+		const config_setting_t *e = list ? config_setting_get_elem(list,
+		    (unsigned)(pair - (has_default ? 1 : 0))) : NULL;
+		if (e != NULL)
+			s = e;
+	}
+	m = config_setting_get_member(s, names[which]);
+	return m != NULL ? m : s;
+}
+
+struct tls_warn_arg {
+	struct parse *p;
+	const config_setting_t *tls;
+	const struct cfg_tls *t;
+};
+
+static void
+tls_warn(void *arg, const struct tlsctx_report *w)
+{
+	struct tls_warn_arg *a = arg;
+
+	cfg_warn(a->p, tls_setting(a->tls, a->t, w->setting, w->pair), w->msg);
+}
+
+/*
+ * A tls group: on TCP listeners without a PROXY header only (the header
+ * would come before the ClientHello, which we do not read yet), with at
+ * least one certificate and its key. Its contexts are built here, so that
+ * start, -t and reload refuse the same files.
+ */
+static int
+check_listen_tls(struct parse *p, const config_setting_t *s, struct cfg_listen *l)
+{
+	const config_setting_t *tls = config_setting_get_member(s, "tls");
+	struct cfg_tls *t = &l->tls;
+	struct tls_warn_arg wa = { .p = p, .tls = tls, .t = t };
+	struct tlsctx_report r;
+
+	if (tls == NULL)
+		return 0;
+	t->on = true;
+	if (l->proto != CFG_PROTO_TCP)
+		return parse_fail(p, tls, "'tls' is for tcp listeners only");
+	if (l->proxy_protocol != CFG_PROXY_OFF)
+		return parse_fail(p, tls, "'tls' and 'proxy_protocol' on one listener are not supported yet");
+	if (t->certificate[0] == '\0' && t->ncerts == 0)
+		return parse_fail(p, tls, "'tls' needs 'certificate' and 'key' (or 'certificates')");
+	if ((t->certificate[0] == '\0') != (t->key[0] == '\0'))
+		return parse_fail(p, tls, "'tls' needs both 'certificate' and 'key', or neither");
+	if ((t->ctx = tlsctx_build(t, &r, tls_warn, &wa)) == NULL)
+		return parse_fail(p, tls_setting(tls, t, r.setting, r.pair), "%s", r.msg);
+	return 0;
+}
+
 static int
 parse_listen_entry(struct parse *p, const config_setting_t *s, struct cfg *cfg, size_t i)
 {
@@ -550,7 +822,8 @@ parse_listen_entry(struct parse *p, const config_setting_t *s, struct cfg *cfg, 
 		return parse_fail(p, s, "out of memory");
 	cfg->nlisten = i + 1;  /* from here on cfg_free owns the entry's strings */
 	if (parse_members(p, s, listen_keys, l, "listen") == -1 ||
-	    check_listen_proxy(p, s, l) == -1 || resolve_listen(p, s, l) == -1)
+	    check_listen_proxy(p, s, l) == -1 || resolve_listen(p, s, l) == -1 ||
+	    check_listen_tls(p, s, l) == -1)
 		return -1;
 	for (size_t j = 0; j < i; j++) {
 		if (cfg_listen_same(&cfg->listen[j], l)) {
@@ -655,7 +928,7 @@ cfg_build(struct parse *p, const config_t *lc, const char *path)
 {
 	struct cfg *cfg;
 
-	if ((cfg = calloc(1, sizeof(*cfg))) == NULL ||
+	if ((p->cfg = cfg = calloc(1, sizeof(*cfg))) == NULL ||
 	    keys_set_defaults(root_keys, cfg) == -1 ||
 	    (cfg->path = strdup(path)) == NULL) {
 		parse_fail(p, NULL, "out of memory");
@@ -720,12 +993,26 @@ cfg_free(struct cfg *cfg)
 {
 	if (cfg == NULL)
 		return;
-	for (size_t i = 0; i < cfg->nlisten; i++)
+	for (size_t i = 0; i < cfg->nlisten; i++) {
+		tlsctx_free(cfg->listen[i].tls.ctx);
 		keys_free_owned(listen_keys, &cfg->listen[i]);
+	}
 	free(cfg->listen);
+	free(cfg->warnings);
 	keys_free_owned(root_keys, cfg);
 	free(cfg->path);
 	free(cfg);
+}
+
+void
+cfg_log_warnings(const struct cfg *cfg)
+{
+	for (const char *at = cfg->warnings; at != NULL && *at != '\0'; ) {
+		size_t len = strcspn(at, "\n");
+
+		log_warnx("%.*s", (int)len, at);
+		at += len + (at[len] == '\n');
+	}
 }
 
 static void
@@ -775,6 +1062,38 @@ dump_value(FILE *out, const struct key *k, const void *base, const struct cfg *c
 		fputs(l->n ? " ]" : "]", out);
 		break;
 	}
+	case KT_PROTOCOLS: {
+		int mask = *(const int *)(b + k->offset), i = 0;
+		fputc('[', out);
+		for (const struct key_choice *c = k->choices; c->name != NULL; c++)
+			if (mask & c->value)
+				fprintf(out, "%s\"%s\"", i++ ? ", " : " ", c->name);
+		fputs(" ]", out);
+		break;
+	}
+	case KT_STRINGS: {
+		const struct cfg_strings *l = (const struct cfg_strings *)(b + k->offset);
+		fputc('[', out);
+		for (size_t i = 0; i < l->n; i++) {
+			fputs(i ? ", " : " ", out);
+			dump_string(out, l->v[i]);
+		}
+		fputs(l->n ? " ]" : "]", out);
+		break;
+	}
+	case KT_CERTS: {
+		const struct cfg_tls *t = (const struct cfg_tls *)(b + k->offset - offsetof(struct cfg_tls, certs));
+		fputc('(', out);
+		for (size_t i = 0; i < t->ncerts; i++) {
+			fputs(i ? ", { certificate = " : " { certificate = ", out);
+			dump_string(out, t->certs[i].certificate);
+			fputs("; key = ", out);
+			dump_string(out, t->certs[i].key);  /* the path: never what the file holds */
+			fputs("; }", out);
+		}
+		fputs(t->ncerts ? " )" : ")", out);
+		break;
+	}
 	case KT_GROUP:
 	case KT_LISTEN:
 		break;
@@ -810,6 +1129,11 @@ cfg_dump(const struct cfg *cfg, FILE *out)
 	for (size_t i = 0; i < cfg->nlisten; i++) {
 		fputs("  { ", out);
 		dump_members(out, listen_keys, &cfg->listen[i], cfg, "; ");
+		if (cfg->listen[i].tls.on) {
+			fputs("tls = { ", out);
+			dump_members(out, tls_keys, &cfg->listen[i], cfg, "; ");
+			fputs("}; ", out);
+		}
 		fprintf(out, "}%s\n", i + 1 < cfg->nlisten ? "," : "");
 	}
 	fputs(");\n", out);
@@ -861,6 +1185,9 @@ key_same(const struct key *k, const struct cfg *a, const struct cfg *b)
 	case KT_GROUP:
 	case KT_LISTEN:
 	case KT_PREFIXES:
+	case KT_PROTOCOLS:
+	case KT_STRINGS:
+	case KT_CERTS:
 		break;
 	}
 	return true;  /* not a scalar: never marked restart_only */

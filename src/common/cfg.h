@@ -31,6 +31,44 @@ enum cfg_mode { CFG_MODE_UPPER, CFG_MODE_ECHO, CFG_MODE_WHOAMI };
 /* proxy_protocol: which PROXY protocol header a TCP listener requires (worker/proxy.h). */
 enum cfg_proxy { CFG_PROXY_OFF = 0, CFG_PROXY_V1 = 1, CFG_PROXY_V2 = 2, CFG_PROXY_ANY = 3 };
 
+/* tls.protocols: a bit per version a TLS listener accepts. */
+#define CFG_TLS_V12 0x1
+#define CFG_TLS_V13 0x2
+
+/* An array of strings as written (tls.alpn). */
+struct cfg_strings {
+	char **v;
+	size_t n;
+};
+
+/* One certificate and its key (tls.certificate and tls.key, or an entry of tls.certificates). */
+struct cfg_tls_cert {
+	char *certificate;
+	char *key;
+	int line;                     /* where it was defined, for messages */
+};
+
+struct tlsctx;
+
+/*
+ * A TCP listener's tls group. The contexts (ctx, common/tlsctx.h) are
+ * built by cfg_load from the files named here, in the master, before
+ * any fork: the workers inherit them and never open a file.
+ */
+struct cfg_tls {
+	bool on;                      /* the listener has a tls group */
+	char *certificate;            /* the default pair; "" when only certificates is given */
+	char *key;
+	struct cfg_tls_cert *certs;   /* certificates = ( ... ): chosen by SNI; the first is the default when certificate is "" */
+	size_t ncerts;
+	int protocols;                /* CFG_TLS_V12 | CFG_TLS_V13 */
+	char *ciphers;                /* TLS 1.2; "" = OpenSSL's default */
+	char *ciphersuites;           /* TLS 1.3; "" = OpenSSL's default */
+	char *client_ca;              /* "" = no client certificate asked for */
+	struct cfg_strings alpn;      /* accepted protocols, our preference first; empty = no ALPN */
+	struct tlsctx *ctx;           /* built at load; freed by cfg_free */
+};
+
 /* Room for the instance name and the host name, NUL included. */
 #define CFG_HOSTNAME_LEN 256
 
@@ -45,6 +83,7 @@ struct cfg_listen {
 	struct prefix_list deny;      /* then: a match refuses it; no match admits */
 	int proxy_protocol;           /* enum cfg_proxy; TCP only */
 	struct prefix_list proxy_trusted; /* who may send the header; empty = any source */
+	struct cfg_tls tls;           /* TCP only */
 	int line;                     /* where it was defined, for messages */
 };
 
@@ -70,6 +109,7 @@ struct cfg {
 	int udp_rate;         /* datagrams a second answered per source address; 0 = no limit */
 	int udp_burst;        /* token bucket depth for udp_rate */
 	int proxy_timeout;    /* seconds a PROXY listener waits for the header */
+	int handshake_timeout;/* seconds a TLS listener waits for the handshake to complete */
 	char *name;           /* as written; "" = the host name */
 	char instance[CFG_HOSTNAME_LEN]; /* name, resolved at load: whoami, status, metrics */
 	char hostname[CFG_HOSTNAME_LEN]; /* gethostname() at load */
@@ -87,6 +127,7 @@ struct cfg {
 	bool sandbox;         /* workers confine themselves: no_new_privs, Landlock, seccomp */
 	size_t nlisten;
 	struct cfg_listen *listen;
+	char *warnings;       /* "FILE:LINE: warning: ...\n" lines (an expired certificate); NULL = none */
 };
 
 /*
@@ -100,6 +141,9 @@ struct cfg *cfg_load(const char *path, char err[CFG_ERR_LEN]);
 struct cfg *cfg_load_string(const char *name, const char *text, char err[CFG_ERR_LEN]);
 
 void cfg_free(struct cfg *cfg);
+
+/* Logs cfg->warnings, a line each (log_warnx); the caller decides when. */
+void cfg_log_warnings(const struct cfg *cfg);
 
 /* Prints the effective configuration, defaults filled in, in libconfig syntax. */
 void cfg_dump(const struct cfg *cfg, FILE *out);

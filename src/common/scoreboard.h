@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include "common/addrtable.h"
+#include "common/tlsctx.h"
 
 /* Room for a full generation, a reload's new one, and old ones draining. */
 #define SB_ENTRIES 4096
@@ -57,6 +58,13 @@ struct sb_worker {
 	uint64_t proxy_bad;          /* malformed, too long or a bad CRC32C: closed */
 	uint64_t proxy_timeout;      /* not complete within limits.proxy_timeout: closed */
 	uint64_t proxy_untrusted;    /* from a source outside proxy_trusted: closed at accept */
+	/* TLS listeners (worker/tlsconn.h): handshakes completed, of them resumed, failures by class. */
+	uint64_t tls_handshakes;
+	uint64_t tls_resumed;        /* by a session ticket */
+	uint64_t tls_fail_protocol;  /* no common version, cipher or ALPN protocol; not TLS at all */
+	uint64_t tls_fail_cert;      /* mutual TLS: no client certificate, or one that does not verify */
+	uint64_t tls_fail_timeout;   /* not complete within limits.handshake_timeout */
+	uint64_t tls_fail_other;     /* closed by the client mid-handshake, or anything else */
 	/* The sandbox (worker/sandbox.h). */
 	int32_t sandboxed;           /* 1 once the worker has applied it */
 	int32_t violation;           /* the system call that trapped, plus one; 0 = none */
@@ -66,6 +74,8 @@ struct scoreboard {
 	uint32_t high_water;  /* entries [0, high_water) may be in use */
 	struct sb_worker w[SB_ENTRIES];
 	struct addrtab addr;  /* owners are entry indexes */
+	/* TLS session ticket keys: written by the master alone (master/tickets.c), read by every worker. */
+	struct tlsctx_ticket_keys tls_keys;
 };
 
 _Static_assert(SB_ENTRIES <= (1 << ADDRTAB_OWNER_BITS), "an entry index must fit an addrtab owner");

@@ -418,6 +418,8 @@ main_run(int argc, char **argv, struct start_env *se)
 		return EXIT_CONFIG;
 	}
 	if (o.test) {
+		if (cfg->warnings != NULL)
+			fputs(cfg->warnings, stderr);
 		fprintf(stderr, "echomaster: configuration file %s syntax is ok\n", o.config);
 		fprintf(stderr, "echomaster: configuration file %s test is successful\n", o.config);
 		if (o.dump)
@@ -426,6 +428,7 @@ main_run(int argc, char **argv, struct start_env *se)
 		return EXIT_OK;
 	}
 	log_init(true);
+	cfg_log_warnings(cfg);
 	return se->upgrade_fd != NULL ? start_upgraded(cfg, se) : start(cfg, o.foreground, se);
 }
 

@@ -20,6 +20,7 @@
 #include "master/admin.h"
 #include "master/agent.h"
 #include "master/confine.h"
+#include "common/tlsctx.h"
 #include "master/events.h"
 #include "master/listeners.h"
 #include "master/notify.h"
@@ -191,6 +192,45 @@ announce_ready(struct master *m)
 	notify_send("READY=1\nSTATUS=serving: %d workers, generation %u", g->nslots, g->number);
 }
 
+/* Wall-clock milliseconds: ticket keys outlive a boot's monotonic clock (a live upgrade carries them). */
+static int64_t
+wall_ms(void)
+{
+	return (int64_t)time(NULL) * 1000;
+}
+
+/*
+ * TLS session ticket keys, in the scoreboard every worker maps: made at
+ * start, before any fork, so that a ticket from one worker resumes on
+ * any other and after a reload; rotated daily, the previous key still
+ * accepted for a day more (common/tlsctx.h).
+ */
+#define TICKET_ROTATE_MS (24 * 3600 * 1000LL)
+
+static void
+tickets_start(struct scoreboard *sb, const struct master_boot *boot)
+{
+	const struct upmsg_state *from = &boot->from.state;
+
+	/* A live upgrade's new master carries on with the old one's keys, when it sent them. */
+	if (boot->upgrade_fd != -1 && boot->from.understood && from->has_tickets) {
+		sb->tls_keys = from->tickets;
+		sb->tls_keys.seq = 0;
+		log_info("upgrade: TLS session ticket keys taken over from the old master");
+	} else if (tlsctx_rotate_ticket_keys(&sb->tls_keys, wall_ms()) == -1) {
+		fatalx("cannot make TLS session ticket keys: no randomness");
+	}
+	tlsctx_use_ticket_keys(&sb->tls_keys);
+}
+
+static void
+tickets_tick(struct scoreboard *sb)
+{
+	if (wall_ms() - sb->tls_keys.created_ms >= TICKET_ROTATE_MS &&
+	    tlsctx_rotate_ticket_keys(&sb->tls_keys, wall_ms()) == -1)
+		log_warnx("cannot rotate the TLS session ticket keys: no randomness; keeping them");
+}
+
 /* Says once whether the workers are sandboxed (sandbox, and a build or run that allows it). */
 static void
 sandbox_report(const struct cfg *cfg)
@@ -271,6 +311,7 @@ reload_begin(struct master *m, const char *why)
 		return;
 	}
 	reload_warn_fixed(old, cfg);
+	cfg_log_warnings(cfg);
 	m->next_deadline_ms = ev_now_ms() + RELOAD_READY_TIMEOUT_MS;
 	if (sup_start_next(&m->sup, cfg, ls, ev_now_ms()) == -1) {
 		reload_failed(m, "out of memory");
@@ -377,7 +418,8 @@ upgrade_state(const struct master *m, struct upmsg_state *st, int pass[3])
 	*st = (struct upmsg_state){ .pid = getpid(), .generation = m->sup.cur.number,
 	    .nslots = m->sup.cur.nslots, .reloads_ok = m->count.reloads_ok,
 	    .reloads_failed = m->count.reloads_failed, .upgrades_ok = m->count.upgrades_ok,
-	    .upgrades_failed = m->count.upgrades_failed, .started_ms = m->count.started_ms };
+	    .upgrades_failed = m->count.upgrades_failed, .started_ms = m->count.started_ms,
+	    .has_tickets = true, .tickets = m->sb->tls_keys };
 	pass[0] = m->pid_fd;
 	pass[1] = m->admin.ctl_fd;
 	pass[2] = m->admin.metrics_fd;
@@ -1100,6 +1142,7 @@ master_loop(struct master *m)
 		if (m->state == LS_UPGRADING && upgrade_overdue(&m->up, ev_now_ms()))
 			life_fire(m, LE_UPGRADE_FAILED, m->up.why);
 		announce_ready(m);
+		tickets_tick(m->sb);
 		sup_tick(&m->sup, ev_now_ms());
 		admin_due = admin_expire(&m->admin, ev_now_ms());
 	}
@@ -1150,6 +1193,7 @@ master_start(struct master *m, const struct master_boot *boot)
 	notify_init();
 	if ((m->sb = scoreboard_create()) == NULL)
 		fatal("cannot map the scoreboard");
+	tickets_start(m->sb, boot);
 	upgrade_init(&m->up, m->epfd, MEV_UPGRADE, boot->exe, cfg->path);
 	if (boot->upgrade_fd != -1)
 		master_adopt(m, boot);

@@ -38,17 +38,39 @@ struct upwire_v1 {
 	uint32_t entry[CHAN_MAX_FDS];
 };
 
+/* Format 2: format 1, then the TLS session ticket keys (UPM_STATE only). */
+struct upwire_v2 {
+	struct upwire_v1 v1;
+	uint32_t has_tickets;
+	uint32_t pad;
+	int64_t tickets_created_ms;
+	struct tlsctx_ticket_key tickets[TLSCTX_TICKET_KEYS];
+};
+
 union upwire_cmsg {
 	char buf[CMSG_SPACE(sizeof(int) * CHAN_MAX_FDS)];
 	struct cmsghdr align;
 };
 
+/* Format 2's addition: the keys, in a state message only. */
 static void
-wire_fill(struct upwire_v1 *w, const struct upmsg *m, uint32_t version)
+wire_fill_v2(struct upwire_v2 *w2, const struct upmsg *m)
+{
+	if (m->kind != UPM_STATE || !m->state.has_tickets)
+		return;
+	w2->has_tickets = 1;
+	w2->tickets_created_ms = m->state.tickets.created_ms;
+	memcpy(w2->tickets, m->state.tickets.k, sizeof(w2->tickets));
+}
+
+static void
+wire_fill(struct upwire_v2 *w2, const struct upmsg *m, uint32_t version)
 {
 	const struct upmsg_state *st = &m->state;
+	struct upwire_v1 *w = &w2->v1;
 
-	memset(w, 0, sizeof(*w));
+	memset(w2, 0, sizeof(*w2));
+	wire_fill_v2(w2, m);
 	w->h = (struct upwire_head){ .magic = UPMSG_MAGIC, .version = version, .kind = m->kind,
 	    .arg = m->understood, .pid = m->kind == UPM_STATE ? st->pid : m->pid,
 	    .generation = m->kind == UPM_STATE ? st->generation : m->generation };
@@ -71,10 +93,13 @@ wire_fill(struct upwire_v1 *w, const struct upmsg *m, uint32_t version)
 int
 upmsg_send(int fd, const struct upmsg *m, uint32_t version, const int *fds, uint32_t nfds)
 {
-	struct upwire_v1 w;
-	struct iovec iov = { .iov_base = &w, .iov_len = sizeof(w) };
+	struct upwire_v2 w;
+	/* Format 1 is what an older binary reads whole; any other is the larger one. */
+	size_t len = version == 1 ? sizeof(struct upwire_v1) : sizeof(w);
+	struct iovec iov = { .iov_base = &w, .iov_len = len };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	union upwire_cmsg cm;
+	ssize_t sent;
 
 	if (m->kind == UPM_HAND_OVER) {
 		fds = m->hand.fds;
@@ -96,7 +121,9 @@ upmsg_send(int fd, const struct upmsg *m, uint32_t version, const int *fds, uint
 		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
 		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
 	}
-	return sendmsg(fd, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof(w) ? 0 : -1;
+	sent = sendmsg(fd, &mh, MSG_NOSIGNAL);
+	explicit_bzero(&w, sizeof(w));  /* the ticket keys */
+	return sent == (ssize_t)len ? 0 : -1;
 }
 
 static uint32_t
@@ -172,10 +199,29 @@ wire_read(const struct upwire_v1 *w, struct upmsg *m)
 	return -1;
 }
 
+/* Format 2's addition into M's state. */
+static void
+wire_read_v2(const struct upwire_v2 *w2, struct upmsg *m)
+{
+	if (m->kind != UPM_STATE || !w2->has_tickets)
+		return;
+	m->state.has_tickets = true;
+	m->state.tickets.created_ms = w2->tickets_created_ms;
+	memcpy(m->state.tickets.k, w2->tickets, sizeof(m->state.tickets.k));
+}
+
+/* The size a message of a format we read has: 0 for the others. */
+static size_t
+wire_size(uint32_t version)
+{
+	return version == 1 ? sizeof(struct upwire_v1) : version == 2 ? sizeof(struct upwire_v2) : 0;
+}
+
 int
 upmsg_recv(int fd, struct upmsg *m)
 {
-	union { struct upwire_v1 w; char bigger[sizeof(struct upwire_v1) * 4]; } buf;
+	union { struct upwire_v2 w2; struct upwire_v1 w; char bigger[sizeof(struct upwire_v2) * 4]; } buf;
+	int rc = 1;
 	struct iovec iov = { .iov_base = &buf, .iov_len = sizeof(buf) };
 	union upwire_cmsg cm;
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
@@ -192,22 +238,27 @@ upmsg_recv(int fd, struct upmsg *m)
 	if ((size_t)n < sizeof(struct upwire_head))
 		goto malformed;
 	head_read(&buf.w.h, m);
-	if (m->version != UPMSG_VERSION) {
+	if (wire_size(m->version) == 0) {
 		/* Another format: only the envelope is ours to read (see upmsg.h). */
 		close_all(m->fds, m->nfds);
 		m->nfds = 0;
 		if (m->kind == UPM_STATE)
 			m->understood = false;
-		return 1;
+		goto out;
 	}
-	if ((size_t)n != sizeof(buf.w) || wire_read(&buf.w, m) == -1)
+	if ((size_t)n != wire_size(m->version) || wire_read(&buf.w, m) == -1)
 		goto malformed;
-	return 1;
+	if (m->version >= 2)
+		wire_read_v2(&buf.w2, m);
+	goto out;
 malformed:
 	close_all(m->fds, m->nfds);
 	memset(m, 0, sizeof(*m));
 	errno = EPROTO;
-	return -1;
+	rc = -1;
+out:
+	explicit_bzero(&buf, sizeof(buf));  /* the ticket keys */
+	return rc;
 }
 
 void

@@ -34,9 +34,10 @@
 #include <sys/types.h>
 
 #include "common/chan.h"
+#include "common/tlsctx.h"
 
 /* The state format this binary writes and reads. */
-#define UPMSG_VERSION 1
+#define UPMSG_VERSION 2  /* 2: format 1 and the TLS session ticket keys; 1 is still read */
 
 enum upmsg_kind {
 	UPM_STATE = 1,
@@ -63,6 +64,8 @@ struct upmsg_state {
 	uint64_t upgrades_failed;
 	int64_t started_ms;        /* CLOCK_MONOTONIC, shared by every process of the boot */
 	uint32_t fds;              /* UPMSG_*_FD */
+	bool has_tickets;          /* format 2: tickets holds the old master's keys */
+	struct tlsctx_ticket_keys tickets; /* so that its clients' tickets resume on our workers */
 };
 
 struct upmsg {

@@ -13,11 +13,13 @@
 #include "common/ev.h"
 #include "common/log.h"
 #include "common/sock.h"
+#include "common/tlsctx.h"
 #include "worker/worker.h"
 #include "worker/acl.h"
 #include "worker/echo.h"
 #include "worker/outbuf.h"
 #include "worker/proxy.h"
+#include "worker/tlsconn.h"
 
 /* struct conn.handover */
 #define CONN_H_DETACHED 0x01u  /* out of epoll and the idle list: in a batch, or adopted and not served yet */
@@ -37,6 +39,20 @@ struct conn_proxy {
 	const struct worker_listener *listener;  /* its allow/deny lists, checked on the header's address */
 	int64_t since_ms;                        /* accepted: the proxy_timeout clock */
 	struct conn *prev, *next;                /* conn_set's waiting list, oldest first */
+};
+
+/*
+ * A connection on a TLS listener: its OpenSSL side, and while the
+ * handshake runs, its place in conn_set's handshake list. Allocated at
+ * accept on such listeners only: a plain connection carries one NULL
+ * pointer more and nothing else.
+ */
+struct conn_tls {
+	struct tlsconn *t;
+	bool handshaking;
+	bool want_write;          /* OpenSSL waits for the socket to become writable */
+	int64_t since_ms;         /* accepted: the handshake_timeout clock */
+	struct conn *prev, *next; /* conn_set's handshake list, oldest first */
 };
 
 struct conn {
@@ -61,6 +77,7 @@ struct conn {
 	struct conn *prev;    /* idle list, least recently active first */
 	struct conn *next;
 	struct conn_proxy *px; /* non-NULL while waiting for the PROXY header */
+	struct conn_tls *tls;  /* non-NULL on a TLS listener (special: never the plain echo path) */
 	struct outbuf out;
 };
 
@@ -160,12 +177,54 @@ waiting_unlink(struct conn_set *s, struct conn *c)
 	return px;
 }
 
+static void
+hs_append(struct conn_set *s, struct conn *c)
+{
+	c->tls->prev = s->hs_tail;
+	c->tls->next = NULL;
+	if (s->hs_tail != NULL)
+		s->hs_tail->tls->next = c;
+	else
+		s->hs_head = c;
+	s->hs_tail = c;
+}
+
+static void
+hs_unlink(struct conn_set *s, struct conn *c)
+{
+	struct conn_tls *ct = c->tls;
+
+	if (ct->prev != NULL)
+		ct->prev->tls->next = ct->next;
+	else
+		s->hs_head = ct->next;
+	if (ct->next != NULL)
+		ct->next->tls->prev = ct->prev;
+	else
+		s->hs_tail = ct->prev;
+	ct->prev = ct->next = NULL;
+	ct->handshaking = false;
+}
+
+/* Frees a connection's TLS side: our close_notify goes out first when the session is up. */
+static void
+conn_tls_free(struct conn_set *s, struct conn *c)
+{
+	if (c->tls->handshaking)
+		hs_unlink(s, c);
+	tlsconn_free(c->tls->t);
+	free(c->tls);
+	c->tls = NULL;
+}
+
 /* Closes our descriptor and forgets the connection; it is in neither epoll nor the idle list. */
 static void
 conn_destroy(struct worker *w, struct conn *c)
 {
 	if (c->px != NULL)
 		free(waiting_unlink(&w->conns, c));
+	if (c->tls != NULL)
+		conn_tls_free(&w->conns, c);
 	w->conns.detached -= (c->handover & CONN_H_DETACHED) != 0;
 	w->conns.kept -= (c->handover & CONN_H_KEPT) != 0;
 	close(c->fd);  /* close only: after a handover another worker may hold the socket too */
@@ -200,7 +259,8 @@ conn_close(struct worker *w, struct conn *c)
  * connection, or NULL when it had to be dropped.
  */
 static struct conn *
-conn_open(struct worker *w, int fd, int mode, int addr_entry, struct conn_proxy *px)
+conn_open(struct worker *w, int fd, int mode, int addr_entry, struct conn_proxy *px,
+    struct conn_tls *tls)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 
@@ -212,7 +272,7 @@ conn_open(struct worker *w, int fd, int mode, int addr_entry, struct conn_proxy 
 	c->fd = fd;
 	c->addr_entry = addr_entry;
 	c->mode = (uint8_t)mode;
-	c->special = px != NULL || mode == CFG_MODE_WHOAMI;
+	c->special = px != NULL || tls != NULL || mode == CFG_MODE_WHOAMI;
 	c->events = c->special ? CONN_SPECIAL_EVENTS : EPOLLIN;
 	c->last_active = w->now_ms;
 	if (ev_add(w->epfd, fd, c->events, &c->ev) == -1) {
@@ -229,10 +289,18 @@ conn_open(struct worker *w, int fd, int mode, int addr_entry, struct conn_proxy 
 		px->since_ms = w->now_ms;
 		waiting_append(&w->conns, c);
 	}
+	if ((c->tls = tls) != NULL) {
+		tls->since_ms = w->now_ms;
+		tls->handshaking = true;
+		hs_append(&w->conns, c);
+	}
 	w->me->active = ++w->conns.n;
 	w->me->accepted++;
 	return c;
 fail:
+	if (tls != NULL)
+		tlsconn_free(tls->t);
+	free(tls);
 	close(fd);
 	free(px);
 	if (addr_entry != -1)
@@ -324,6 +392,24 @@ conn_accept4(const struct worker_listener *l, struct sockaddr_storage *peer)
 static bool conn_whoami_start(struct worker *w, struct conn *c, const struct sockaddr_storage *client,
     const struct conn_proxy *px);
 
+/* A TLS listener: the connection starts with the handshake (conn_tls_handle). */
+static enum conn_accepted
+conn_accept_tls(struct worker *w, const struct worker_listener *l, int fd, int entry)
+{
+	struct conn_tls *tls = calloc(1, sizeof(*tls));
+
+	if (tls == NULL || (tls->t = tlsconn_new(tlsctx_ssl_ctx(l->conf->tls.ctx), fd)) == NULL) {
+		log_warnx("TLS connection dropped: out of memory");
+		free(tls);
+		close(fd);
+		if (entry != -1)
+			addrtab_conn_release(&w->sb->addr, entry, w->sb_entry);
+		return CONN_TURNED_AWAY;
+	}
+	return conn_open(w, fd, l->conf->mode, entry, NULL, tls) != NULL ? CONN_OPENED :
+	    CONN_TURNED_AWAY;
+}
+
 /*
  * A PROXY listener: the TCP peer is the balancer. Only the trust check
  * can be made now; allow/deny and the per-address limit wait for the
@@ -358,7 +444,7 @@ conn_accept_proxied(struct worker *w, const struct worker_listener *l, int fd,
 	proxy_init(&px->parser, (enum proxy_accept)l->conf->proxy_protocol);
 	px->balancer = *peer;
 	px->listener = l;
-	return conn_open(w, fd, l->conf->mode, -1, px) != NULL ? CONN_OPENED : CONN_TURNED_AWAY;
+	return conn_open(w, fd, l->conf->mode, -1, px, NULL) != NULL ? CONN_OPENED : CONN_TURNED_AWAY;
 }
 
 /*
@@ -404,7 +490,9 @@ conn_accept(struct worker *w, struct worker_listener *l)
 		close(fd);
 		return CONN_TURNED_AWAY;
 	}
-	if ((c = conn_open(w, fd, l->conf->mode, entry, NULL)) == NULL)
+	if (l->conf->tls.on)
+		return conn_accept_tls(w, l, fd, entry);
+	if ((c = conn_open(w, fd, l->conf->mode, entry, NULL, NULL)) == NULL)
 		return CONN_TURNED_AWAY;
 	if (c->mode == CFG_MODE_WHOAMI)
 		conn_whoami_start(w, c, NULL, NULL);
@@ -562,21 +650,19 @@ conn_addresses(int fd, struct sockaddr_storage *local, struct sockaddr_storage *
  * lose the line). CLIENT: the header's address, or NULL for the socket's
  * peer; PX: the header, or NULL. True when it had to close the connection.
  */
-static bool
-conn_whoami_start(struct worker *w, struct conn *c, const struct sockaddr_storage *client,
-    const struct conn_proxy *px)
+/* The whoami line of a connection into line; 0 when its addresses cannot be had. */
+static size_t
+conn_whoami_line(struct worker *w, struct conn *c, const struct sockaddr_storage *client,
+    const struct conn_proxy *px, char line[ECHO_WHOAMI_MAX])
 {
 	struct sockaddr_storage local, peer;
-	char line[ECHO_WHOAMI_MAX];
 	struct echo_whoami who = {
 		.instance = w->cfg->instance, .host = w->cfg->hostname, .pid = (long)getpid(),
 		.slot = w->me->slot, .generation = w->me->generation, .server = &local,
 	};
-	size_t n;
-	ssize_t sent;
 
 	if (conn_addresses(c->fd, &local, client == NULL ? &peer : NULL) == -1)
-		goto fail;
+		return 0;
 	who.client = client != NULL ? client : &peer;
 	if (px != NULL) {
 		who.proxy_version = px->res.version;
@@ -586,7 +672,36 @@ conn_whoami_start(struct worker *w, struct conn *c, const struct sockaddr_storag
 		who.unique_id = px->res.unique_id;
 		who.unique_id_len = px->res.unique_id_len;
 	}
-	n = echo_whoami(line, sizeof(line), &who);
+	if (c->tls != NULL) {
+		const unsigned char *alpn;
+		unsigned alpn_len;
+
+		tlsconn_alpn(c->tls->t, &alpn, &alpn_len);
+		who.tls = tlsconn_version(c->tls->t);
+		who.sni = tlsconn_sni(c->tls->t);
+		who.alpn = alpn;
+		who.alpn_len = alpn_len;
+	}
+	return echo_whoami(line, ECHO_WHOAMI_MAX, &who);
+}
+
+/*
+ * whoami: writes the one line, queues what the client does not take, and
+ * from then on only waits for the client's EOF (what it sends is read and
+ * dropped: closing with unread bytes would reset the connection and could
+ * lose the line). CLIENT: the header's address, or NULL for the socket's
+ * peer; PX: the header, or NULL. True when it had to close the connection.
+ */
+static bool
+conn_whoami_start(struct worker *w, struct conn *c, const struct sockaddr_storage *client,
+    const struct conn_proxy *px)
+{
+	char line[ECHO_WHOAMI_MAX];
+	size_t n = conn_whoami_line(w, c, client, px, line);
+	ssize_t sent;
+
+	if (n == 0)
+		goto fail;
 	sent = write(c->fd, line, n);
 	if (sent < 0) {
 		if (errno != EAGAIN && errno != EINTR)
@@ -745,6 +860,241 @@ conn_expire_waiting(struct worker *w)
 	return closed;
 }
 
+/* ---- TLS: special connections, their bytes through OpenSSL (worker/tlsconn.h) ---- */
+
+/* A failed handshake, counted by class. */
+static void
+conn_tls_count_failure(struct worker *w, struct conn *c)
+{
+	switch (tlsconn_failure(c->tls->t)) {
+	case TLSC_FAIL_PROTOCOL:
+		w->me->tls_fail_protocol++;
+		break;
+	case TLSC_FAIL_CERT:
+		w->me->tls_fail_cert++;
+		break;
+	case TLSC_FAIL_OTHER:
+		w->me->tls_fail_other++;
+		break;
+	}
+}
+
+/* Sends what the connection owes through OpenSSL; -1 when it is broken. */
+static int
+conn_tls_flush(struct worker *w, struct conn *c)
+{
+	size_t n;
+
+	while (c->out.len != 0) {
+		switch (tlsconn_write(c->tls->t, c->out.data + c->out.off, c->out.len, &n)) {
+		case TLSC_DONE:
+			w->conns.bytes_out += n;
+			outbuf_consume(&c->out, n);
+			continue;
+		case TLSC_WANT_WRITE:
+		case TLSC_WANT_READ:
+			c->tls->want_write = true;
+			return 0;
+		case TLSC_CLOSED:
+		case TLSC_FAILED:
+			return -1;
+		}
+	}
+	c->tls->want_write = false;
+	return 0;
+}
+
+/*
+ * The decrypted bytes of one read: echoed (upper-cased in upper mode)
+ * behind what is owed, the rest queued; whoami drops them. -1 when broken.
+ */
+static int
+conn_tls_echo(struct worker *w, struct conn *c, size_t n)
+{
+	size_t sent = 0;
+
+	w->conns.bytes_in += n;
+	c->received += n;
+	if (c->mode == CFG_MODE_WHOAMI)
+		return 0;
+	if (c->mode == CFG_MODE_UPPER)
+		echo_upper(w->scratch, n);
+	if (c->out.len == 0) {
+		switch (tlsconn_write(c->tls->t, w->scratch, n, &sent)) {
+		case TLSC_DONE:
+			w->conns.bytes_out += sent;
+			break;
+		case TLSC_WANT_WRITE:
+		case TLSC_WANT_READ:
+			sent = 0;
+			c->tls->want_write = true;
+			break;
+		case TLSC_CLOSED:
+		case TLSC_FAILED:
+			return -1;
+		}
+	}
+	return outbuf_append(&c->out, w->scratch + sent, n - sent);
+}
+
+/*
+ * Reads until OpenSSL has nothing more (its buffers hold no bytes epoll
+ * could tell us of), the output is full, or the client is done; the 64
+ * KiB bound of outbuf applies to the decrypted replies. -1 when broken.
+ */
+static int
+conn_tls_read(struct worker *w, struct conn *c)
+{
+	size_t n;
+
+	while (!c->read_closed && !c->paused) {
+		size_t room = c->out.len != 0 ? outbuf_room(&c->out) : WORKER_SCRATCH;
+
+		switch (tlsconn_read(c->tls->t, w->scratch, room, &n)) {
+		case TLSC_DONE:
+			if (conn_tls_echo(w, c, n) == -1)
+				return -1;
+			if (outbuf_room(&c->out) == 0)
+				c->paused = true;
+			continue;
+		case TLSC_WANT_READ:
+			return 0;
+		case TLSC_WANT_WRITE:
+			c->tls->want_write = true;
+			return 0;
+		case TLSC_CLOSED:
+			c->read_closed = true;  /* close_notify: the client's half-close */
+			return 0;
+		case TLSC_FAILED:
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * What epoll watches on an established TLS connection: never plain
+ * EPOLLIN (struct conn). Reading adds EPOLLRDHUP, so that a half-close
+ * without close_notify is seen; paused, only EPOLLOUT, or a client's FIN
+ * would wake us for ever. -1 when the connection is done: replies out,
+ * then our close_notify (tlsconn_free).
+ */
+static int
+conn_tls_update(struct worker *w, struct conn *c)
+{
+	bool reading;
+	uint32_t want;
+
+	if (c->out.len == 0)
+		c->paused = false;
+	if (c->mode == CFG_MODE_WHOAMI && c->out.len == 0 && !c->shut) {
+		tlsconn_shutdown(c->tls->t);  /* the line is out: our close_notify says it is whole */
+		c->shut = true;
+	}
+	if (c->read_closed && c->out.len == 0)
+		return -1;
+	reading = !c->read_closed && !c->paused;
+	want = (reading ? CONN_SPECIAL_EVENTS : 0) |
+	    (c->out.len != 0 || c->tls->want_write ? EPOLLOUT : 0);
+	if (want != c->events) {
+		if (ev_mod(w->epfd, c->fd, want, &c->ev) == -1)
+			return -1;
+		c->events = want;
+	}
+	return 0;
+}
+
+/* The handshake is complete: counted; whoami's line queued; the client's first bytes may be in already. */
+static int
+conn_tls_established(struct worker *w, struct conn *c)
+{
+	char line[ECHO_WHOAMI_MAX];
+	size_t n;
+
+	hs_unlink(&w->conns, c);
+	w->me->tls_handshakes++;
+	if (tlsconn_resumed(c->tls->t))
+		w->me->tls_resumed++;
+	if (c->mode != CFG_MODE_WHOAMI)
+		return 0;
+	if ((n = conn_whoami_line(w, c, NULL, NULL, line)) == 0)
+		return -1;
+	return outbuf_append(&c->out, line, n);
+}
+
+/* A handshake step; -1 when it failed (counted), 1 while it goes on, 0 once complete. */
+static int
+conn_tls_handshake(struct worker *w, struct conn *c)
+{
+	uint32_t want;
+
+	switch (tlsconn_handshake(c->tls->t)) {
+	case TLSC_DONE:
+		return conn_tls_established(w, c);
+	case TLSC_WANT_READ:
+		want = CONN_SPECIAL_EVENTS;
+		break;
+	case TLSC_WANT_WRITE:
+		want = EPOLLOUT;
+		break;
+	case TLSC_CLOSED:
+	case TLSC_FAILED:
+	default:
+		conn_tls_count_failure(w, c);
+		return -1;
+	}
+	if (want != c->events) {
+		if (ev_mod(w->epfd, c->fd, want, &c->ev) == -1)
+			return -1;
+		c->events = want;
+	}
+	return 1;
+}
+
+/* Every event of a TLS connection: the handshake, then replies out and requests in. */
+static bool
+conn_tls_handle(struct worker *w, struct conn *c, uint32_t events)
+{
+	int hs;
+
+	if (events & EPOLLERR)
+		goto close;
+	if (c->tls->handshaking) {
+		if ((hs = conn_tls_handshake(w, c)) == -1)
+			goto close;
+		if (hs == 1) {
+			conn_touch(w, c);
+			return false;
+		}
+	}
+	if (conn_tls_flush(w, c) == -1 || conn_tls_read(w, c) == -1 ||
+	    conn_tls_flush(w, c) == -1 || (events & EPOLLHUP) || conn_tls_update(w, c) == -1)
+		goto close;
+	conn_touch(w, c);
+	return false;
+close:
+	conn_close(w, c);
+	return true;
+}
+
+/* Closes connections whose TLS handshake is later than handshake_timeout; returns how many. */
+static size_t
+conn_expire_handshakes(struct worker *w)
+{
+	int64_t limit = (int64_t)w->cfg->handshake_timeout * 1000;
+	size_t closed = 0;
+
+	for (struct conn *c = w->conns.hs_head, *next; c != NULL; c = next) {
+		next = c->tls->next;
+		if (w->now_ms - c->tls->since_ms < limit)
+			break;  /* oldest first */
+		w->me->tls_fail_timeout++;
+		conn_close(w, c);
+		closed++;
+	}
+	return closed;
+}
+
 /*
  * Any event but plain readability (progress is then CONN_CHANGED), or
  * what remains after conn_handle's read changed something: events is 0
@@ -754,7 +1104,8 @@ static __attribute__((noinline)) bool
 conn_handle_slow(struct worker *w, struct conn *c, uint32_t events, enum conn_progress progress)
 {
 	if (c->special)
-		return c->px != NULL ? conn_proxy_handle(w, c, events) : conn_whoami_handle(w, c, events);
+		return c->tls != NULL ? conn_tls_handle(w, c, events) :
+		    c->px != NULL ? conn_proxy_handle(w, c, events) : conn_whoami_handle(w, c, events);
 	if (progress == CONN_FAILED ||
 	    /* ERR or HUP: reset, or both directions shut; nothing can reach the client. */
 	    (events & (EPOLLERR | EPOLLHUP)) ||
@@ -813,6 +1164,9 @@ conn_expire_idle(struct worker *w)
 {
 	int64_t limit = (int64_t)w->cfg->idle_timeout * 1000;
 	size_t closed = w->conns.waiting_head != NULL ? conn_expire_waiting(w) : 0;
+
+	if (w->conns.hs_head != NULL)
+		closed += conn_expire_handshakes(w);
 
 	if (limit == 0)
 		return closed;

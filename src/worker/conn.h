@@ -31,6 +31,8 @@ struct conn_set {
 	struct conn *idle_tail;
 	struct conn *waiting_head; /* waiting for a PROXY header, oldest first (also in the idle list) */
 	struct conn *waiting_tail;
+	struct conn *hs_head;    /* TLS handshakes under way, oldest first (also in the idle list) */
+	struct conn *hs_tail;
 	size_t n;
 	size_t detached;         /* of n: out of epoll (conn_detach, conn_adopt) */
 	size_t kept;             /* of n: taken back from a handover, never offered again */
@@ -80,8 +82,9 @@ bool conn_handle(struct worker *w, struct conn *c, uint32_t events);
 void conn_publish(struct worker *w);
 
 /*
- * Closes connections idle for idle_timeout seconds or more, and those
- * whose PROXY header is not in after limits.proxy_timeout; returns how many.
+ * Closes connections idle for idle_timeout seconds or more, those whose
+ * PROXY header is not in after limits.proxy_timeout, and those whose TLS
+ * handshake is not complete after limits.handshake_timeout; returns how many.
  */
 size_t conn_expire_idle(struct worker *w);
 

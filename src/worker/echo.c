@@ -113,6 +113,13 @@ echo_whoami(char *buf, size_t len, const struct echo_whoami *who)
 		if (who->unique_id_len != 0)
 			at = whoami_bytes(buf, at, len, "unique_id", who->unique_id, who->unique_id_len);
 	}
+	if (who->tls != NULL) {
+		at = whoami_bytes(buf, at, len, "tls", who->tls, strlen(who->tls));
+		if (who->sni != NULL)
+			at = whoami_bytes(buf, at, len, "sni", who->sni, strlen(who->sni));
+		if (who->alpn_len != 0)
+			at = whoami_bytes(buf, at, len, "alpn", who->alpn, who->alpn_len);
+	}
 	/* The first key's leading space goes; the newline ends the line. */
 	memmove(buf, buf + 1, at);
 	at--;

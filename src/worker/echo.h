@@ -27,6 +27,10 @@ struct echo_whoami {
 	size_t authority_len;
 	const void *unique_id;
 	size_t unique_id_len;
+	const char *tls;          /* the TLS version ("TLSv1.3"); NULL: not TLS */
+	const void *alpn;         /* the ALPN protocol chosen, or NULL */
+	size_t alpn_len;
+	const char *sni;          /* the server name the client asked for, or NULL */
 };
 
 /* Room for the longest line echo_whoami can write, NUL included. */

@@ -63,7 +63,7 @@ struct ll_ruleset_attr {
 /* Our scoreboard entry, for the SIGSYS handler: it can do nothing but store. */
 static struct sb_worker *sandbox_me;
 
-static int
+static int __attribute__((format(printf, 3, 4)))
 fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
@@ -168,7 +168,7 @@ seccomp_narrow_rules(scmp_filter_ctx ctx)
 {
 	const struct scmp_arg_cmp no_exec = SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0);
 	const struct scmp_arg_cmp on_fd = SCMP_A3(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, AT_EMPTY_PATH);
-	const struct scmp_arg_cmp unix_family = SCMP_A0(SCMP_CMP_EQ, AF_UNIX);
+	const struct scmp_arg_cmp unix_family = SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0);  /* datum_b spelled out: clang -Wmissing-field-initializers */
 
 	if (rule(ctx, SCMP_ACT_ALLOW, "mmap", 1, &no_exec) < 0 ||
 	    rule(ctx, SCMP_ACT_ALLOW, "mprotect", 1, &no_exec) < 0 ||

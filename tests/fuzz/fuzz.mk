@@ -34,7 +34,7 @@ $(FUZZ_DIR)/%.o: %.c
 	$(call quiet,CLANG,$<)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
 
 $(FUZZ_BIN): $(FUZZ_DIR)/tests/fuzz/fuzz_cfg.o $(FUZZ_OBJS)
-	$(call quiet,LINK,$@)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LIBCONFIG_LIBS) -ldl
+	$(call quiet,LINK,$@)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LIBCONFIG_LIBS) $(OPENSSL_LIBS) -ldl
 
 # The PROXY parser is pure: it links alone.
 $(FUZZ_PROXY): $(FUZZ_DIR)/tests/fuzz/fuzz_proxy.o $(FUZZ_DIR)/src/worker/proxy.o

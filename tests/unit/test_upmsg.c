@@ -100,6 +100,35 @@ unknown_state_version_is_not_understood(void **state)
 }
 
 /* ANSWER and READY read the same whatever the sender's format. */
+/* Format 2 carries the TLS ticket keys; format 1 (an older binary's) is read without them. */
+static void
+state_carries_ticket_keys(void **state)
+{
+	struct upmsg m = state_msg(), got;
+	int sv[2];
+
+	(void)state;
+	pair(sv);
+	m.state.fds = 0;
+	m.state.has_tickets = true;
+	m.state.tickets.created_ms = 42;
+	memset(m.state.tickets.k[0].name, 0xab, sizeof(m.state.tickets.k[0].name));
+	memset(m.state.tickets.k[1].hmac, 0xcd, sizeof(m.state.tickets.k[1].hmac));
+	assert_int_equal(upmsg_send(sv[0], &m, UPMSG_VERSION, NULL, 0), 0);
+	assert_int_equal(upmsg_recv(sv[1], &got), 1);
+	assert_true(got.understood);
+	assert_true(got.state.has_tickets);
+	assert_int_equal(got.state.tickets.created_ms, 42);
+	assert_memory_equal(&got.state.tickets.k, &m.state.tickets.k, sizeof(m.state.tickets.k));
+	assert_int_equal(upmsg_send(sv[0], &m, 1, NULL, 0), 0);
+	assert_int_equal(upmsg_recv(sv[1], &got), 1);
+	assert_true(got.understood);
+	assert_int_equal(got.state.reloads_ok, 4);
+	assert_false(got.state.has_tickets);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 static void
 answer_and_ready_in_any_version(void **state)
 {
@@ -176,6 +205,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(state_round_trip_with_fds),
 		cmocka_unit_test(unknown_state_version_is_not_understood),
+		cmocka_unit_test(state_carries_ticket_keys),
 		cmocka_unit_test(answer_and_ready_in_any_version),
 		cmocka_unit_test(hand_over_relays_a_chan_message),
 		cmocka_unit_test(garbage_and_eof),
