@@ -934,22 +934,30 @@ conn_tls_echo(struct worker *w, struct conn *c, size_t n)
 			return -1;
 		}
 	}
-	return outbuf_append(&c->out, w->scratch + sent, n - sent);
+	/* Only what the client did not take: an empty append would allocate the buffer. */
+	return sent == n ? 0 : outbuf_append(&c->out, w->scratch + sent, n - sent);
 }
 
+/* Records read in one turn before the others get theirs, unless OpenSSL holds more. */
+#define CONN_TLS_READS 8
+
 /*
- * Reads until OpenSSL has nothing more (its buffers hold no bytes epoll
- * could tell us of), the output is full, or the client is done; the 64
- * KiB bound of outbuf applies to the decrypted replies. -1 when broken.
+ * Reads until the socket has nothing more, the output is full, the client
+ * is done, or (fairness) CONN_TLS_READS records are in; the 64 KiB bound
+ * of outbuf applies to the decrypted replies. It never leaves bytes in
+ * OpenSSL's buffer while it could read them: epoll would not say they are
+ * there. -1 when broken.
  */
 static int
 conn_tls_read(struct worker *w, struct conn *c)
 {
 	size_t n;
 
-	while (!c->read_closed && !c->paused) {
+	for (int reads = 0; !c->read_closed && !c->paused; reads++) {
 		size_t room = c->out.len != 0 ? outbuf_room(&c->out) : WORKER_SCRATCH;
 
+		if (reads >= CONN_TLS_READS && !tlsconn_pending(c->tls->t))
+			return 0;  /* the rest is in the socket: level-triggered epoll calls again */
 		switch (tlsconn_read(c->tls->t, w->scratch, room, &n)) {
 		case TLSC_DONE:
 			if (conn_tls_echo(w, c, n) == -1)
@@ -1067,8 +1075,12 @@ conn_tls_handle(struct worker *w, struct conn *c, uint32_t events)
 			return false;
 		}
 	}
-	if (conn_tls_flush(w, c) == -1 || conn_tls_read(w, c) == -1 ||
-	    conn_tls_flush(w, c) == -1 || (events & EPOLLHUP) || conn_tls_update(w, c) == -1)
+	if (conn_tls_flush(w, c) == -1)
+		goto close;
+	if (c->out.len == 0)
+		c->paused = false;  /* before the read: what OpenSSL holds of a paused read comes now */
+	if (conn_tls_read(w, c) == -1 || conn_tls_flush(w, c) == -1 || (events & EPOLLHUP) ||
+	    conn_tls_update(w, c) == -1)
 		goto close;
 	conn_touch(w, c);
 	return false;

@@ -149,6 +149,12 @@ tlsconn_write(struct tlsconn *t, const void *buf, size_t len, size_t *n)
 }
 
 bool
+tlsconn_pending(const struct tlsconn *t)
+{
+	return SSL_has_pending(t->ssl) == 1;
+}
+
+bool
 tlsconn_resumed(const struct tlsconn *t)
 {
 	return SSL_session_reused(t->ssl) == 1;

@@ -46,6 +46,9 @@ enum tlsconn_rc tlsconn_read(struct tlsconn *t, void *buf, size_t len, size_t *n
 /* Writes (part of) buf; *n is how much was taken when TLSC_DONE. */
 enum tlsconn_rc tlsconn_write(struct tlsconn *t, const void *buf, size_t len, size_t *n);
 
+/* Whether OpenSSL holds bytes already read from the socket: epoll will not tell of them. */
+bool tlsconn_pending(const struct tlsconn *t);
+
 /* Sends our close_notify (once); the socket stays open for the client's. */
 void tlsconn_shutdown(struct tlsconn *t);
 

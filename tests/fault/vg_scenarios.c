@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +276,79 @@ test_vg_config_check(void **state)
 	vg_check(e, &x);
 }
 
+/* Runs a shell command in the env's directory; true when it succeeded. */
+static bool
+vg_sh(struct env *e, const char *cmd)
+{
+	char full[PATH_MAX + 1024];
+
+	snprintf(full, sizeof(full), "cd '%s' && (%s) >/dev/null 2>&1", e->dir, cmd);
+	return system(full) == 0;
+}
+
+/*
+ * TLS: handshakes (ECDSA and SNI, TLS 1.2 and 1.3, a resumption), whoami
+ * lines over TLS, plain text and a stalled handshake closed, a reload that
+ * reads the certificates again; graceful stop. s_client is the client.
+ */
+static void
+test_vg_tls(void **state)
+{
+	struct env *e = *state;
+	struct vg_expect x = { .nvictims = 0 };
+	struct em_conf c;
+	char tls[2 * PATH_MAX + 256], *text, *with, cmd[512], find[64];
+	int port = port_pick(), fd;
+
+	assert_true(vg_sh(e, "openssl ecparam -name prime256v1 -genkey -noout -out a.key && "
+	    "openssl req -new -x509 -key a.key -out a.crt -days 30 -subj /CN=a.test"));
+	conf_init(&c, 2);
+	conf_listen(&c, "tcp", port, "whoami");
+	text = env_conf_text(e, &c);
+	snprintf(find, sizeof(find), "mode = \"whoami\"; }");
+	snprintf(tls, sizeof(tls), "mode = \"whoami\"; tls = { certificate = \"%s/a.crt\"; "
+	    "key = \"%s/a.key\"; alpn = [ \"echo\" ]; }; }", e->dir, e->dir);
+	with = text_replace(text, find, tls);
+	env_write_conf_text(e, with);
+	free(with);
+	free(text);
+	env_start(e);
+	env_wait_log(e, "ready: 2 workers, generation 1", VG_DEADLINE_MS);
+	tcp_wait_listening(port, VG_DEADLINE_MS);
+	for (int v = 2; v <= 3; v++) {
+		snprintf(cmd, sizeof(cmd), "openssl s_client -ign_eof -tls1_%d -connect 127.0.0.1:%d -alpn echo "
+		    "-sess_out s%d.pem </dev/null | grep -q 'alpn=echo' && "
+		    "openssl s_client -ign_eof -tls1_%d -connect 127.0.0.1:%d -sess_in s%d.pem </dev/null | "
+		    "grep -q '^Reused'", v, port, v, v, port, v);
+		if (!vg_sh(e, cmd))
+			fail_msg("TLS 1.%d under valgrind: %s", v, cmd);
+	}
+	fd = tcp_connect(port, VG_DEADLINE_MS);
+	assert_int_equal(tcp_send_all(fd, MSG, strlen(MSG), VG_DEADLINE_MS), 0);
+	/* Plain text: at most an alert back, then the close (or a reset). */
+	for (int64_t end = now_ms() + VG_DEADLINE_MS;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char buf[256];
+		ssize_t n;
+
+		assert_true(now_ms() < end);
+		if (poll(&p, 1, 100) != 1)
+			continue;
+		if ((n = read(fd, buf, sizeof(buf))) <= 0)
+			break;
+		assert_true(buf[0] == 0x15);  /* a TLS alert record, never the echo */
+	}
+	close(fd);
+	env_signal(e, SIGHUP);
+	env_wait_log(e, "reload ok: generation 2", VG_DEADLINE_MS);
+	snprintf(cmd, sizeof(cmd), "openssl s_client -ign_eof -connect 127.0.0.1:%d </dev/null | "
+	    "grep -q 'generation=2 .*tls=TLSv1.3'", port);
+	if (!vg_sh(e, cmd))
+		fail_msg("TLS after the reload under valgrind");
+	vg_stop(e, SIGQUIT);
+	vg_check(e, &x);
+}
+
 int
 main(void)
 {
@@ -287,6 +361,7 @@ main(void)
 		    env_teardown),
 		cmocka_unit_test_setup_teardown(test_vg_config_check, env_setup,
 		    env_teardown),
+		cmocka_unit_test_setup_teardown(test_vg_tls, env_setup, env_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -415,6 +415,70 @@ close_notify_is_a_half_close(void **state)
 	SSL_CTX_free(cl.ctx);
 }
 
+/*
+ * A client that reads slowly, with a small receive buffer: the server's
+ * replies back up, it stops reading (the 64 KiB bound on decrypted
+ * replies), and once the client reads again everything arrives, in order
+ * and whole, including what OpenSSL had read but not handed over yet.
+ */
+static void
+a_slow_reader_gets_every_byte(void **state)
+{
+	struct env *e = *state;
+	int port = port_pick();
+	const char *modes[] = { "upper" };
+	struct client_opts o = { 0 };
+	struct client cl;
+	enum { TOTAL = 4 * MIB };
+	static char out[16384], in[65536];
+	size_t sent = 0, got = 0, n;
+	int small = 64 * 1024;  /* small, but room for a whole record (16 KiB and its overhead) */
+	int64_t deadline;
+
+	make_certs(e);
+	write_conf(e, 1, &port, modes, 1, NULL, NULL);
+	env_start_ready(e, 1, port);
+	assert_int_equal(client_open(e, &cl, port, &o), 1);
+	setsockopt(cl.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	SSL_set_mode(cl.ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	fcntl(cl.fd, F_SETFL, fcntl(cl.fd, F_GETFL) | O_NONBLOCK);
+	deadline = now_ms() + 3 * EM_DEADLINE_MS;
+	while (got < TOTAL && now_ms() < deadline) {
+		struct pollfd p = { .fd = cl.fd, .events = POLLIN | (sent < TOTAL ? POLLOUT : 0) };
+		bool progress = false;
+
+		/* Writes first, as long as the server takes them: reading only when it stops. */
+		while (sent < TOTAL) {
+			size_t len = TOTAL - sent < sizeof(out) ? TOTAL - sent : sizeof(out);
+			for (size_t i = 0; i < len; i++)
+				out[i] = (char)('a' + (sent + i) % 26);
+			if (SSL_write_ex(cl.ssl, out, len, &n) != 1)
+				break;
+			sent += n;
+			progress = true;
+		}
+		ERR_clear_error();
+		while (SSL_read_ex(cl.ssl, in, sizeof(in), &n) == 1) {
+			for (size_t i = 0; i < n; i++)
+				if (in[i] != (char)('A' + (got + i) % 26))
+					fail_msg("byte %zu is %d", got + i, in[i]);
+			got += n;
+			progress = true;
+		}
+		if (SSL_get_error(cl.ssl, 0) == SSL_ERROR_SSL || SSL_get_error(cl.ssl, 0) == SSL_ERROR_ZERO_RETURN)
+			fail_msg("connection broken after %zu sent, %zu back: %s", sent, got,
+			    ERR_error_string(ERR_get_error(), NULL));
+		ERR_clear_error();
+		if (!progress)
+			poll(&p, 1, 100);
+	}
+
+	assert_int_equal(sent, TOTAL);
+	assert_int_equal(got, TOTAL);
+	fcntl(cl.fd, F_SETFL, fcntl(cl.fd, F_GETFL) & ~O_NONBLOCK);
+	client_close(&cl);
+}
+
 #define CLIENTS 200
 
 static void
@@ -766,6 +830,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(s_client_whoami_reports_alpn_and_sni, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(one_mib_each_way, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(close_notify_is_a_half_close, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(a_slow_reader_gets_every_byte, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(two_hundred_concurrent_clients, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(a_stalled_handshake_is_closed_at_handshake_timeout, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(plaintext_and_garbage_are_closed, env_setup, env_teardown),

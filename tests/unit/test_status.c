@@ -25,7 +25,8 @@ static const char *const names[] = {
 	"active", "accepted", "refused", "refused_acl", "refused_per_address", "bytes_in",
 	"bytes_out", "dgrams_in", "dgrams_out", "dgrams_dropped", "dgrams_denied",
 	"dgrams_ratelimited", "proxy_headers", "proxy_bad", "proxy_timeout", "proxy_untrusted",
-	"moved_out", "moved_in", "moves_failed",
+	"tls_handshakes", "tls_resumed", "tls_fail_protocol", "tls_fail_cert", "tls_fail_timeout",
+	"tls_fail_other", "moved_out", "moved_in", "moves_failed",
 };
 #define NNAMES (sizeof(names) / sizeof(names[0]))
 
@@ -47,7 +48,9 @@ sb_fill(struct sb_worker *sb, size_t k)
 		&sb->refused_per_address, &sb->bytes_in, &sb->bytes_out, &sb->dgrams_in,
 		&sb->dgrams_out, &sb->dgrams_dropped, &sb->dgrams_denied,
 		&sb->dgrams_ratelimited, &sb->proxy_headers, &sb->proxy_bad, &sb->proxy_timeout,
-		&sb->proxy_untrusted, &sb->moved_out, &sb->moved_in, &sb->moves_failed,
+		&sb->proxy_untrusted, &sb->tls_handshakes, &sb->tls_resumed, &sb->tls_fail_protocol,
+		&sb->tls_fail_cert, &sb->tls_fail_timeout, &sb->tls_fail_other,
+		&sb->moved_out, &sb->moved_in, &sb->moves_failed,
 	};
 
 	for (size_t i = 0; i < NNAMES; i++)
@@ -515,6 +518,12 @@ static const struct {
 	{ "echomaster_proxy_headers_bad_total", "counter" },
 	{ "echomaster_proxy_headers_timeout_total", "counter" },
 	{ "echomaster_proxy_untrusted_total", "counter" },
+	{ "echomaster_tls_handshakes_total", "counter" },
+	{ "echomaster_tls_resumed_total", "counter" },
+	{ "echomaster_tls_failed_protocol_total", "counter" },
+	{ "echomaster_tls_failed_certificate_total", "counter" },
+	{ "echomaster_tls_failed_timeout_total", "counter" },
+	{ "echomaster_tls_failed_other_total", "counter" },
 	{ "echomaster_connections_moved_out_total", "counter" },
 	{ "echomaster_connections_moved_in_total", "counter" },
 	{ "echomaster_connections_move_failed_total", "counter" },
