@@ -9,6 +9,8 @@
 #   lint      cppcheck and clang-tidy (make lint)
 #   fuzz      clang and its libFuzzer runtime (make fuzz)
 #   valgrind  valgrind (make valgrind)
+#   bench-tls what `make bench-tls` adds: OpenSSL (the reference server and
+#             the load generator), nginx with its stream module, stunnel4
 #        build-deps.sh --list GROUP   prints the group's packages for this system
 #   fleet     haproxy, nginx's stream module, iproute2, python3 (make check-fleet)
 # Uses apt-get on Debian-like systems and dnf on Fedora-like ones; needs root
@@ -47,11 +49,15 @@ rpm_lint="cppcheck clang-tools-extra"
 rpm_fuzz="clang compiler-rt"
 rpm_valgrind="valgrind"
 rpm_fleet="haproxy nginx nginx-mod-stream iproute python3"
+# bench-tls: the TLS peers run in front of plain echomaster; openssl(1)
+# makes the bench certificate. (Group names with a dash: deb_bench_tls.)
+deb_bench_tls="libssl-dev openssl nginx libnginx-mod-stream stunnel4"
+rpm_bench_tls="openssl-devel openssl nginx nginx-mod-stream stunnel"
 
 # apt-get, not dpkg-query: Fedora has dpkg-dev once `make deb` ran there.
 if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; then
 	want=""
-	for g in $groups; do eval "want=\"\$want \$deb_$g\""; done
+	for g in $groups; do g=$(echo "$g" | tr - _); eval "want=\"\$want \$deb_$g\""; done
 	$list && { echo $want; exit 0; }
 	missing=""
 	for p in $want; do
@@ -65,7 +71,7 @@ if command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; 
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
 elif command -v rpm >/dev/null 2>&1 && command -v dnf >/dev/null 2>&1; then
 	want=""
-	for g in $groups; do eval "want=\"\$want \$rpm_$g\""; done
+	for g in $groups; do g=$(echo "$g" | tr - _); eval "want=\"\$want \$rpm_$g\""; done
 	$list && { echo $want; exit 0; }
 	missing=""
 	for p in $want; do rpm -q "$p" >/dev/null 2>&1 || missing="$missing $p"; done

@@ -13,6 +13,11 @@
 #                         connections, handover against drain; pingpong
 #                         under a HUP a second against a calm run
 #                         (tests/bench/reload-bench.sh, BENCH_RELOAD_* knobs)
+#   make bench-tls        TLS: echomaster's TLS listener against the reference
+#                         TLS server (tlsref), nginx's stream module and
+#                         stunnel in front of plain echomaster; full and
+#                         resumed handshakes, pingpong, stream, idle memory
+#                         (tests/bench/tls-bench.sh, BENCH_TLS_IDLE knob)
 #
 # Knobs (environment or make variables): BENCH_PASSES (5), BENCH_DURATION
 # (seconds per measurement, 2), BENCH_PIN (auto = pin pingpong-1 only, 1 =
@@ -25,8 +30,12 @@ BENCH_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 	-Wstrict-prototypes -Wmissing-prototypes -pthread
 ECHOBENCH_SRCS := tests/bench/echobench.c tests/bench/eb_tcp.c \
 	tests/bench/eb_udp.c tests/bench/eb_util.c
+# tlsbench is echobench with the TLS workloads (EB_TLS, eb_tls.c, OpenSSL).
+# Recursively expanded: pkg-config runs after bench-tls installed libssl-dev.
+BENCH_TLS_LIBS = $(shell $(PKG_CONFIG) --libs libssl libcrypto 2>/dev/null || echo -lssl -lcrypto)
 
 .PHONY: bench bench-sandbox bench-tools bench-callgrind bench-syscalls bench-fairness bench-reload
+.PHONY: bench-tls bench-tls-tools
 
 bench-tools: $(BENCH_DIR)/echobench $(BENCH_DIR)/refserver
 
@@ -39,6 +48,19 @@ $(BENCH_DIR)/refserver: tests/bench/refserver.c
 	@mkdir -p $(@D)
 	$(call quiet,CCLD,$@)$(CC) $(CPPFLAGS) $(BENCH_CFLAGS) $(CFLAGS) \
 		$(EM_LDFLAGS) $(LDFLAGS) -o $@ $<
+
+bench-tls-tools: $(BENCH_DIR)/echobench $(BENCH_DIR)/tlsbench $(BENCH_DIR)/tlsref
+
+$(BENCH_DIR)/tlsbench: $(ECHOBENCH_SRCS) tests/bench/eb_tls.c tests/bench/eb.h
+	@mkdir -p $(@D)
+	$(call quiet,CCLD,$@)$(CC) $(CPPFLAGS) $(BENCH_CFLAGS) -DEB_TLS $(CFLAGS) \
+		$(EM_LDFLAGS) $(LDFLAGS) -o $@ $(ECHOBENCH_SRCS) \
+		tests/bench/eb_tls.c $(BENCH_TLS_LIBS)
+
+$(BENCH_DIR)/tlsref: tests/bench/tlsref.c
+	@mkdir -p $(@D)
+	$(call quiet,CCLD,$@)$(CC) $(CPPFLAGS) $(BENCH_CFLAGS) $(CFLAGS) \
+		$(EM_LDFLAGS) $(LDFLAGS) -o $@ $< $(BENCH_TLS_LIBS)
 
 bench: deps bench-tools $(BUILD)/echomaster
 	$(Q)BUILD=$(BUILD) tests/bench/run-bench.sh
@@ -60,3 +82,10 @@ bench-fairness: bench-tools $(BUILD)/echomaster
 bench-reload: deps
 	$(Q)$(MAKE) --no-print-directory $(if $(Q),-s) bench-tools $(BUILD)/echomaster
 	$(Q)BUILD=$(BUILD) tests/bench/reload-bench.sh
+
+# deps, then the peers and OpenSSL (packaging/build-deps.sh bench-tls), and
+# only then the tools: the link lines ask pkg-config for libssl.
+bench-tls: deps
+	@packaging/build-deps.sh bench-tls
+	$(Q)$(MAKE) --no-print-directory $(if $(Q),-s) bench-tls-tools $(BUILD)/echomaster
+	$(Q)BUILD=$(BUILD) tests/bench/tls-bench.sh

@@ -36,6 +36,7 @@ struct eb_stats {
 	uint64_t	late;		/* replies that came after their timeout */
 	uint64_t	opened;		/* idle: connections established */
 	uint64_t	echoed1;	/* idle: connections that echoed before the hold */
+	uint64_t	resumed;	/* tls-resume: handshakes that resumed */
 	struct eb_hist	lat;
 };
 
@@ -52,6 +53,8 @@ struct eb_opts {
 	int		 nsrc;		/* source addresses 127.0.0.1 .. */
 	double		 hold;		/* idle: seconds to hold */
 	pid_t		 server_pid;	/* idle: whose RSS to sum */
+	pid_t		 server_pid2;	/* idle: and a second server's (-P A,B) */
+	int		 idle;		/* the workload holds connections */
 	double		 udp_timeout;	/* seconds before a datagram is lost */
 	int		 linger0;	/* churn: close with RST, no TIME_WAIT */
 	int		 proxy_v2;	/* churn, --wait: a PROXY v2 header first */
@@ -87,6 +90,7 @@ void		eb_pattern_init(size_t, int);
 int		eb_verify(const unsigned char *, size_t, size_t);
 int		eb_nofile(size_t);
 long		eb_server_rss_kib(pid_t);
+long		eb_servers_rss_kib(const struct eb_opts *);
 int		eb_src_addr(int, int, struct sockaddr_in *);
 int		eb_tcp_socket(const struct eb_opts *, int);
 int		eb_wait_ready(const struct eb_opts *, double);
@@ -102,5 +106,15 @@ void		*eb_idle(void *);
 
 /* eb_udp.c */
 void		*eb_udp(void *);
+
+/* eb_tls.c: the TLS workloads, built into tlsbench (EB_TLS) only. */
+int		eb_tls_init(void);
+int		eb_tls_wait_ready(const struct eb_opts *, double);
+void		eb_tls_warm(const struct eb_opts *, int);
+void		*eb_tls_handshake(void *);
+void		*eb_tls_resume(void *);
+void		*eb_tls_pingpong(void *);
+void		*eb_tls_stream(void *);
+void		*eb_tls_idle(void *);
 
 #endif

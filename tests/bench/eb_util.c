@@ -105,6 +105,7 @@ eb_stats_merge(struct eb_stats *dst, const struct eb_stats *src)
 	dst->late += src->late;
 	dst->opened += src->opened;
 	dst->echoed1 += src->echoed1;
+	dst->resumed += src->resumed;
 	eb_hist_merge(&dst->lat, &src->lat);
 }
 
@@ -241,6 +242,17 @@ eb_server_rss_kib(pid_t pid)
 			sum += kib;
 	}
 	return sum;
+}
+
+/* The RSS of the -P servers (one or two trees) in KiB, -1 if one is gone. */
+long
+eb_servers_rss_kib(const struct eb_opts *o)
+{
+	long a = eb_server_rss_kib(o->server_pid), b = 0;
+
+	if (o->server_pid2)
+		b = eb_server_rss_kib(o->server_pid2);
+	return a < 0 || b < 0 ? -1 : a + b;
 }
 
 /* Source address number i of n: 127.0.0.1, 127.0.0.2, ... */

@@ -6,6 +6,10 @@
  *   echobench --free-port          print a port free for TCP and UDP
  *   echobench --wait SECS -p PORT  wait until the server echoes on both
  *
+ * Built with EB_TLS (and eb_tls.c, OpenSSL) it is tlsbench, which adds the
+ * workloads tls-handshake, tls-resume, tls-pingpong, tls-stream and
+ * tls-idle, and whose --wait probes over TLS (TCP only).
+ *
  * The last line printed is "RESULT key=value ..." for scripts. Exit status:
  * 0 when every reply was right and nothing failed, 1 on any mismatch or
  * error (or, for idle, a connection that did not echo), 2 on bad usage.
@@ -32,15 +36,30 @@ struct eb_workload {
 	const char	*name;
 	void		*(*run)(void *);
 	size_t		 msglen;	/* default message or write size */
+	int		 idle;		/* holds connections: barriers, -P */
 };
 
 static const struct eb_workload eb_workloads[] = {
-	{ "pingpong",	eb_pingpong,	64 },
-	{ "churn",	eb_churn,	64 },
-	{ "stream",	eb_stream,	16384 },
-	{ "idle",	eb_idle,	32 },
-	{ "udp",	eb_udp,		64 },
+	{ "pingpong",	eb_pingpong,	64, 0 },
+	{ "churn",	eb_churn,	64, 0 },
+	{ "stream",	eb_stream,	16384, 0 },
+	{ "idle",	eb_idle,	32, 1 },
+	{ "udp",	eb_udp,		64, 0 },
+#ifdef EB_TLS
+	{ "tls-handshake", eb_tls_handshake, 64, 0 },
+	{ "tls-resume",	eb_tls_resume,	64, 0 },
+	{ "tls-pingpong", eb_tls_pingpong, 64, 0 },
+	{ "tls-stream",	eb_tls_stream,	16384, 0 },
+	{ "tls-idle",	eb_tls_idle,	32, 1 },
+#endif
 };
+
+#ifdef EB_TLS
+#define EB_WAIT_READY	eb_tls_wait_ready
+#define EB_TLS_WARM	64	/* tls-idle: handshakes before the base RSS */
+#else
+#define EB_WAIT_READY	eb_wait_ready
+#endif
 
 struct eb_result {
 	struct eb_stats	st;
@@ -57,6 +76,10 @@ eb_usage(int status)
 "       echobench --free-port\n"
 "       echobench --wait SECS -p PORT [-a ADDR] [-M MODE]\n"
 "workloads: pingpong churn stream idle udp\n"
+#ifdef EB_TLS
+"           tls-handshake tls-resume tls-pingpong tls-stream tls-idle\n"
+"           (--wait probes over TLS)\n"
+#endif
 "  -a, --addr ADDR         server IPv4 address (127.0.0.1)\n"
 "  -p, --port PORT         server port (TCP and UDP)\n"
 "  -c, --conns N           connections or UDP sockets (100; idle: to hold)\n"
@@ -67,7 +90,8 @@ eb_usage(int status)
 "  -t, --threads N         threads, one epoll loop each (1)\n"
 "  -M, --mode upper|echo   what the server does to the bytes (upper)\n"
 "  -s, --sources N         spread connections over 127.0.0.1..N (1)\n"
-"  -P, --pid PID           idle: server (master) pid, to sum RSS\n"
+"  -P, --pid PID[,PID2]    idle: server (master) pid, to sum RSS; PID2: a\n"
+"                          second server's (a TLS proxy and its backend)\n"
 "  -H, --hold SECS         idle: seconds to hold the connections (2)\n"
 "  -T, --udp-timeout SECS  udp: a datagram is lost after this (0.2)\n"
 "  -L, --linger0           churn: close with RST (no TIME_WAIT left)\n"
@@ -98,6 +122,19 @@ eb_num(const char *s, long lo, long hi)
 	if (*end != '\0' || v < lo || v > hi)
 		eb_usage(2);
 	return v;
+}
+
+/* -P PID or PID,PID2 */
+static void
+eb_pids(char *s, struct eb_opts *o)
+{
+	char *comma = strchr(s, ',');
+
+	if (comma != NULL) {
+		*comma = '\0';
+		o->server_pid2 = (pid_t)eb_num(comma + 1, 1, 1 << 30);
+	}
+	o->server_pid = (pid_t)eb_num(s, 1, 1 << 30);
 }
 
 static void
@@ -155,7 +192,7 @@ eb_parse(int argc, char *argv[], struct eb_opts *o)
 		case 'n': o->count = (uint64_t)eb_num(optarg, 1, 1L << 40); break;
 		case 't': o->threads = (int)eb_num(optarg, 1, 256); break;
 		case 's': o->nsrc = (int)eb_num(optarg, 1, 254); break;
-		case 'P': o->server_pid = (pid_t)eb_num(optarg, 1, 1 << 30); break;
+		case 'P': eb_pids(optarg, o); break;
 		case 'H': o->hold = eb_secs(optarg); break;
 		case 'T': o->udp_timeout = eb_secs(optarg); break;
 		case 'L': o->linger0 = 1; break;
@@ -184,8 +221,9 @@ eb_parse(int argc, char *argv[], struct eb_opts *o)
 	if (inet_pton(AF_INET, addr, &o->server.sin_addr) != 1)
 		eb_usage(2);
 	if (wait >= 0)
-		exit(eb_wait_ready(o, wait) == 0 ? 0 : 1);
+		exit(EB_WAIT_READY(o, wait) == 0 ? 0 : 1);
 	o->workload = w->name;
+	o->idle = w->idle;
 	if (o->msglen == 0)
 		o->msglen = w->msglen;
 	if (o->threads > o->conns)
@@ -199,7 +237,7 @@ eb_idle_hold(const struct eb_opts *o, struct eb_result *r)
 {
 	eb_sleep(o->hold);
 	if (o->server_pid)
-		r->rss_held = eb_server_rss_kib(o->server_pid);
+		r->rss_held = eb_servers_rss_kib(o);
 }
 
 /* Idle child: tell the parent all is open, wait until it has measured. */
@@ -243,7 +281,7 @@ eb_run_procs(const struct eb_workload *w, const struct eb_opts *o,
 	uint64_t t0 = eb_now();
 
 	if (o->server_pid)
-		r->rss_base = eb_server_rss_kib(o->server_pid);
+		r->rss_base = eb_servers_rss_kib(o);
 	for (int i = 0; i < o->procs; i++) {
 		struct eb_opts co = *o;
 
@@ -260,7 +298,7 @@ eb_run_procs(const struct eb_workload *w, const struct eb_opts *o,
 
 			memset(&cr, 0, sizeof(cr));
 			co.procs = 1;
-			co.server_pid = 0;
+			co.server_pid = co.server_pid2 = 0;
 			co.sync_r = down[i][0];
 			co.sync_w = up[i][1];
 			co.threads = co.threads > co.conns ? co.conns : co.threads;
@@ -303,7 +341,7 @@ eb_run(const struct eb_workload *w, const struct eb_opts *o,
     struct eb_result *r)
 {
 	struct eb_thread *t = calloc((size_t)o->threads, sizeof(*t));
-	int idle = w->run == eb_idle, first = o->base;
+	int idle = w->idle, first = o->base;
 	uint64_t t0, t1 = 0;
 
 	if (t == NULL || (idle && pthread_barrier_init(&eb_barrier, NULL,
@@ -312,7 +350,7 @@ eb_run(const struct eb_workload *w, const struct eb_opts *o,
 		exit(2);
 	}
 	if (idle && o->server_pid)
-		r->rss_base = eb_server_rss_kib(o->server_pid);
+		r->rss_base = eb_servers_rss_kib(o);
 	eb_measuring = o->count || idle ? 1 : 0;
 	t0 = eb_now();
 	for (int i = 0; i < o->threads; i++) {
@@ -355,6 +393,19 @@ eb_run(const struct eb_workload *w, const struct eb_opts *o,
 	free(t);
 }
 
+/* The RESULT line's TLS keys, after the common ones: resumed=N. */
+static const char *
+eb_result_tls(const struct eb_opts *o, const struct eb_stats *s)
+{
+	static char buf[64];
+
+	if (strncmp(o->workload, "tls-", 4) != 0)
+		return "";
+	snprintf(buf, sizeof(buf), " resumed=%llu",
+	    (unsigned long long)s->resumed);
+	return buf;
+}
+
 static void
 eb_report(const struct eb_opts *o, const struct eb_result *r)
 {
@@ -367,7 +418,7 @@ eb_report(const struct eb_opts *o, const struct eb_result *r)
 
 	printf("%s: %d conns, %zu-byte messages, %d threads, %.2f s\n",
 	    o->workload, o->conns, o->msglen, o->threads, r->secs);
-	if (strcmp(o->workload, "idle") == 0)
+	if (o->idle)
 		printf("  opened %llu, echoed %llu before and %llu after the "
 		    "hold; server RSS %ld KiB empty, %ld KiB held: %.0f bytes "
 		    "per connection\n", (unsigned long long)s->opened,
@@ -379,6 +430,9 @@ eb_report(const struct eb_opts *o, const struct eb_result *r)
 		    (double)eb_hist_pct(&s->lat, 0.50) / 1e3,
 		    (double)eb_hist_pct(&s->lat, 0.99) / 1e3,
 		    (double)eb_hist_pct(&s->lat, 0.999) / 1e3);
+	if (strcmp(o->workload, "tls-resume") == 0)
+		printf("  resumed %llu handshakes\n",
+		    (unsigned long long)s->resumed);
 	if (strcmp(o->workload, "udp") == 0)
 		printf("  sent %llu, lost %llu (%.4f%%), late %llu\n",
 		    (unsigned long long)s->sent, (unsigned long long)s->lost,
@@ -389,7 +443,7 @@ eb_report(const struct eb_opts *o, const struct eb_result *r)
 	    "rate=%.1f mbps=%.3f p50_us=%.2f p99_us=%.2f p999_us=%.2f "
 	    "sent=%llu lost=%llu loss=%.6f late=%llu opened=%llu "
 	    "echoed1=%llu rss_base_kib=%ld rss_held_kib=%ld "
-	    "bytes_per_conn=%.1f mismatches=%llu errors=%llu\n",
+	    "bytes_per_conn=%.1f mismatches=%llu errors=%llu%s\n",
 	    o->workload, o->conns, o->msglen, r->secs,
 	    (unsigned long long)s->ops, rate, mbps,
 	    (double)eb_hist_pct(&s->lat, 0.50) / 1e3,
@@ -398,7 +452,8 @@ eb_report(const struct eb_opts *o, const struct eb_result *r)
 	    (unsigned long long)s->sent, (unsigned long long)s->lost, loss,
 	    (unsigned long long)s->late, (unsigned long long)s->opened,
 	    (unsigned long long)s->echoed1, r->rss_base, r->rss_held, perconn,
-	    (unsigned long long)s->mismatches, (unsigned long long)s->errors);
+	    (unsigned long long)s->mismatches, (unsigned long long)s->errors,
+	    eb_result_tls(o, s));
 }
 
 /*
@@ -432,12 +487,18 @@ main(int argc, char *argv[])
 
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (w->run == eb_idle && o.procs == 0)
+	if (w->idle && o.procs == 0)
 		o.procs = eb_procs_needed(o.conns);
 	if (o.procs <= 1 && eb_nofile((size_t)o.conns + 1024) == -1)
 		fprintf(stderr, "echobench: cannot raise RLIMIT_NOFILE to %d\n",
 		    o.conns + 1024);
 	eb_pattern_init(o.msglen, o.upper);
+#ifdef EB_TLS
+	if (eb_tls_init() == -1)
+		exit(2);
+	if (w->idle && o.server_pid)	/* a warm server's memory as the base */
+		eb_tls_warm(&o, EB_TLS_WARM);
+#endif
 	memset(&r, 0, sizeof(r));
 	if (o.procs > 1)
 		eb_run_procs(w, &o, &r);
@@ -445,7 +506,7 @@ main(int argc, char *argv[])
 		eb_run(w, &o, &r);
 	eb_report(&o, &r);
 	bad = r.failed || r.st.mismatches || r.st.errors ||
-	    (w->run == eb_idle && r.st.ops < (uint64_t)o.conns) ||
+	    (w->idle && r.st.ops < (uint64_t)o.conns) ||
 	    (o.count && r.st.ops < o.count);
 	if (bad)
 		fprintf(stderr, "echobench: %s FAILED\n", o.workload);
