@@ -22,10 +22,11 @@ bench_children() {
 	cat /proc/"$1"/task/*/children 2>/dev/null | wc -w
 }
 
-# bench_start em|em-proxy|em-nosandbox|ref PORT [WORKERS]: WORKERS is "auto"
+# bench_start em|em-proxy|em-sandbox|ref PORT [WORKERS]: WORKERS is "auto"
 # (one per CPU) or a number. em-proxy is echomaster with proxy_protocol =
 # "v2" on its TCP listener, whose clients must send the header (echobench
-# -X); em-nosandbox is echomaster with sandbox = false.
+# -X); em is echomaster with the bench config's sandbox = false, em-sandbox
+# the same with sandbox = true (the daemon's default).
 bench_start() {
 	local kind=$1 port=$2 workers=${3:-auto} log=$BENCH_OUT/$1.log
 	local want i proxy=() conf_proxy='s/@@//'
@@ -35,9 +36,9 @@ bench_start() {
 		proxy=(-X)
 		conf_proxy='s/\(proto = "tcp";.*mode = "upper";\)/\1 proxy_protocol = "v2";/'
 	fi
-	if [ "$kind" = em-nosandbox ]; then  # the same build, its workers unconfined
+	if [ "$kind" = em-sandbox ]; then  # the bench config has sandbox = false: on here
 		kind=em
-		conf_proxy='s/^pid_file = "";/pid_file = "";\nsandbox = false;/'
+		conf_proxy='s/^sandbox = false;/sandbox = true;/'
 	fi
 	mkdir -p "$BENCH_OUT"
 	want=$workers

@@ -114,8 +114,8 @@ run_one() {
 
 	[ "$srv" = ref ] && name=reference
 	if [ "$AGAINST" = sandbox-off ]; then
-		[ "$srv" = ref ] && kind=em-nosandbox name=sandbox-off
-		[ "$srv" = em ] && name=sandbox-on
+		[ "$srv" = ref ] && kind=em name=sandbox-off
+		[ "$srv" = em ] && kind=em-sandbox name=sandbox-on
 	fi
 	args=$(row_args "$row") || { echo "bench: unknown row $row" >&2; return 1; }
 	# churn-proxy: echomaster behind PROXY v2 against plain echomaster.
