@@ -94,6 +94,8 @@ struct master {
 	int nhanded;
 	bool up_understood;          /* the other master read our state, or we read its */
 	bool up_ready_sent;          /* a new master: READY went to the old one */
+	bool up_main;                /* a new master: systemd knows it as the main process */
+	bool up_spoke;               /* a new master: its first STATUS and FDSTORE are sent */
 	pid_t up_successor;          /* UP_CONFIRMING on: the new master */
 	char up_version[32];         /* its version, */
 	unsigned up_generation;      /* and its serving generation, from its READY */

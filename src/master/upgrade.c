@@ -330,6 +330,8 @@ upgrade_read(struct upgrade *u)
 	if (u->phase == UP_ADOPTING || u->phase == UP_ADOPTED) {
 		if (u->msg.kind == UPM_TAKE_OVER)
 			return UPE_TAKE_OVER;
+		if (u->msg.kind == UPM_MAIN)
+			return UPE_MAIN;
 		upmsg_close_fds(&u->msg);
 		log_warnx("upgrade: message %u from the old master ignored", (unsigned)u->msg.kind);
 		return UPE_NONE;
@@ -501,6 +503,14 @@ upgrade_send_taken(struct upgrade *u)
 	struct upmsg m = { .kind = UPM_TAKEN };
 
 	return send_simple(u, &m, "the take-over's confirmation");
+}
+
+int
+upgrade_send_main(struct upgrade *u)
+{
+	struct upmsg m = { .kind = UPM_MAIN };
+
+	return send_simple(u, &m, "systemd's new main process");
 }
 
 int

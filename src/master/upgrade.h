@@ -59,6 +59,7 @@ enum upgrade_event {
 	UPE_TAKEN,       /* old: the new master has taken our place */
 	UPE_TAKE_OVER,   /* new: msg.slot old slots */
 	UPE_PEER_GONE,   /* the other master closed its end */
+	UPE_MAIN,        /* new: systemd knows us as its main process now (UPM_MAIN) */
 };
 
 struct upgrade {
@@ -153,6 +154,9 @@ struct upgrade_relay {
 	int slot;
 };
 int upgrade_relay(void *arg, const struct chan_msg *m);
+
+/* Old: systemd has been told the new master's pid (UPM_MAIN). 0, or -1 (logged). */
+int upgrade_send_main(struct upgrade *u);
 
 /* New: we have the old master's place (UPM_TAKEN). 0, or -1 (logged). */
 int upgrade_send_taken(struct upgrade *u);

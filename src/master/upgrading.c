@@ -176,6 +176,7 @@ upgrading_commit(struct master *m, const char *why)
 	(void)why;
 	notify_send("MAINPID=%ld\nREADY=1\nSTATUS=upgraded: pid %ld, version %s, generation %u",
 	    pid, pid, m->up_version, m->up_generation);
+	upgrade_send_main(&m->up);  /* from now on systemd listens to it, not to us */
 	snprintf(msg, sizeof(msg), "upgrade ok: pid %ld, version %s, generation %u", pid,
 	    m->up_version, m->up_generation);
 	log_notice("%s", msg);
@@ -235,6 +236,23 @@ upgrading_receive(struct master *m, int nold)
 	upgrade_send_end(&m->up);
 }
 
+/*
+ * The new master's first words to systemd, once it has our predecessor's
+ * place and systemd has been told it is the main process (UPM_MAIN, or
+ * the old master gone): before that systemd would ignore them, and the
+ * old master's "upgraded" status would stay.
+ */
+static void
+upgrading_notify(struct master *m)
+{
+	if (m->up.phase != UP_ADOPTED || !m->up_main || m->up_spoke)
+		return;
+	m->up_spoke = true;
+	announce_listeners(m);
+	notify_send("STATUS=serving: %d workers, generation %u", m->sup.cur.nslots,
+	    m->sup.cur.number);
+}
+
 /* The new master: the pid file, then the operators' sockets, are ours from now on. */
 static void
 upgrading_take_place(struct master *m)
@@ -255,15 +273,15 @@ upgrading_take_place(struct master *m)
 	m->count.upgrades_ok++;
 	log_notice("upgrade: took over from pid %ld, generation %u serving", (long)m->up.peer_pid,
 	    m->sup.cur.number);
-	announce_listeners(m);
-	notify_send("STATUS=serving: %d workers, generation %u", m->sup.cur.nslots,
-	    m->sup.cur.number);
+	upgrading_notify(m);
 }
 
 /* The new master: the old one's channel closed. */
 static void
 upgrading_peer_gone(struct master *m)
 {
+	m->up_main = true;  /* it told systemd before it went, or it died: either way we speak */
+	upgrading_notify(m);
 	if (m->up.phase == UP_ADOPTING) {
 		/* Not understood: it drained and exited. Or it died: someone must serve. */
 		if (m->up_understood)
@@ -340,6 +358,10 @@ upgrading_progress(struct master *m, enum upgrade_event ev, const char **why)
 		upgrading_take_place(m);
 		upgrade_send_taken(&m->up);  /* before the hand-overs: the old master commits first */
 		upgrading_receive(m, m->up.msg.slot);
+		return LE_NONE;
+	case UPE_MAIN:
+		m->up_main = true;
+		upgrading_notify(m);
 		return LE_NONE;
 	case UPE_PEER_GONE:
 		if (m->state == LS_UPGRADED)

@@ -154,6 +154,7 @@ wire_read(const struct upwire_v1 *w, struct upmsg *m)
 	case UPM_TAKE_OVER:
 	case UPM_HAND_OVER_END:
 	case UPM_TAKEN:
+	case UPM_MAIN:
 		return m->nfds == 0 ? 0 : -1;
 	}
 	return -1;

@@ -19,6 +19,8 @@
  *   new -> old  UPM_HAND_OVER      for the old worker of `slot`: a worker
  *                                  channel's CHAN_HAND_OVER, relayed as is
  *   new -> old  UPM_HAND_OVER_END  every slot's hand-over has been sent
+ *   old -> new  UPM_MAIN           systemd has been told the new master is
+ *                                  the main process: it may notify now
  *
  * What never changes between versions is the envelope: magic, version,
  * kind, and the fields UPM_ANSWER and UPM_READY need (understood, pid,
@@ -56,6 +58,7 @@ enum upmsg_kind {
 	UPM_HAND_OVER,
 	UPM_HAND_OVER_END,
 	UPM_TAKEN,
+	UPM_MAIN,
 };
 
 /* Which descriptors a UPM_STATE carries, in this order. */
