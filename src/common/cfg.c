@@ -1028,6 +1028,56 @@ dump_string(FILE *out, const char *s)
 }
 
 static void
+dump_prefixes(FILE *out, const struct prefix_list *l)
+{
+	fputc('[', out);
+	for (size_t i = 0; i < l->n; i++) {
+		char text[PREFIX_TEXT_LEN];
+		prefix_format(&l->v[i], text);
+		fprintf(out, "%s\"%s\"", i ? ", " : " ", text);
+	}
+	fputs(l->n ? " ]" : "]", out);
+}
+
+static void
+dump_protocols(FILE *out, const struct key_choice *choices, int mask)
+{
+	int i = 0;
+
+	fputc('[', out);
+	for (const struct key_choice *c = choices; c->name != NULL; c++)
+		if (mask & c->value)
+			fprintf(out, "%s\"%s\"", i++ ? ", " : " ", c->name);
+	fputs(" ]", out);
+}
+
+static void
+dump_strings(FILE *out, const struct cfg_strings *l)
+{
+	fputc('[', out);
+	for (size_t i = 0; i < l->n; i++) {
+		fputs(i ? ", " : " ", out);
+		dump_string(out, l->v[i]);
+	}
+	fputs(l->n ? " ]" : "]", out);
+}
+
+/* The paths only: never what the files hold. */
+static void
+dump_certs(FILE *out, const struct cfg_tls *t)
+{
+	fputc('(', out);
+	for (size_t i = 0; i < t->ncerts; i++) {
+		fputs(i ? ", { certificate = " : " { certificate = ", out);
+		dump_string(out, t->certs[i].certificate);
+		fputs("; key = ", out);
+		dump_string(out, t->certs[i].key);
+		fputs("; }", out);
+	}
+	fputs(t->ncerts ? " )" : ")", out);
+}
+
+static void
 dump_value(FILE *out, const struct key *k, const void *base, const struct cfg *cfg)
 {
 	const char *b = base;
@@ -1051,49 +1101,18 @@ dump_value(FILE *out, const struct key *k, const void *base, const struct cfg *c
 		else
 			fprintf(out, "%d", cfg->workers);
 		break;
-	case KT_PREFIXES: {
-		const struct prefix_list *l = (const struct prefix_list *)(b + k->offset);
-		fputc('[', out);
-		for (size_t i = 0; i < l->n; i++) {
-			char text[PREFIX_TEXT_LEN];
-			prefix_format(&l->v[i], text);
-			fprintf(out, "%s\"%s\"", i ? ", " : " ", text);
-		}
-		fputs(l->n ? " ]" : "]", out);
+	case KT_PREFIXES:
+		dump_prefixes(out, (const struct prefix_list *)(b + k->offset));
 		break;
-	}
-	case KT_PROTOCOLS: {
-		int mask = *(const int *)(b + k->offset), i = 0;
-		fputc('[', out);
-		for (const struct key_choice *c = k->choices; c->name != NULL; c++)
-			if (mask & c->value)
-				fprintf(out, "%s\"%s\"", i++ ? ", " : " ", c->name);
-		fputs(" ]", out);
+	case KT_PROTOCOLS:
+		dump_protocols(out, k->choices, *(const int *)(b + k->offset));
 		break;
-	}
-	case KT_STRINGS: {
-		const struct cfg_strings *l = (const struct cfg_strings *)(b + k->offset);
-		fputc('[', out);
-		for (size_t i = 0; i < l->n; i++) {
-			fputs(i ? ", " : " ", out);
-			dump_string(out, l->v[i]);
-		}
-		fputs(l->n ? " ]" : "]", out);
+	case KT_STRINGS:
+		dump_strings(out, (const struct cfg_strings *)(b + k->offset));
 		break;
-	}
-	case KT_CERTS: {
-		const struct cfg_tls *t = (const struct cfg_tls *)(b + k->offset - offsetof(struct cfg_tls, certs));
-		fputc('(', out);
-		for (size_t i = 0; i < t->ncerts; i++) {
-			fputs(i ? ", { certificate = " : " { certificate = ", out);
-			dump_string(out, t->certs[i].certificate);
-			fputs("; key = ", out);
-			dump_string(out, t->certs[i].key);  /* the path: never what the file holds */
-			fputs("; }", out);
-		}
-		fputs(t->ncerts ? " )" : ")", out);
+	case KT_CERTS:
+		dump_certs(out, (const struct cfg_tls *)(b + k->offset - offsetof(struct cfg_tls, certs)));
 		break;
-	}
 	case KT_GROUP:
 	case KT_LISTEN:
 		break;
