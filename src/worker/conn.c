@@ -1,97 +1,14 @@
-#include "worker/conn.h"
+#include "worker/conn_int.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/ev.h"
 #include "common/log.h"
 #include "common/sock.h"
-#include "common/tlsctx.h"
-#include "worker/worker.h"
 #include "worker/acl.h"
-#include "worker/echo.h"
-#include "worker/outbuf.h"
-#include "worker/proxy.h"
-#include "worker/tlsconn.h"
-
-/* struct conn.handover */
-#define CONN_H_DETACHED 0x01u  /* out of epoll and the idle list: in a batch, or adopted and not served yet */
-#define CONN_H_KEPT     0x02u  /* not offered: taken back once, or special (PROXY header due, whoami) */
-#define CONN_H_ADOPTED  0x04u  /* taken over: the sender may still hold a copy of its socket */
-
-/*
- * A connection on a PROXY listener, until its header is in: the parser
- * and what the header's checks need. Allocated at accept on such
- * listeners only, and freed once the header is handled, so that a plain
- * connection carries one NULL pointer and nothing more.
- */
-struct conn_proxy {
-	struct proxy_parser parser;
-	struct proxy_result res;
-	struct sockaddr_storage balancer;        /* the TCP peer: the header's sender */
-	const struct worker_listener *listener;  /* its allow/deny lists, checked on the header's address */
-	struct deadline_node wait;               /* in conn_set's waiting list: the proxy_timeout clock */
-};
-
-/*
- * A connection on a TLS listener: its OpenSSL side, and while the
- * handshake runs, its place in conn_set's handshake list. Allocated at
- * accept on such listeners only: a plain connection carries one NULL
- * pointer more and nothing else.
- */
-struct conn_tls {
-	struct tlsconn *t;
-	bool handshaking;
-	bool want_write;          /* OpenSSL waits for the socket to become writable */
-	struct deadline_node wait; /* in conn_set's handshake list: the handshake_timeout clock */
-};
-
-struct conn {
-	struct ev_source ev;
-	int fd;
-	uint8_t mode;         /* enum cfg_mode */
-	/*
-	 * Waiting for a PROXY header (px set) or answering whoami: such a
-	 * connection's c->events is never plain EPOLLIN (it holds EPOLLRDHUP
-	 * or EPOLLOUT), so conn_handle's steady-state test fails for it and
-	 * it never takes the echo path; conn_handle_slow sends it here.
-	 */
-	bool special;
-	bool shut;            /* whoami: our side is shut down, the line is out */
-	bool read_closed;     /* the client half-closed: finish writing, then close */
-	bool paused;          /* output full: not reading until it drains */
-	uint8_t handover;     /* CONN_H_*: where a reload's handover left it */
-	uint32_t events;      /* what epoll watches now */
-	int32_t addr_entry;   /* its count in sb->addr, -1 = not counted */
-	int64_t last_active;  /* monotonic ms */
-	uint64_t received;    /* bytes read since last_active, for limits.min_rate */
-	struct conn *prev;    /* idle list, least recently active first */
-	struct conn *next;
-	/*
-	 * NULL on a connection that never had a PROXY header, so that
-	 * conn_destroy tests one pointer for both. While special, px: waiting
-	 * for the header (NULL once it is in). Otherwise client: the header's
-	 * client address, which a handover carries to the next worker (NULL
-	 * for a LOCAL header and the address-less families: the socket's peer
-	 * is the client then).
-	 */
-	union {
-		struct conn_proxy *px;
-		struct sockaddr_storage *client;
-	};
-	struct conn_tls *tls;  /* non-NULL on a TLS listener (special: never the plain echo path) */
-	struct outbuf out;
-};
-
-/* What epoll watches on a special connection: never plain EPOLLIN (see struct conn). */
-#define CONN_SPECIAL_EVENTS (EPOLLIN | EPOLLRDHUP)
 
 static void
 idle_unlink(struct conn_set *s, struct conn *c)
@@ -126,7 +43,7 @@ idle_append(struct conn_set *s, struct conn *c)
  * trickles a byte now and then (slowloris) ages like an idle one and is
  * closed after idle_timeout.
  */
-static __attribute__((noinline)) void
+__attribute__((noinline)) void
 conn_restamp(struct worker *w, struct conn *c)
 {
 	if (w->cfg->min_rate != 0) {
@@ -140,57 +57,13 @@ conn_restamp(struct worker *w, struct conn *c)
 	idle_append(&w->conns, c);
 }
 
-/*
- * Keeps the idle list sorted by last activity, lazily. Moving a connection
- * to the newest end touches two other connections' memory, a cache miss or
- * two per request once there are thousands of them; so a stamp is renewed
- * only once it is IDLE_STAMP_MS old. The true last activity is then at most
- * that much later than the stamp, and conn_expire_idle allows for it.
- */
-#define IDLE_STAMP_MS 250
-
-static inline void
-conn_touch(struct worker *w, struct conn *c)
-{
-	if (w->now_ms - c->last_active >= IDLE_STAMP_MS)
-		conn_restamp(w, c);
-}
-
-/* Takes a connection off the waiting list; its PROXY state is the caller's now. */
-static struct conn_proxy *
-waiting_unlink(struct conn_set *s, struct conn *c)
-{
-	struct conn_proxy *px = c->px;
-
-	deadline_unlink(&s->waiting, &px->wait);
-	c->px = NULL;
-	return px;
-}
-
-static void
-hs_unlink(struct conn_set *s, struct conn *c)
-{
-	deadline_unlink(&s->handshakes, &c->tls->wait);
-	c->tls->handshaking = false;
-}
-
-/* Frees a connection's TLS side: our close_notify goes out first when the session is up. */
-static void
-conn_tls_free(struct conn_set *s, struct conn *c)
-{
-	if (c->tls->handshaking)
-		hs_unlink(s, c);
-	tlsconn_free(c->tls->t);
-	free(c->tls);
-	c->tls = NULL;
-}
 
 /* Closes our descriptor and forgets the connection; it is in neither epoll nor the idle list. */
 static void
 conn_destroy(struct worker *w, struct conn *c)
 {
 	if (c->px != NULL)
-		free(c->special ? (void *)waiting_unlink(&w->conns, c) : (void *)c->client);
+		free(c->special ? (void *)conn_proxy_unlink(&w->conns, c) : (void *)c->client);
 	if (c->tls != NULL)
 		conn_tls_free(&w->conns, c);
 	w->conns.detached -= (c->handover & CONN_H_DETACHED) != 0;
@@ -203,7 +76,7 @@ conn_destroy(struct worker *w, struct conn *c)
 	w->me->active = --w->conns.n;
 }
 
-static void
+void
 conn_close(struct worker *w, struct conn *c)
 {
 	idle_unlink(&w->conns, c);
@@ -227,7 +100,7 @@ conn_close(struct worker *w, struct conn *c)
  * becomes movable then (conn_proxy_movable). Returns the connection, or
  * NULL when it had to be dropped.
  */
-static struct conn *
+struct conn *
 conn_open(struct worker *w, int fd, int mode, int addr_entry, struct conn_proxy *px,
     struct conn_tls *tls)
 {
@@ -265,8 +138,7 @@ conn_open(struct worker *w, int fd, int mode, int addr_entry, struct conn_proxy 
 	return c;
 fail:
 	if (tls != NULL)
-		tlsconn_free(tls->t);
-	free(tls);
+		conn_tls_release(tls);
 	close(fd);
 	free(px);
 	if (addr_entry != -1)
@@ -274,7 +146,7 @@ fail:
 	return NULL;
 }
 
-static void
+void
 conn_log_refused(const struct sockaddr_storage *peer, const char *why)
 {
 	char addr[64];
@@ -287,7 +159,7 @@ conn_log_refused(const struct sockaddr_storage *peer, const char *why)
 }
 
 /* True when the listener's allow and deny lists refuse the client. */
-static bool
+bool
 conn_acl_refuses(struct worker *w, const struct worker_listener *l,
     const struct sockaddr_storage *peer)
 {
@@ -318,7 +190,7 @@ conn_counts_addresses(struct worker *w)
  * Returns its entry in the shared table (-1 when there is no limit), or -2
  * when the address holds its limit already or cannot be counted.
  */
-static int
+int
 conn_count_address(struct worker *w, const struct sockaddr_storage *peer)
 {
 	struct addrtab *t = &w->sb->addr;
@@ -353,64 +225,6 @@ conn_accept4(const struct worker_listener *l, struct sockaddr_storage *peer)
 	return l->screen ?
 	    accept4(l->fd, (struct sockaddr *)peer, &peerlen, SOCK_NONBLOCK | SOCK_CLOEXEC) :
 	    accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-}
-
-static bool conn_whoami_start(struct worker *w, struct conn *c, const struct sockaddr_storage *client,
-    const struct conn_proxy *px);
-
-/* A TLS listener: the connection starts with the handshake (conn_tls_handle). */
-static enum conn_accepted
-conn_accept_tls(struct worker *w, const struct worker_listener *l, int fd, int entry)
-{
-	struct conn_tls *tls = calloc(1, sizeof(*tls));
-
-	if (tls == NULL || (tls->t = tlsconn_new(tlsctx_ssl_ctx(l->conf->tls.ctx), fd)) == NULL) {
-		log_warnx("TLS connection dropped: out of memory");
-		free(tls);
-		close(fd);
-		if (entry != -1)
-			addrtab_conn_release(&w->sb->addr, entry, w->sb_entry);
-		return CONN_TURNED_AWAY;
-	}
-	return conn_open(w, fd, l->conf->mode, entry, NULL, tls) != NULL ? CONN_OPENED :
-	    CONN_TURNED_AWAY;
-}
-
-/*
- * A PROXY listener: the TCP peer is the balancer. Only the trust check
- * can be made now; allow/deny and the per-address limit wait for the
- * header's address (conn_proxy_done).
- */
-static enum conn_accepted
-conn_accept_proxied(struct worker *w, const struct worker_listener *l, int fd,
-    const struct sockaddr_storage *peer)
-{
-	const struct prefix_list *trusted = &l->conf->proxy_trusted;
-	struct conn_proxy *px;
-	int family;
-	const uint8_t *addr;
-
-	if (trusted->n != 0 && (prefix_addr_of((const struct sockaddr *)peer, &family, &addr) == -1 ||
-	    !prefix_list_match(trusted, family, addr))) {
-		close(fd);
-		w->me->proxy_untrusted++;
-		conn_log_refused(peer, "not in proxy_trusted");
-		return CONN_TURNED_AWAY;
-	}
-	if (w->conns.n >= (size_t)w->cfg->max_connections) {
-		close(fd);
-		w->me->refused++;
-		return CONN_TURNED_AWAY;
-	}
-	if ((px = malloc(sizeof(*px))) == NULL) {
-		log_warn("connection dropped");
-		close(fd);
-		return CONN_TURNED_AWAY;
-	}
-	proxy_init(&px->parser, (enum proxy_accept)l->conf->proxy_protocol);
-	px->balancer = *peer;
-	px->listener = l;
-	return conn_open(w, fd, l->conf->mode, -1, px, NULL) != NULL ? CONN_OPENED : CONN_TURNED_AWAY;
 }
 
 /*
@@ -524,7 +338,7 @@ conn_read(struct worker *w, struct conn *c, bool owed)
 	return CONN_ECHOED;
 }
 
-static int
+int
 conn_flush(struct worker *w, struct conn *c)
 {
 	ssize_t n = write(c->fd, c->out.data + c->out.off, c->out.len);
@@ -548,7 +362,7 @@ conn_wanted(const struct conn *c)
  * and resumes only once it has drained, so a client that does not read costs
  * at most OUTBUF_CAP bytes. Returns -1 when the connection is done.
  */
-static int
+int
 conn_update_events(struct worker *w, struct conn *c)
 {
 	uint32_t want;
@@ -566,511 +380,6 @@ conn_update_events(struct worker *w, struct conn *c)
 		c->events = want;
 	}
 	return 0;
-}
-
-/* ---- PROXY header and whoami: special connections, off the echo path ---- */
-
-/* What epoll should watch on a whoami connection: output owed, and the client's EOF. */
-static int
-conn_whoami_update(struct worker *w, struct conn *c)
-{
-	uint32_t want;
-
-	if (c->out.len == 0 && !c->shut) {
-		/* The line is out: our half-close tells the client it is whole. */
-		if (shutdown(c->fd, SHUT_WR) == -1)
-			return -1;
-		c->shut = true;
-	}
-	if (c->read_closed && c->out.len == 0)
-		return -1;
-	/* Never plain EPOLLIN: read_closed here means output is owed. */
-	want = (c->read_closed ? 0 : CONN_SPECIAL_EVENTS) | (c->out.len != 0 ? EPOLLOUT : 0);
-	if (want != c->events) {
-		if (ev_mod(w->epfd, c->fd, want, &c->ev) == -1)
-			return -1;
-		c->events = want;
-	}
-	return 0;
-}
-
-/* The local and (unless the caller knows it) the peer address of a connection. */
-static int
-conn_addresses(int fd, struct sockaddr_storage *local, struct sockaddr_storage *peer)
-{
-	socklen_t llen = sizeof(*local), plen = sizeof(*peer);
-
-	memset(local, 0, sizeof(*local));
-	if (getsockname(fd, (struct sockaddr *)local, &llen) == -1)
-		return -1;
-	if (peer == NULL)
-		return 0;
-	memset(peer, 0, sizeof(*peer));
-	return getpeername(fd, (struct sockaddr *)peer, &plen);
-}
-
-/*
- * whoami: writes the one line, queues what the client does not take, and
- * from then on only waits for the client's EOF (what it sends is read and
- * dropped: closing with unread bytes would reset the connection and could
- * lose the line). CLIENT: the header's address, or NULL for the socket's
- * peer; PX: the header, or NULL. True when it had to close the connection.
- */
-/* The whoami line of a connection into line; 0 when its addresses cannot be had. */
-static size_t
-conn_whoami_line(struct worker *w, struct conn *c, const struct sockaddr_storage *client,
-    const struct conn_proxy *px, char line[ECHO_WHOAMI_MAX])
-{
-	struct sockaddr_storage local, peer;
-	struct echo_whoami who = {
-		.instance = w->cfg->instance, .host = w->cfg->hostname, .pid = (long)getpid(),
-		.slot = w->me->slot, .generation = w->me->generation, .server = &local,
-	};
-
-	if (conn_addresses(c->fd, &local, client == NULL ? &peer : NULL) == -1)
-		return 0;
-	who.client = client != NULL ? client : &peer;
-	if (px != NULL) {
-		who.proxy_version = px->res.version;
-		who.balancer = &px->balancer;
-		who.authority = px->res.authority;
-		who.authority_len = px->res.authority_len;
-		who.unique_id = px->res.unique_id;
-		who.unique_id_len = px->res.unique_id_len;
-	}
-	if (c->tls != NULL) {
-		const unsigned char *alpn;
-		unsigned alpn_len;
-
-		tlsconn_alpn(c->tls->t, &alpn, &alpn_len);
-		who.tls = tlsconn_version(c->tls->t);
-		who.sni = tlsconn_sni(c->tls->t);
-		who.alpn = alpn;
-		who.alpn_len = alpn_len;
-	}
-	return echo_whoami(line, ECHO_WHOAMI_MAX, &who);
-}
-
-/*
- * whoami: writes the one line, queues what the client does not take, and
- * from then on only waits for the client's EOF (what it sends is read and
- * dropped: closing with unread bytes would reset the connection and could
- * lose the line). CLIENT: the header's address, or NULL for the socket's
- * peer; PX: the header, or NULL. True when it had to close the connection.
- */
-static bool
-conn_whoami_start(struct worker *w, struct conn *c, const struct sockaddr_storage *client,
-    const struct conn_proxy *px)
-{
-	char line[ECHO_WHOAMI_MAX];
-	size_t n = conn_whoami_line(w, c, client, px, line);
-	ssize_t sent;
-
-	if (n == 0)
-		goto fail;
-	sent = write(c->fd, line, n);
-	if (sent < 0) {
-		if (errno != EAGAIN && errno != EINTR)
-			goto fail;
-		sent = 0;
-	}
-	w->conns.bytes_out += (uint64_t)sent;
-	if ((size_t)sent < n && outbuf_append(&c->out, line + sent, n - (size_t)sent) == -1)
-		goto fail;
-	if (conn_whoami_update(w, c) == -1)
-		goto fail;
-	return false;
-fail:
-	conn_close(w, c);
-	return true;
-}
-
-/* A whoami connection's events: the rest of the line out, the client's bytes dropped. */
-static bool
-conn_whoami_handle(struct worker *w, struct conn *c, uint32_t events)
-{
-	if ((events & EPOLLERR) || ((events & EPOLLOUT) && conn_flush(w, c) == -1))
-		goto close;
-	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
-		ssize_t n = read(c->fd, w->scratch, WORKER_SCRATCH);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-			c->read_closed = true;
-		else if (n > 0)
-			w->conns.bytes_in += (uint64_t)n;
-	}
-	if ((events & EPOLLHUP) || conn_whoami_update(w, c) == -1)
-		goto close;
-	conn_touch(w, c);
-	return false;
-close:
-	conn_close(w, c);
-	return true;
-}
-
-/*
- * Echoes what followed the header in its read (scratch[at, n)): the
- * client's first bytes. Queued behind nothing, since nothing was owed.
- */
-static int
-conn_echo_rest(struct worker *w, struct conn *c, size_t at, size_t n)
-{
-	unsigned char *d = w->scratch + at;
-	ssize_t sent;
-
-	if (at == n)
-		return 0;
-	if (c->mode == CFG_MODE_UPPER)
-		echo_upper(d, n - at);
-	sent = write(c->fd, d, n - at);
-	if (sent < 0) {
-		if (errno != EAGAIN && errno != EINTR)
-			return -1;
-		sent = 0;
-	}
-	w->conns.bytes_out += (uint64_t)sent;
-	return outbuf_append(&c->out, d + sent, n - at - (size_t)sent);
-}
-
-/*
- * An echo connection past its header joins the connections a handover
- * moves, with the header's client address kept for the record (RES has
- * none: the socket's peer is the client, as on a plain listener). Out of
- * memory, it stays kept: served and drained here, never cut.
- */
-static void
-conn_proxy_movable(struct worker *w, struct conn *c, const struct proxy_result *res)
-{
-	if (res->has_addr) {
-		if ((c->client = malloc(sizeof(*c->client))) == NULL) {
-			log_warn("PROXY connection kept from handovers");
-			return;
-		}
-		*c->client = res->src;
-	}
-	c->handover &= (uint8_t)~CONN_H_KEPT;
-	w->conns.kept--;
-}
-
-/*
- * The header is in. Its address (PROXY command with an address; LOCAL
- * and address-less families keep the balancer's) becomes the client's:
- * allow/deny and the per-address limit are checked on it now. The bytes
- * after the header in the same read are the client's. True when the
- * connection was closed.
- */
-static bool
-conn_proxy_done(struct worker *w, struct conn *c, size_t used, size_t n)
-{
-	struct conn_proxy *px = c->px;
-	const struct sockaddr_storage *client = px->res.has_addr ? &px->res.src : &px->balancer;
-	bool closed;
-	int entry = -1;
-
-	w->me->proxy_headers++;
-	if (conn_acl_refuses(w, px->listener, client) ||
-	    (entry = conn_count_address(w, client)) == -2)
-		goto close;
-	c->addr_entry = entry;
-	px = waiting_unlink(&w->conns, c);
-	if (c->mode == CFG_MODE_WHOAMI) {
-		closed = conn_whoami_start(w, c, client, px);  /* what followed the header is dropped */
-		free(px);
-		return closed;
-	}
-	c->special = false;
-	conn_proxy_movable(w, c, &px->res);
-	free(px);
-	/*
-	 * The steady state from now on, without an epoll_ctl: the kernel
-	 * may still watch EPOLLRDHUP as well, which only sends a half-close
-	 * down the slow path, where it is handled anyway.
-	 */
-	c->events = EPOLLIN;
-	if (conn_echo_rest(w, c, used, n) == -1 || conn_update_events(w, c) == -1)
-		goto close;
-	conn_touch(w, c);
-	return false;
-close:
-	conn_close(w, c);
-	return true;
-}
-
-/* A connection waiting for its PROXY header: one read, fed to the parser. */
-static bool
-conn_proxy_handle(struct worker *w, struct conn *c, uint32_t events)
-{
-	struct conn_proxy *px = c->px;
-	ssize_t n = read(c->fd, w->scratch, WORKER_SCRATCH);
-	size_t used;
-
-	if (n < 0 && (errno == EAGAIN || errno == EINTR) && !(events & (EPOLLERR | EPOLLHUP)))
-		return false;
-	if (n <= 0)
-		goto close;  /* gone before its header: a balancer's bare connect check, say; not counted */
-	w->conns.bytes_in += (uint64_t)n;
-	c->received += (uint64_t)n;
-	switch (proxy_feed(&px->parser, w->scratch, (size_t)n, &used, &px->res)) {
-	case PROXY_NEED_MORE:
-		conn_touch(w, c);
-		return false;
-	case PROXY_ERROR:
-		w->me->proxy_bad++;
-		conn_log_refused(&px->balancer, px->parser.error == PROXY_ERR_TOO_LONG ?
-		    "PROXY header too long" : px->parser.error == PROXY_ERR_CRC ?
-		    "PROXY header CRC32C mismatch" : "malformed PROXY header");
-		goto close;
-	case PROXY_DONE:
-		break;
-	}
-	return conn_proxy_done(w, c, used, (size_t)n);
-close:
-	conn_close(w, c);
-	return true;
-}
-
-/* A PROXY header that took longer than proxy_timeout: counted and logged. */
-static void
-conn_proxy_timed_out(struct worker *w, struct conn *c)
-{
-	w->me->proxy_timeout++;
-	conn_log_refused(&c->px->balancer, "PROXY header not complete within proxy_timeout");
-}
-
-/* ---- TLS: special connections, their bytes through OpenSSL (worker/tlsconn.h) ---- */
-
-/* A failed handshake, counted by class. */
-static void
-conn_tls_count_failure(struct worker *w, struct conn *c)
-{
-	switch (tlsconn_failure(c->tls->t)) {
-	case TLSC_FAIL_PROTOCOL:
-		w->me->tls_fail_protocol++;
-		break;
-	case TLSC_FAIL_CERT:
-		w->me->tls_fail_cert++;
-		break;
-	case TLSC_FAIL_OTHER:
-		w->me->tls_fail_other++;
-		break;
-	}
-}
-
-/* Sends what the connection owes through OpenSSL; -1 when it is broken. */
-static int
-conn_tls_flush(struct worker *w, struct conn *c)
-{
-	size_t n;
-
-	while (c->out.len != 0) {
-		switch (tlsconn_write(c->tls->t, c->out.data + c->out.off, c->out.len, &n)) {
-		case TLSC_DONE:
-			w->conns.bytes_out += n;
-			outbuf_consume(&c->out, n);
-			continue;
-		case TLSC_WANT_WRITE:
-		case TLSC_WANT_READ:
-			c->tls->want_write = true;
-			return 0;
-		case TLSC_CLOSED:
-		case TLSC_FAILED:
-			return -1;
-		}
-	}
-	c->tls->want_write = false;
-	return 0;
-}
-
-/*
- * The decrypted bytes of one read: echoed (upper-cased in upper mode)
- * behind what is owed, the rest queued; whoami drops them. -1 when broken.
- */
-static int
-conn_tls_echo(struct worker *w, struct conn *c, size_t n)
-{
-	size_t sent = 0;
-
-	w->conns.bytes_in += n;
-	c->received += n;
-	if (c->mode == CFG_MODE_WHOAMI)
-		return 0;
-	if (c->mode == CFG_MODE_UPPER)
-		echo_upper(w->scratch, n);
-	if (c->out.len == 0) {
-		switch (tlsconn_write(c->tls->t, w->scratch, n, &sent)) {
-		case TLSC_DONE:
-			w->conns.bytes_out += sent;
-			break;
-		case TLSC_WANT_WRITE:
-		case TLSC_WANT_READ:
-			sent = 0;
-			c->tls->want_write = true;
-			break;
-		case TLSC_CLOSED:
-		case TLSC_FAILED:
-			return -1;
-		}
-	}
-	/* Only what the client did not take: an empty append would allocate the buffer. */
-	return sent == n ? 0 : outbuf_append(&c->out, w->scratch + sent, n - sent);
-}
-
-/* Records read in one turn before the others get theirs, unless OpenSSL holds more. */
-#define CONN_TLS_READS 8
-
-/*
- * Reads until the socket has nothing more, the output is full, the client
- * is done, or (fairness) CONN_TLS_READS records are in; the 64 KiB bound
- * of outbuf applies to the decrypted replies. It never leaves bytes in
- * OpenSSL's buffer while it could read them: epoll would not say they are
- * there. -1 when broken.
- */
-static int
-conn_tls_read(struct worker *w, struct conn *c)
-{
-	size_t n;
-
-	for (int reads = 0; !c->read_closed && !c->paused; reads++) {
-		size_t room = c->out.len != 0 ? outbuf_room(&c->out) : WORKER_SCRATCH;
-
-		if (reads >= CONN_TLS_READS && !tlsconn_pending(c->tls->t))
-			return 0;  /* the rest is in the socket: level-triggered epoll calls again */
-		switch (tlsconn_read(c->tls->t, w->scratch, room, &n)) {
-		case TLSC_DONE:
-			if (conn_tls_echo(w, c, n) == -1)
-				return -1;
-			if (outbuf_room(&c->out) == 0)
-				c->paused = true;
-			continue;
-		case TLSC_WANT_READ:
-			return 0;
-		case TLSC_WANT_WRITE:
-			c->tls->want_write = true;
-			return 0;
-		case TLSC_CLOSED:
-			c->read_closed = true;  /* close_notify: the client's half-close */
-			return 0;
-		case TLSC_FAILED:
-			return -1;
-		}
-	}
-	return 0;
-}
-
-/*
- * What epoll watches on an established TLS connection: never plain
- * EPOLLIN (struct conn). Reading adds EPOLLRDHUP, so that a half-close
- * without close_notify is seen; paused, only EPOLLOUT, or a client's FIN
- * would wake us for ever. -1 when the connection is done: replies out,
- * then our close_notify (tlsconn_free).
- */
-static int
-conn_tls_update(struct worker *w, struct conn *c)
-{
-	bool reading;
-	uint32_t want;
-
-	if (c->out.len == 0)
-		c->paused = false;
-	if (c->mode == CFG_MODE_WHOAMI && c->out.len == 0 && !c->shut) {
-		tlsconn_shutdown(c->tls->t);  /* the line is out: our close_notify says it is whole */
-		c->shut = true;
-	}
-	if (c->read_closed && c->out.len == 0)
-		return -1;
-	reading = !c->read_closed && !c->paused;
-	want = (reading ? CONN_SPECIAL_EVENTS : 0) |
-	    (c->out.len != 0 || c->tls->want_write ? EPOLLOUT : 0);
-	if (want != c->events) {
-		if (ev_mod(w->epfd, c->fd, want, &c->ev) == -1)
-			return -1;
-		c->events = want;
-	}
-	return 0;
-}
-
-/* The handshake is complete: counted; whoami's line queued; the client's first bytes may be in already. */
-static int
-conn_tls_established(struct worker *w, struct conn *c)
-{
-	char line[ECHO_WHOAMI_MAX];
-	size_t n;
-
-	hs_unlink(&w->conns, c);
-	w->me->tls_handshakes++;
-	if (tlsconn_resumed(c->tls->t))
-		w->me->tls_resumed++;
-	if (c->mode != CFG_MODE_WHOAMI)
-		return 0;
-	if ((n = conn_whoami_line(w, c, NULL, NULL, line)) == 0)
-		return -1;
-	return outbuf_append(&c->out, line, n);
-}
-
-/* A handshake step; -1 when it failed (counted), 1 while it goes on, 0 once complete. */
-static int
-conn_tls_handshake(struct worker *w, struct conn *c)
-{
-	uint32_t want;
-
-	switch (tlsconn_handshake(c->tls->t)) {
-	case TLSC_DONE:
-		return conn_tls_established(w, c);
-	case TLSC_WANT_READ:
-		want = CONN_SPECIAL_EVENTS;
-		break;
-	case TLSC_WANT_WRITE:
-		want = EPOLLOUT;
-		break;
-	case TLSC_CLOSED:
-	case TLSC_FAILED:
-	default:
-		conn_tls_count_failure(w, c);
-		return -1;
-	}
-	if (want != c->events) {
-		if (ev_mod(w->epfd, c->fd, want, &c->ev) == -1)
-			return -1;
-		c->events = want;
-	}
-	return 1;
-}
-
-/* Every event of a TLS connection: the handshake, then replies out and requests in. */
-static bool
-conn_tls_handle(struct worker *w, struct conn *c, uint32_t events)
-{
-	int hs;
-
-	if (events & EPOLLERR)
-		goto close;
-	if (c->tls->handshaking) {
-		if ((hs = conn_tls_handshake(w, c)) == -1)
-			goto close;
-		if (hs == 1) {
-			conn_touch(w, c);
-			return false;
-		}
-	}
-	if (conn_tls_flush(w, c) == -1)
-		goto close;
-	if (c->out.len == 0)
-		c->paused = false;  /* before the read: what OpenSSL holds of a paused read comes now */
-	if (conn_tls_read(w, c) == -1 || conn_tls_flush(w, c) == -1 || (events & EPOLLHUP) ||
-	    conn_tls_update(w, c) == -1)
-		goto close;
-	conn_touch(w, c);
-	return false;
-close:
-	conn_close(w, c);
-	return true;
-}
-
-/* A TLS handshake that took longer than handshake_timeout: counted. */
-static void
-conn_tls_timed_out(struct worker *w, struct conn *c)
-{
-	(void)c;  /* counted only, not logged */
-	w->me->tls_fail_timeout++;
 }
 
 /*

@@ -1,7 +1,9 @@
 /*
  * conn: TCP connections of a worker: accept, echo, backpressure, idle
  * timeout. Level-triggered epoll, one read per readiness event, so that a
- * busy client cannot starve the others.
+ * busy client cannot starve the others. conn.c holds the set, accept and
+ * the plain echo path; the special connections have a file each
+ * (conn_proxy.c, conn_whoami.c, conn_tls.c: worker/conn_int.h).
  *
  * The seam with worker.c: conn.c owns the connections and the set that
  * holds them (struct conn_set: the worker embeds it, but only conn.c

@@ -1,7 +1,7 @@
 /*
  * tlsconn: one TLS connection's OpenSSL side in a worker. Non-blocking: a
  * call that cannot go on says whether it waits for the socket to become
- * readable or writable, and the caller (conn.c) sets its epoll mask from
+ * readable or writable, and the caller (conn_tls.c) sets its epoll mask from
  * that. The SSL object comes from a context the master built
  * (common/tlsctx.h) and the worker inherited: nothing here opens a file.
  */
