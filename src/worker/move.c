@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/prefix.h"
 #include "common/sock.h"
 #include "worker/acl.h"
 #include "worker/conn.h"
@@ -488,11 +489,25 @@ sender_run(struct worker *w)
 
 /* ---- receiver ---- */
 
-enum admit { ADMIT, ADMIT_ACL_REFUSES, ADMIT_CANNOT };
+enum admit { ADMIT, ADMIT_ACL_REFUSES, ADMIT_UNTRUSTED, ADMIT_CANNOT };
+
+/* Whether the listener's (reloaded) proxy_trusted admits the balancer a connection came through. */
+static bool
+receiver_trusts(const struct cfg_listen *l, const struct sockaddr_storage *balancer)
+{
+	int family;
+	const uint8_t *addr;
+
+	if (l->proxy_protocol == CFG_PROXY_OFF || l->proxy_trusted.n == 0)
+		return true;
+	return prefix_addr_of((const struct sockaddr *)balancer, &family, &addr) == 0 &&
+	    prefix_list_match(&l->proxy_trusted, family, addr);
+}
 
 /*
- * Our own allow/deny lists, of the listener the connection arrived on, on
- * its client: the PROXY header's address the record carries, else the
+ * Our own lists, of the listener the connection arrived on: proxy_trusted
+ * on the socket's peer (the balancer, on a PROXY listener), then allow/deny
+ * on its client: the PROXY header's address the record carries, else the
  * socket's peer.
  */
 static enum admit
@@ -506,31 +521,34 @@ receiver_admit(const struct worker *w, int fd, const struct handover_rec *rec,
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == -1 ||
 	    getpeername(fd, (struct sockaddr *)peer, &plen) == -1)
 		return ADMIT_CANNOT;  /* reset meanwhile: its sender will see it */
-	if (rec->has_client)
-		*peer = rec->client;
 	if ((l = move_listener_of(w->cfg, (const struct sockaddr *)&local)) == NULL)
 		return ADMIT;  /* the reload removed its listener: no lists apply */
+	if (!receiver_trusts(l, peer))
+		return ADMIT_UNTRUSTED;
+	if (rec->has_client)
+		*peer = rec->client;
 	return acl_admits(&l->allow, &l->deny, (const struct sockaddr *)peer) ? ADMIT :
 	    ADMIT_ACL_REFUSES;
 }
 
-/* As conn.c logs a refusal at accept: debug only, with the client's address. */
+/* As conn.c logs a refusal at accept: debug only, with the client's (or balancer's) address. */
 static void
-receiver_log_refused(const struct sockaddr_storage *peer)
+receiver_log_refused(const struct sockaddr_storage *peer, const char *why)
 {
 	char addr[64];
 
 	if (!log_enabled(LOG_DEBUG))
 		return;
 	sock_addr_format(peer, addr, sizeof(addr));
-	log_debug("moved connection from %s refused: access list", addr);
+	log_debug("moved connection from %s refused: %s", addr, why);
 }
 
 /* What R1 made of a batch: the connections rebuilt and those the lists refused, all taken. */
 struct taken {
-	size_t nconn, nacl;
+	size_t nconn, nacl, nuntrusted;
 	struct conn *conn[HANDOVER_MAX_FDS];
-	int acl[HANDOVER_MAX_FDS];
+	int acl[HANDOVER_MAX_FDS];        /* refused by allow/deny */
+	int untrusted[HANDOVER_MAX_FDS];  /* refused by proxy_trusted */
 };
 
 /* R1 for record i: refused (left in the inbox), or taken into t. */
@@ -548,8 +566,13 @@ receiver_take(struct worker *w, struct handover_inbox *in, unsigned i, struct ta
 	if ((verdict = receiver_admit(w, it->fd, &it->rec, &peer)) == ADMIT_CANNOT)
 		return;
 	if (verdict == ADMIT_ACL_REFUSES) {
-		receiver_log_refused(&peer);
+		receiver_log_refused(&peer, "access list");
 		t->acl[t->nacl++] = handover_inbox_take(in, i);
+		return;
+	}
+	if (verdict == ADMIT_UNTRUSTED) {
+		receiver_log_refused(&peer, "not in proxy_trusted");
+		t->untrusted[t->nuntrusted++] = handover_inbox_take(in, i);
 		return;
 	}
 	c = conn_adopt(w, it->fd, &it->rec, it->pending, it->pending_len, &peer);
@@ -575,11 +598,15 @@ receiver_answer(struct worker *w, struct move_peer *p, struct handover_inbox *in
 	sent = handover_ack_send(p->fd, &a) == 0;
 	if (!sent)
 		log_warn("handover: ack of batch %u not sent; closing the %zu connections it took",
-		    (unsigned)a.seq, t->nconn + t->nacl);
+		    (unsigned)a.seq, t->nconn + t->nacl + t->nuntrusted);
 	handover_inbox_reset(in);
 	for (size_t i = 0; i < t->nacl; i++) {
 		close(t->acl[i]);
 		w->me->refused_acl++;
+	}
+	for (size_t i = 0; i < t->nuntrusted; i++) {
+		close(t->untrusted[i]);
+		w->me->proxy_untrusted++;
 	}
 	for (size_t i = 0; i < t->nconn; i++) {
 		if (sent)
@@ -588,7 +615,7 @@ receiver_answer(struct worker *w, struct move_peer *p, struct handover_inbox *in
 			conn_forget(w, t->conn[i]);
 	}
 	if (sent)
-		w->me->moved_in += t->nconn + t->nacl;
+		w->me->moved_in += t->nconn + t->nacl + t->nuntrusted;
 	else
 		peer_close(w, p);
 }

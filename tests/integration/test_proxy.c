@@ -545,6 +545,47 @@ a_reload_that_denies_a_header_address_closes_its_moved_connection(void **state)
 }
 
 /*
+ * The reloaded proxy_trusted acts on a moved connection's balancer: a
+ * reload that trusts only 127.0.0.2 closes the connection that came
+ * through 127.0.0.3 (EOF, counted as proxy_untrusted by the new worker,
+ * logged with the balancer's address) and moves the one through
+ * 127.0.0.2, which goes on being served.
+ */
+static void
+a_reload_that_distrusts_a_balancer_closes_its_moved_connection(void **state)
+{
+	struct env *e = *state;
+	int port = port_pick(), ok, cut;
+	const char *extra = "shutdown_timeout = 20;\nreload_handover = true;";
+	char h1[128], h2[128];
+	size_t n1, n2;
+	int64_t t0;
+
+	start(e, "proxy_protocol = \"v1\"; proxy_trusted = [ \"127.0.0.0/8\" ];", extra, port);
+	n1 = v1_header(h1, sizeof(h1), "192.0.2.1", 1);
+	n2 = v1_header(h2, sizeof(h2), "192.0.2.2", 2);
+	ok = proxied_open("127.0.0.2", port, h1, n1);
+	cut = proxied_open("127.0.0.3", port, h2, n2);
+	assert_true(send_served(ok, "first", 5, "FIRST"));
+	assert_true(send_served(cut, "first", 5, "FIRST"));
+	conf_write(e, "proxy_protocol = \"v1\"; proxy_trusted = [ \"127.0.0.2/32\" ];", extra, port);
+	t0 = now_ms();
+	assert_int_equal(env_control(e, "reload", NULL, EM_DEADLINE_MS), 0);
+	env_wait_serving(e, 2, 2, EM_DEADLINE_MS);
+	if (tcp_wait_eof(cut, EM_DEADLINE_MS) == -1)
+		fail_msg("the distrusted balancer's moved connection was not closed: %s", strerror(errno));
+	GEN_WAIT(e, 2, moved_in, 2);
+	env_total_wait(e, "proxy_untrusted", 1);
+	old_gone_within(e, t0, 10000);
+	assert_true(send_served(ok, "still", 5, "STILL"));
+	assert_true(env_log_has(e, "moved connection from 127.0.0.3:"));
+	assert_true(env_log_has(e, "refused: not in proxy_trusted"));
+	handed_over(e, 1, 2);
+	close(ok);
+	close(cut);
+}
+
+/*
  * A connection in the middle of its header when the reload comes is not
  * moved then (the parser's bytes are not in the record): its old worker
  * keeps it, and its handover open, until the header is in; then it is
@@ -661,6 +702,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(per_address_limit_acts_on_the_header_address, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(connections_past_their_header_move_across_a_reload, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(a_reload_that_denies_a_header_address_closes_its_moved_connection,
+		    env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(a_reload_that_distrusts_a_balancer_closes_its_moved_connection,
 		    env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(a_connection_mid_header_moves_once_its_header_is_in, env_setup,
 		    env_teardown),
