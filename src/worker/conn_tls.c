@@ -88,11 +88,19 @@ conn_tls_start(struct worker *w, struct conn *c, struct conn_proxy *px, const vo
 	return conn_tls_handle(w, c, 0);
 }
 
-/* A failed handshake, counted by class. */
+/*
+ * A failed handshake, counted by class; not a connection that closed
+ * before its first byte of TLS: a balancer's bare connect check (HAProxy's
+ * plain check, behind a PROXY header or not) is no failure.
+ */
 static void
 conn_tls_count_failure(struct worker *w, struct conn *c)
 {
-	switch (tlsconn_failure(c->tls->t)) {
+	enum tlsconn_failure f = tlsconn_failure(c->tls->t);  /* clears OpenSSL's errors in any case */
+
+	if (tlsconn_received_nothing(c->tls->t))
+		return;
+	switch (f) {
 	case TLSC_FAIL_PROTOCOL:
 		w->me->tls_fail_protocol++;
 		break;

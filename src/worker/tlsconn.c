@@ -262,6 +262,13 @@ tlsconn_failure(struct tlsconn *t)
 	return f;
 }
 
+/* What came through the read side: the socket's BIO, or the prefix filter in front of it. */
+bool
+tlsconn_received_nothing(const struct tlsconn *t)
+{
+	return BIO_number_read(SSL_get_rbio(t->ssl)) == 0;
+}
+
 enum tlsconn_rc
 tlsconn_read(struct tlsconn *t, void *buf, size_t len, size_t *n)
 {

@@ -57,6 +57,12 @@ enum tlsconn_rc tlsconn_handshake(struct tlsconn *t);
 /* Why the handshake failed, after TLSC_FAILED; clears OpenSSL's error queue. */
 enum tlsconn_failure tlsconn_failure(struct tlsconn *t);
 
+/*
+ * Whether the client has sent no byte of TLS at all: a connection that
+ * ends so was a bare connect (a balancer's check), not a failed handshake.
+ */
+bool tlsconn_received_nothing(const struct tlsconn *t);
+
 /* Reads decrypted bytes into buf; *n is how many when TLSC_DONE. */
 enum tlsconn_rc tlsconn_read(struct tlsconn *t, void *buf, size_t len, size_t *n);
 
