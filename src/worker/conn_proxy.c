@@ -132,8 +132,10 @@ conn_proxy_done(struct worker *w, struct conn *c, size_t used, size_t n)
 		goto close;
 	c->addr_entry = entry;
 	px = conn_proxy_unlink(&w->conns, c);
-	if (px->listener->conf->tls.on)
+	if (px->listener->conf->tls.on) {
+		w->conns.bytes_in -= n - used;  /* TLS records: a TLS listener counts decrypted bytes */
 		return conn_tls_start(w, c, px, w->scratch + used, n - used);
+	}
 	if (c->mode == CFG_MODE_WHOAMI) {
 		closed = conn_whoami_start(w, c, client, px);  /* what followed the header is dropped */
 		free(px);
