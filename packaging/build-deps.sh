@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what building and testing echomaster needs, when it is missing.
 # Usage: build-deps.sh [build|deb|rpm|packages|lint|fuzz|valgrind]...   (default: build)
-#   build     compiler, make, pkg-config, libconfig, libseccomp, OpenSSL 3 (and openssl(1) for the TLS tests), cmocka
+#   build     compiler, make, pkg-config, libconfig, libseccomp, OpenSSL 3 (and openssl(1) for the TLS tests), cmocka,
+#             haproxy (make check's TLS-behind-PROXY test puts the real one in front)
 #   deb       what `make deb` needs: dpkg-buildpackage, and the Build-Depends
 #             of packaging/debian/control (check-packages checks they agree)
 #   rpm       what `make rpm` needs: rpmbuild, and what the spec builds with
@@ -21,14 +22,14 @@ list=false
 [ "${1:-}" = --list ] && { list=true; shift; }
 groups=${*:-build}
 
-deb_build="gcc make pkg-config libconfig-dev libcmocka-dev libseccomp-dev libssl-dev openssl"
+deb_build="gcc make pkg-config libconfig-dev libcmocka-dev libseccomp-dev libssl-dev openssl haproxy"
 # deb: dpkg-buildpackage checks build-essential and the Build-Depends:
 # debhelper provides debhelper-compat (= 13) and, since 13.x,
 # dh-sequence-installsysusers; systemd gives pkg-config its unit paths.
-deb_deb="build-essential dpkg-dev debhelper fakeroot libcmocka-dev libconfig-dev libseccomp-dev libssl-dev openssl pkg-config systemd"
+deb_deb="build-essential dpkg-dev debhelper fakeroot haproxy libcmocka-dev libconfig-dev libseccomp-dev libssl-dev openssl pkg-config systemd"
 # rpm: Debian's rpm holds rpmbuild; the spec's BuildRequires are checked only
 # on Fedora (--nodeps here), so their Debian names are listed instead.
-deb_rpm="rpm gcc make pkg-config libconfig-dev libcmocka-dev libseccomp-dev libssl-dev openssl"
+deb_rpm="rpm gcc make pkg-config libconfig-dev libcmocka-dev libseccomp-dev libssl-dev openssl haproxy"
 # packages: lintian; mandoc and man-db for the manuals (manpages-dev and
 # libsystemd-dev: the syslog(3) and sd_listen_fds(3) they refer to); systemd for the unit checks and the .deb's
 # sysusers; procps (pgrep); debootstrap, its keyring and systemd-nspawn for
@@ -39,7 +40,7 @@ deb_lint="cppcheck clang-tidy"
 deb_fuzz="clang libclang-rt-14-dev"
 deb_valgrind="valgrind"
 deb_fleet="haproxy nginx libnginx-mod-stream iproute2 python3"
-rpm_build="gcc make pkgconf-pkg-config libconfig-devel libcmocka-devel libseccomp-devel openssl-devel openssl"
+rpm_build="gcc make pkgconf-pkg-config libconfig-devel libcmocka-devel libseccomp-devel openssl-devel openssl haproxy"
 # On Fedora `make deb` works too: Fedora packages dpkg-dev and debhelper.
 rpm_deb="$rpm_build dpkg-dev debhelper fakeroot systemd"
 # The spec's BuildRequires.

@@ -779,9 +779,9 @@ tls_warn(void *arg, const struct tlsctx_report *w)
 }
 
 /*
- * A tls group: on TCP listeners without a PROXY header only (the header
- * would come before the ClientHello, which we do not read yet), with at
- * least one certificate and its key. Its contexts are built here, so that
+ * A tls group: on TCP listeners only (with proxy_protocol, the header
+ * comes first in clear, then the handshake), with at least one
+ * certificate and its key. Its contexts are built here, so that
  * start, -t and reload refuse the same files.
  */
 static int
@@ -797,8 +797,6 @@ check_listen_tls(struct parse *p, const config_setting_t *s, struct cfg_listen *
 	t->on = true;
 	if (l->proto != CFG_PROTO_TCP)
 		return parse_fail(p, tls, "'tls' is for tcp listeners only");
-	if (l->proxy_protocol != CFG_PROXY_OFF)
-		return parse_fail(p, tls, "'tls' and 'proxy_protocol' on one listener are not supported yet");
 	if (t->certificate[0] == '\0' && t->ncerts == 0)
 		return parse_fail(p, tls, "'tls' needs 'certificate' and 'key' (or 'certificates')");
 	if ((t->certificate[0] == '\0') != (t->key[0] == '\0'))

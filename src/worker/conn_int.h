@@ -43,14 +43,16 @@ struct conn_proxy {
 /*
  * A connection on a TLS listener: its OpenSSL side, and while the
  * handshake runs, its place in conn_set's handshake list. Allocated at
- * accept on such listeners only: a plain connection carries one NULL
- * pointer more and nothing else.
+ * accept on such listeners only (behind a PROXY header: once the header
+ * is in, conn_tls_start): a plain connection carries one NULL pointer
+ * more and nothing else.
  */
 struct conn_tls {
 	struct tlsconn *t;
 	bool handshaking;
 	bool want_write;          /* OpenSSL waits for the socket to become writable */
 	struct deadline_node wait; /* in conn_set's handshake list: the handshake_timeout clock */
+	struct conn_proxy *px;    /* whoami behind a PROXY header: the header, for the line; else NULL */
 };
 
 struct conn {
@@ -86,7 +88,8 @@ struct conn {
 		struct conn_proxy *px;
 		struct sockaddr_storage *client;
 	};
-	struct conn_tls *tls;  /* non-NULL on a TLS listener (special: never the plain echo path) */
+	/* Non-NULL on a TLS listener, from accept (behind a PROXY header: once it is in); special then. */
+	struct conn_tls *tls;
 	struct outbuf out;
 };
 
@@ -148,6 +151,8 @@ struct conn_proxy *conn_proxy_unlink(struct conn_set *s, struct conn *c);
 bool conn_proxy_handle(struct worker *w, struct conn *c, uint32_t events);
 /* A header that took longer than proxy_timeout: counted and logged. */
 void conn_proxy_timed_out(struct worker *w, struct conn *c);
+/* The client a header names: its source, or the balancer for LOCAL and the address-less families. */
+const struct sockaddr_storage *conn_proxy_client(const struct conn_proxy *px);
 
 /* ---- conn_whoami.c ---- */
 
@@ -165,6 +170,14 @@ bool conn_whoami_handle(struct worker *w, struct conn *c, uint32_t events);
 /* A connection accepted on a TLS listener: its handshake begins. */
 enum conn_accepted conn_accept_tls(struct worker *w, const struct worker_listener *l, int fd,
     int entry);
+/*
+ * A connection on a TLS listener with proxy_protocol, its header in and
+ * admitted: its handshake begins, OpenSSL reading REST (the LEN bytes that
+ * followed the header in its read) before the socket. Takes ownership of
+ * px (kept for a whoami line, else freed). True when it was closed.
+ */
+bool conn_tls_start(struct worker *w, struct conn *c, struct conn_proxy *px, const void *rest,
+    size_t len);
 /* Frees a TLS side that belongs to no connection (yet). */
 void conn_tls_release(struct conn_tls *tls);
 /* Frees a connection's TLS side: our close_notify goes out first when the session is up. */

@@ -1,7 +1,8 @@
 /*
  * conn_proxy: a connection on a PROXY listener until its header is in
  * (worker/proxy.h parses it). Then it becomes a plain echo connection,
- * movable by a handover, or a whoami one.
+ * movable by a handover, or a whoami one; on a TLS listener, a TLS one
+ * (conn_tls.c), whose handshake follows the header on the wire.
  */
 #include "worker/conn_int.h"
 
@@ -103,18 +104,25 @@ conn_proxy_movable(struct worker *w, struct conn *c, const struct proxy_result *
 	w->conns.kept--;
 }
 
+const struct sockaddr_storage *
+conn_proxy_client(const struct conn_proxy *px)
+{
+	return px->res.has_addr ? &px->res.src : &px->balancer;
+}
+
 /*
  * The header is in. Its address (PROXY command with an address; LOCAL
  * and address-less families keep the balancer's) becomes the client's:
  * allow/deny and the per-address limit are checked on it now. The bytes
- * after the header in the same read are the client's. True when the
- * connection was closed.
+ * after the header in the same read are the client's: its data, or on a
+ * TLS listener the start of its ClientHello, which OpenSSL gets. True
+ * when the connection was closed.
  */
 static bool
 conn_proxy_done(struct worker *w, struct conn *c, size_t used, size_t n)
 {
 	struct conn_proxy *px = c->px;
-	const struct sockaddr_storage *client = px->res.has_addr ? &px->res.src : &px->balancer;
+	const struct sockaddr_storage *client = conn_proxy_client(px);
 	bool closed;
 	int entry = -1;
 
@@ -124,6 +132,10 @@ conn_proxy_done(struct worker *w, struct conn *c, size_t used, size_t n)
 		goto close;
 	c->addr_entry = entry;
 	px = conn_proxy_unlink(&w->conns, c);
+	if (px->listener->conf->tls.on) {
+		w->conns.bytes_in -= n - used;  /* TLS records: a TLS listener counts decrypted bytes */
+		return conn_tls_start(w, c, px, w->scratch + used, n - used);
+	}
 	if (c->mode == CFG_MODE_WHOAMI) {
 		closed = conn_whoami_start(w, c, client, px);  /* what followed the header is dropped */
 		free(px);

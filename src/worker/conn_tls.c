@@ -2,7 +2,8 @@
  * conn_tls: a connection on a TLS listener. Its bytes go through OpenSSL
  * (worker/tlsconn.h); it is special from accept to close, so the plain
  * echo path never sees it, and it is never handed over (its state lives
- * in OpenSSL): it drains.
+ * in OpenSSL): it drains. With proxy_protocol, the PROXY header comes
+ * first, in clear (conn_proxy.c), and the handshake after it.
  */
 #include "worker/conn_int.h"
 
@@ -25,6 +26,7 @@ void
 conn_tls_release(struct conn_tls *tls)
 {
 	tlsconn_free(tls->t);
+	free(tls->px);
 	free(tls);
 }
 
@@ -55,11 +57,50 @@ conn_accept_tls(struct worker *w, const struct worker_listener *l, int fd, int e
 	    CONN_TURNED_AWAY;
 }
 
-/* A failed handshake, counted by class. */
+/*
+ * Behind a PROXY header, the TLS side is made once the header is in, and
+ * a handshake step runs at once: what followed the header in its read may
+ * be the whole ClientHello, and epoll will not report those bytes again.
+ * From then on it is a connection of a plain TLS listener, with
+ * handshake_timeout counting from now.
+ */
+bool
+conn_tls_start(struct worker *w, struct conn *c, struct conn_proxy *px, const void *rest,
+    size_t len)
+{
+	SSL_CTX *ctx = tlsctx_ssl_ctx(px->listener->conf->tls.ctx);
+	struct conn_tls *tls = calloc(1, sizeof(*tls));
+
+	if (tls == NULL || (tls->t = tlsconn_new_prefixed(ctx, c->fd, rest, len)) == NULL) {
+		log_warnx("TLS connection dropped: out of memory");
+		free(tls);
+		free(px);
+		conn_close(w, c);
+		return true;
+	}
+	if (c->mode == CFG_MODE_WHOAMI)
+		tls->px = px;  /* the line is made once the handshake is complete */
+	else
+		free(px);
+	c->tls = tls;
+	tls->handshaking = true;
+	deadline_append(&w->conns.handshakes, &tls->wait, c, w->now_ms);
+	return conn_tls_handle(w, c, 0);
+}
+
+/*
+ * A failed handshake, counted by class; not a connection that closed
+ * before its first byte of TLS: a balancer's bare connect check (HAProxy's
+ * plain check, behind a PROXY header or not) is no failure.
+ */
 static void
 conn_tls_count_failure(struct worker *w, struct conn *c)
 {
-	switch (tlsconn_failure(c->tls->t)) {
+	enum tlsconn_failure f = tlsconn_failure(c->tls->t);  /* clears OpenSSL's errors in any case */
+
+	if (tlsconn_received_nothing(c->tls->t))
+		return;
+	switch (f) {
 	case TLSC_FAIL_PROTOCOL:
 		w->me->tls_fail_protocol++;
 		break;
@@ -210,6 +251,7 @@ static int
 conn_tls_established(struct worker *w, struct conn *c)
 {
 	char line[ECHO_WHOAMI_MAX];
+	const struct conn_proxy *px;
 	size_t n;
 
 	hs_unlink(&w->conns, c);
@@ -218,7 +260,8 @@ conn_tls_established(struct worker *w, struct conn *c)
 		w->me->tls_resumed++;
 	if (c->mode != CFG_MODE_WHOAMI)
 		return 0;
-	if ((n = conn_whoami_line(w, c, NULL, NULL, line)) == 0)
+	px = c->tls->px;
+	if ((n = conn_whoami_line(w, c, px != NULL ? conn_proxy_client(px) : NULL, px, line)) == 0)
 		return -1;
 	return outbuf_append(&c->out, line, n);
 }

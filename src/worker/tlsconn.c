@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <openssl/err.h>
 
@@ -26,6 +27,135 @@ tlsconn_new(SSL_CTX *ctx, int fd)
 		return NULL;
 	}
 	SSL_set_accept_state(t->ssl);
+	return t;
+}
+
+/*
+ * The prefix filter: a BIO in front of the socket's that hands out the
+ * bytes read with a PROXY header before it reads the socket, then passes
+ * everything through. Its data: what is left of those bytes, freed once
+ * they are out (NULL then).
+ */
+struct tlsconn_prefix {
+	size_t len;
+	size_t off;
+	unsigned char data[];
+};
+
+static int
+prefix_read(BIO *b, char *out, size_t len, size_t *n)
+{
+	struct tlsconn_prefix *p = BIO_get_data(b);
+	int ret;
+
+	BIO_clear_retry_flags(b);
+	if (p == NULL) {
+		ret = BIO_read_ex(BIO_next(b), out, len, n);
+		BIO_copy_next_retry(b);
+		return ret;
+	}
+	*n = len < p->len - p->off ? len : p->len - p->off;
+	memcpy(out, p->data + p->off, *n);
+	if ((p->off += *n) == p->len) {
+		free(p);
+		BIO_set_data(b, NULL);
+	}
+	return 1;
+}
+
+static long
+prefix_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct tlsconn_prefix *p = BIO_get_data(b);
+	BIO *next = BIO_next(b);
+	long ret;
+
+	if (next == NULL)
+		return 0;
+	if (p != NULL && cmd == BIO_CTRL_EOF)
+		return 0;
+	ret = BIO_ctrl(next, cmd, num, ptr);
+	if (p != NULL && cmd == BIO_CTRL_PENDING)
+		ret += (long)(p->len - p->off);
+	return ret;
+}
+
+static int
+prefix_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static int
+prefix_destroy(BIO *b)
+{
+	free(BIO_get_data(b));
+	BIO_set_data(b, NULL);
+	return 1;
+}
+
+/* The filter's method: made on first use and kept for the process's life, a constant in all but name. */
+static BIO_METHOD *
+prefix_method(void)
+{
+	static BIO_METHOD *m;
+	int type;
+
+	if (m != NULL || (type = BIO_get_new_index()) == -1)
+		return m;
+	if ((m = BIO_meth_new(type | BIO_TYPE_FILTER, "echomaster PROXY prefix")) == NULL)
+		return NULL;
+	if (BIO_meth_set_read_ex(m, prefix_read) != 1 || BIO_meth_set_ctrl(m, prefix_ctrl) != 1 ||
+	    BIO_meth_set_create(m, prefix_create) != 1 || BIO_meth_set_destroy(m, prefix_destroy) != 1) {
+		BIO_meth_free(m);
+		m = NULL;
+	}
+	return m;
+}
+
+static BIO *
+prefix_new(const void *bytes, size_t len)
+{
+	BIO_METHOD *m = prefix_method();
+	struct tlsconn_prefix *p;
+	BIO *b;
+
+	if (m == NULL || (p = malloc(sizeof(*p) + len)) == NULL)
+		return NULL;
+	if ((b = BIO_new(m)) == NULL) {
+		free(p);
+		return NULL;
+	}
+	p->len = len;
+	p->off = 0;
+	memcpy(p->data, bytes, len);
+	BIO_set_data(b, p);
+	return b;
+}
+
+/*
+ * The filter goes in front of the socket's BIO on the read side only; the
+ * socket's BIO then has two owners, the write side and the filter's chain,
+ * and SSL_free releases both (the pattern of SSL_set_bio(3)).
+ */
+struct tlsconn *
+tlsconn_new_prefixed(SSL_CTX *ctx, int fd, const void *prefix, size_t len)
+{
+	struct tlsconn *t = tlsconn_new(ctx, fd);
+	BIO *filter, *sock;
+
+	if (t == NULL || len == 0)
+		return t;
+	if ((filter = prefix_new(prefix, len)) == NULL) {
+		tlsconn_free(t);
+		ERR_clear_error();
+		return NULL;
+	}
+	sock = SSL_get_rbio(t->ssl);
+	BIO_up_ref(sock);
+	BIO_push(filter, sock);
+	SSL_set0_rbio(t->ssl, filter);
 	return t;
 }
 
@@ -130,6 +260,13 @@ tlsconn_failure(struct tlsconn *t)
 	}
 	ERR_clear_error();
 	return f;
+}
+
+/* What came through the read side: the socket's BIO, or the prefix filter in front of it. */
+bool
+tlsconn_received_nothing(const struct tlsconn *t)
+{
+	return BIO_number_read(SSL_get_rbio(t->ssl)) == 0;
 }
 
 enum tlsconn_rc

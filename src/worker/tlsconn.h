@@ -31,6 +31,23 @@ enum tlsconn_failure { TLSC_FAIL_PROTOCOL, TLSC_FAIL_CERT, TLSC_FAIL_OTHER };
 /* A server-side connection on fd (not taken: the caller closes it). NULL when out of memory. */
 struct tlsconn *tlsconn_new(SSL_CTX *ctx, int fd);
 
+/*
+ * A server-side connection on fd whose first LEN bytes were read from the
+ * socket already (what followed a PROXY header in its read: the start of
+ * the ClientHello). OpenSSL reads them first, then the socket, through a
+ * small filter in front of the socket's BIO; they are copied. Not taken:
+ * fd. NULL when out of memory.
+ *
+ * No byte is ever left where epoll cannot see it: the filter hands out
+ * what it holds whenever OpenSSL reads, so a handshake step ends with the
+ * bytes consumed or parsed (WANT_READ then comes from the socket itself),
+ * or waiting to write, which epoll reports. The client's Finished cannot
+ * be among them (it answers our first flight, sent after they were read),
+ * so the filter is empty once the handshake is complete, and
+ * tlsconn_pending stays exact from then on.
+ */
+struct tlsconn *tlsconn_new_prefixed(SSL_CTX *ctx, int fd, const void *prefix, size_t len);
+
 /* Frees it; sends our close_notify first, once, when the session is up and sound. */
 void tlsconn_free(struct tlsconn *t);
 
@@ -39,6 +56,12 @@ enum tlsconn_rc tlsconn_handshake(struct tlsconn *t);
 
 /* Why the handshake failed, after TLSC_FAILED; clears OpenSSL's error queue. */
 enum tlsconn_failure tlsconn_failure(struct tlsconn *t);
+
+/*
+ * Whether the client has sent no byte of TLS at all: a connection that
+ * ends so was a bare connect (a balancer's check), not a failed handshake.
+ */
+bool tlsconn_received_nothing(const struct tlsconn *t);
 
 /* Reads decrypted bytes into buf; *n is how many when TLSC_DONE. */
 enum tlsconn_rc tlsconn_read(struct tlsconn *t, void *buf, size_t len, size_t *n);

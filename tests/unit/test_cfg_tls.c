@@ -213,8 +213,6 @@ setting_mistakes_are_refused(void **state)
 	    "missing required setting 'tls.certificates.key'");
 	expect_error("listen = ( { proto = \"udp\"; address = \"127.0.0.1\"; port = 8443;\n"
 	    "  tls = { certificate = \"x\"; key = \"y\"; }; } );\n", 2, "'tls' is for tcp listeners only");
-	expect_error("listen = ( { proto = \"tcp\"; address = \"127.0.0.1\"; port = 8443; proxy_protocol = \"v1\";\n"
-	    "  tls = { certificate = \"x\"; key = \"y\"; }; } );\n", 2, "not supported yet");
 	expect_error("limits = { handshake_timeout = 0; };\n"
 	    "listen = ( { proto = \"tcp\"; address = \"127.0.0.1\"; port = 8443; } );\n", 1,
 	    "'handshake_timeout' is 0, out of range 1..3600");
@@ -260,6 +258,40 @@ the_dump_shows_paths_not_keys(void **state)
 	cfg_free(cfg);
 }
 
+/* A PROXY header in front of the handshake: both settings taken, and -T shows both, loading again. */
+static void
+tls_behind_a_proxy_header(void **state)
+{
+	char text[1024];
+	struct cfg *cfg, *again;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+	char err[CFG_ERR_LEN];
+
+	(void)state;
+	snprintf(text, sizeof(text),
+	    "listen = ( { proto = \"tcp\"; address = \"127.0.0.1\"; port = 8443; proxy_protocol = \"v2\";\n"
+	    "  proxy_trusted = [ \"127.0.0.0/8\" ];\n"
+	    "  tls = { certificate = \"%s\"; key = \"%s\"; }; } );\n", path_of("a.crt"), path_of("a.key"));
+	cfg = load_ok(text);
+	assert_true(cfg->listen[0].tls.on);
+	assert_non_null(cfg->listen[0].tls.ctx);
+	assert_int_equal(cfg->listen[0].proxy_protocol, CFG_PROXY_V2);
+	assert_non_null(f = open_memstream(&buf, &len));
+	cfg_dump(cfg, f);
+	fclose(f);
+	assert_non_null(strstr(buf, "proxy_protocol = \"v2\"; proxy_trusted = [ \"127.0.0.0/8\" ];"));
+	assert_non_null(strstr(buf, "tls = { certificate = \""));
+	if ((again = cfg_load_string("dump.conf", buf, err)) == NULL)
+		fail_msg("the dump does not load: %s", err);
+	assert_true(again->listen[0].tls.on);
+	assert_int_equal(again->listen[0].proxy_protocol, CFG_PROXY_V2);
+	cfg_free(again);
+	free(buf);
+	cfg_free(cfg);
+}
+
 int
 main(void)
 {
@@ -270,6 +302,7 @@ main(void)
 		cmocka_unit_test(setting_mistakes_are_refused),
 		cmocka_unit_test(an_expired_certificate_is_a_warning),
 		cmocka_unit_test(the_dump_shows_paths_not_keys),
+		cmocka_unit_test(tls_behind_a_proxy_header),
 	};
 	return cmocka_run_group_tests_name("cfg_tls", tests, setup, teardown);
 }
