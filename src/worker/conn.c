@@ -1041,8 +1041,11 @@ conn_tls_handle(struct worker *w, struct conn *c, uint32_t events)
 {
 	int hs;
 
-	if (events & EPOLLERR)
+	if (events & EPOLLERR) {
+		if (c->tls->handshaking)
+			w->me->tls_fail_other++;  /* a reset mid-handshake is a failed handshake too */
 		goto close;
+	}
 	if (c->tls->handshaking) {
 		if ((hs = conn_tls_handshake(w, c)) == -1)
 			goto close;

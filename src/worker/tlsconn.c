@@ -67,6 +67,14 @@ tlsconn_error(struct tlsconn *t, int ret)
 		/* fall through */
 	default:
 		t->broken = true;
+		/*
+		 * The error queue is the worker's, not the connection's: left
+		 * full, it turns the next connection's WANT_READ into a fatal
+		 * error. A failed handshake's reasons are read (and cleared) by
+		 * tlsconn_failure; after the handshake nobody reads them.
+		 */
+		if (t->up)
+			ERR_clear_error();
 		return TLSC_FAILED;
 	}
 }
