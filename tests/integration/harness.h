@@ -431,7 +431,8 @@ struct tls_opts {
 };
 
 /* A client context (version 0: either); SSL objects made from it keep
- * their TLS 1.3 ticket in the tls_client their app data points at. */
+ * their TLS 1.3 ticket in the tls_client their app data points at. Sets
+ * SIGPIPE to be ignored: OpenSSL writes with write(2). */
 SSL_CTX	*tls_client_ctx(int version);
 /* Connects to 127.0.0.1:port and handshakes: 1, or 0 when the handshake
  * failed or timed out (cl is then freed). A failed connect fails the test. */

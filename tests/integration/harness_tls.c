@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,8 @@ tls_client_ctx(int version)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
+	/* OpenSSL writes with write(2): a server gone must be an error, not SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
 	assert_non_null(ctx);
 	if (version != 0) {
 		SSL_CTX_set_min_proto_version(ctx, version);
