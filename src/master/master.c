@@ -401,6 +401,50 @@ graceful_progress(struct master *m)
 		life_fire(m, LE_QUIESCED, "shutting down");
 }
 
+static int64_t tickets_due(const struct scoreboard *sb, int64_t now);
+
+/* Milliseconds until the next timed duty, or -1 when only an event can wake us. */
+static int
+loop_timeout(const struct master *m, int64_t admin_due)
+{
+	int64_t now = ev_now_ms(), due = sup_next_due(&m->sup, now);
+
+	if (m->state == LS_RELOADING)
+		due = ev_sooner(due, m->next_deadline_ms);
+	if (m->state == LS_DRAIN_DELAY)
+		due = ev_sooner(due, m->delay_end_ms);
+	if (m->state == LS_QUIESCING)
+		due = ev_sooner(due, quiesce_due(&m->quiesce));
+	due = ev_sooner(due, upgrade_due(&m->up));
+	due = ev_sooner(due, admin_due);
+	due = ev_sooner(due, tickets_due(m->sb, now));
+	if (due == 0)
+		return -1;
+	return due <= now ? 0 : (int)(due - now);
+}
+
+static void
+dispatch(struct master *m, struct ev_source *src)
+{
+	switch (src->kind) {
+	case MEV_SIGNAL:
+		master_read_signals(m);
+		break;
+	case MEV_WORKER:
+		sup_channel_event(&m->sup, (struct sup_proc *)src);
+		break;
+	case MEV_AGENT:
+		report_agent(m);
+		break;
+	case MEV_UPGRADE:
+		act_on_upgrade(m, upgrade_read(&m->up));
+		break;
+	default:
+		admin_event(&m->admin, src, ev_now_ms());
+		break;
+	}
+}
+
 /* Wall-clock milliseconds: ticket keys outlive a boot's monotonic clock (a live upgrade carries them). */
 static int64_t
 wall_ms(void)
@@ -471,48 +515,6 @@ tickets_due(const struct scoreboard *sb, int64_t now)
 	if (left > TICKET_ROTATE_MS)
 		left = TICKET_ROTATE_MS;
 	return now + (left > 1000 ? left : 1000);
-}
-
-/* Milliseconds until the next timed duty, or -1 when only an event can wake us. */
-static int
-loop_timeout(const struct master *m, int64_t admin_due)
-{
-	int64_t now = ev_now_ms(), due = sup_next_due(&m->sup, now);
-
-	if (m->state == LS_RELOADING)
-		due = ev_sooner(due, m->next_deadline_ms);
-	if (m->state == LS_DRAIN_DELAY)
-		due = ev_sooner(due, m->delay_end_ms);
-	if (m->state == LS_QUIESCING)
-		due = ev_sooner(due, quiesce_due(&m->quiesce));
-	due = ev_sooner(due, upgrade_due(&m->up));
-	due = ev_sooner(due, admin_due);
-	due = ev_sooner(due, tickets_due(m->sb, now));
-	if (due == 0)
-		return -1;
-	return due <= now ? 0 : (int)(due - now);
-}
-
-static void
-dispatch(struct master *m, struct ev_source *src)
-{
-	switch (src->kind) {
-	case MEV_SIGNAL:
-		master_read_signals(m);
-		break;
-	case MEV_WORKER:
-		sup_channel_event(&m->sup, (struct sup_proc *)src);
-		break;
-	case MEV_AGENT:
-		report_agent(m);
-		break;
-	case MEV_UPGRADE:
-		act_on_upgrade(m, upgrade_read(&m->up));
-		break;
-	default:
-		admin_event(&m->admin, src, ev_now_ms());
-		break;
-	}
 }
 
 /* Each turn: take in what happened, then do every duty in order. */

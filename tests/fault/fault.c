@@ -428,12 +428,9 @@ load_note(struct load *l, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Closes; a TLS connection that ends well says so with its close_notify first. */
 static void
-lc_close_tls(struct load_conn *c, bool well)
+lc_close(struct load_conn *c)
 {
-	if (c->ssl != NULL && well)
-		SSL_shutdown(c->ssl);
 	ERR_clear_error();
 	SSL_free(c->ssl);
 	c->ssl = NULL;
@@ -445,10 +442,13 @@ lc_close_tls(struct load_conn *c, bool well)
 	c->doomed = false;
 }
 
+/* A connect-echo-close that is complete: a TLS one says so with its close_notify first. */
 static void
-lc_close(struct load_conn *c)
+lc_close_done(struct load_conn *c)
 {
-	lc_close_tls(c, false);
+	if (c->ssl != NULL)
+		SSL_shutdown(c->ssl);
+	lc_close(c);
 }
 
 /* What an OpenSSL call that did not succeed means, as recv/send would say it. */
@@ -687,7 +687,7 @@ lc_recv(struct load *l, struct load_conn *c)
 	c->rcvd += (size_t)n;
 	if (c->rcvd == c->len) {
 		l->st.served++;
-		lc_close_tls(c, true);
+		lc_close_done(c);
 	}
 }
 
@@ -720,7 +720,6 @@ lc_stream_end(struct load *l, struct load_conn *c)
 {
 	bool done = l->stopping ||
 	    (l->stream_ms > 0 && now_ms() - c->t_start >= l->stream_ms);
-
 	int rc;
 
 	if (c->phase != LC_ACTIVE || !done || c->s_rcvd != c->s_sent)

@@ -10,7 +10,8 @@
  * A day is not waited for: the test-hooks daemon ($ECHOMASTER_TESTHOOKS)
  * reads a wall-clock offset from the file EM_TEST_WALL_OFFSET names; the
  * test moves it a day ahead, then waits for the master's log line of the
- * rotation.
+ * rotation. worker_timeout keeps its default, so the master's loop turns
+ * every second (it checks heartbeats) and sees the moved clock then.
  */
 #include "harness.h"
 
