@@ -91,14 +91,15 @@ conn_tls_start(struct worker *w, struct conn *c, struct conn_proxy *px, const vo
 /*
  * A failed handshake, counted by class; not a connection that closed
  * before its first byte of TLS: a balancer's bare connect check (HAProxy's
- * plain check, behind a PROXY header or not) is no failure.
+ * plain check, behind a PROXY header or not) is no failure; nor one that
+ * went away once its own side was through (HAProxy's ssl check).
  */
 static void
 conn_tls_count_failure(struct worker *w, struct conn *c)
 {
 	enum tlsconn_failure f = tlsconn_failure(c->tls->t);  /* clears OpenSSL's errors in any case */
 
-	if (tlsconn_received_nothing(c->tls->t))
+	if (tlsconn_received_nothing(c->tls->t) || tlsconn_client_finished(c->tls->t))
 		return;
 	switch (f) {
 	case TLSC_FAIL_PROTOCOL:
@@ -301,8 +302,16 @@ conn_tls_handle(struct worker *w, struct conn *c, uint32_t events)
 {
 	int hs;
 
-	if (events & EPOLLERR)
+	if (events & EPOLLERR) {
+		/*
+		 * A reset mid-handshake is a failed handshake, unless the client's
+		 * last flight came before it (a balancer's TLS check resets once
+		 * it is through): the kernel still gives those bytes.
+		 */
+		if (c->tls->handshaking && conn_tls_handshake(w, c) == 1)
+			conn_tls_count_failure(w, c);
 		goto close;
+	}
 	if (c->tls->handshaking) {
 		if ((hs = conn_tls_handshake(w, c)) == -1)
 			goto close;

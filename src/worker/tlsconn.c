@@ -197,6 +197,14 @@ tlsconn_error(struct tlsconn *t, int ret)
 		/* fall through */
 	default:
 		t->broken = true;
+		/*
+		 * The error queue is the worker's, not the connection's: left
+		 * full, it turns the next connection's WANT_READ into a fatal
+		 * error. A failed handshake's reasons are read (and cleared) by
+		 * tlsconn_failure; after the handshake nobody reads them.
+		 */
+		if (t->up)
+			ERR_clear_error();
 		return TLSC_FAILED;
 	}
 }
@@ -267,6 +275,12 @@ bool
 tlsconn_received_nothing(const struct tlsconn *t)
 {
 	return BIO_number_read(SSL_get_rbio(t->ssl)) == 0;
+}
+
+bool
+tlsconn_client_finished(const struct tlsconn *t)
+{
+	return SSL_get_state(t->ssl) == TLS_ST_SW_SESSION_TICKET;
 }
 
 enum tlsconn_rc

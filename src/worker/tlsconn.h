@@ -63,6 +63,14 @@ enum tlsconn_failure tlsconn_failure(struct tlsconn *t);
  */
 bool tlsconn_received_nothing(const struct tlsconn *t);
 
+/*
+ * Whether the client's side of the handshake was complete (its Finished
+ * read) and only our session tickets were left to send: a client that
+ * resets then, as a balancer's TLS check does once it is through, did
+ * not fail its handshake.
+ */
+bool tlsconn_client_finished(const struct tlsconn *t);
+
 /* Reads decrypted bytes into buf; *n is how many when TLSC_DONE. */
 enum tlsconn_rc tlsconn_read(struct tlsconn *t, void *buf, size_t len, size_t *n);
 

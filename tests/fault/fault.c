@@ -28,6 +28,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #define POLL_NAP_MS	20
 #define SHORT_MAX	4096
 #define STREAM_WINDOW	(64 * 1024)
@@ -200,15 +203,37 @@ fault_start_nofile(struct env *e, rlim_t nofile)
 	return env_start(e);
 }
 
-void
-fault_write_conf(struct env *e, const struct em_conf *c, const char *extra)
+static char *
+conf_text_extra(struct env *e, const struct em_conf *c, const char *extra)
 {
 	char *text = env_conf_text(e, c), *with, *before;
 
 	assert_true(asprintf(&before, "%slisten = (\n", extra) > 0);
 	with = text_replace(text, "listen = (\n", before);
-	env_write_conf_text(e, with);
 	free(before);
+	free(text);
+	return with;
+}
+
+void
+fault_write_conf(struct env *e, const struct em_conf *c, const char *extra)
+{
+	char *text = conf_text_extra(e, c, extra);
+
+	env_write_conf_text(e, text);
+	free(text);
+}
+
+void
+fault_write_conf_tls(struct env *e, const struct em_conf *c, const char *extra,
+    int tls_port)
+{
+	char *text = conf_text_extra(e, c, extra), *with;
+
+	if (access(env_file(e, FAULT_CERT ".crt"), F_OK) != 0)
+		tls_make_cert(e, FAULT_CERT);
+	with = tls_listener_text(e, text, tls_port, FAULT_CERT, NULL);
+	env_write_conf_text(e, with);
 	free(with);
 	free(text);
 }
@@ -356,10 +381,12 @@ fault_held_client_ports(pid_t pid, int port, int *ports, size_t max)
 
 /* ---- load ---------------------------------------------------------------- */
 
-enum { LC_IDLE, LC_CONNECTING, LC_ACTIVE, LC_WAIT_EOF };
+enum { LC_IDLE, LC_CONNECTING, LC_HANDSHAKE, LC_ACTIVE, LC_WAIT_EOF };
 
 struct load_conn {
 	int		 fd;
+	SSL		*ssl;		/* a TLS load's connection, once connected */
+	bool		 want_write;	/* OpenSSL waits for the socket to be writable */
 	int		 phase;
 	bool		 stream;
 	bool		 doomed;
@@ -404,11 +431,63 @@ load_note(struct load *l, const char *fmt, ...)
 static void
 lc_close(struct load_conn *c)
 {
+	ERR_clear_error();
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+	c->want_write = false;
 	if (c->fd != -1)
 		close(c->fd);
 	c->fd = -1;
 	c->phase = LC_IDLE;
 	c->doomed = false;
+}
+
+/* A connect-echo-close that is complete: a TLS one says so with its close_notify first. */
+static void
+lc_close_done(struct load_conn *c)
+{
+	if (c->ssl != NULL)
+		SSL_shutdown(c->ssl);
+	lc_close(c);
+}
+
+/* What an OpenSSL call that did not succeed means, as recv/send would say it. */
+static ssize_t
+lc_tls_error(struct load_conn *c, int ret)
+{
+	int err = SSL_get_error(c->ssl, ret);
+
+	c->want_write = err == SSL_ERROR_WANT_WRITE;
+	switch (err) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;  /* the server's close_notify: its end of the stream */
+	case SSL_ERROR_SYSCALL:
+		if (errno == 0 || errno == EAGAIN)
+			errno = EPIPE;
+		break;
+	default:
+		errno = EPROTO;  /* a TLS error, an EOF without close_notify among them */
+		break;
+	}
+	ERR_clear_error();
+	return -1;
+}
+
+/* One read or write: through OpenSSL on a TLS connection, else the socket's own. */
+static ssize_t
+lc_io(struct load_conn *c, void *buf, size_t len, bool write)
+{
+	size_t n;
+	int ret;
+
+	if (c->ssl == NULL)
+		return write ? send(c->fd, buf, len, MSG_NOSIGNAL) : recv(c->fd, buf, len, 0);
+	ret = write ? SSL_write_ex(c->ssl, buf, len, &n) : SSL_read_ex(c->ssl, buf, len, &n);
+	return ret == 1 ? (ssize_t)n : lc_tls_error(c, ret);
 }
 
 /* A connection that broke: expected when doomed, counted otherwise. */
@@ -467,6 +546,33 @@ lc_connect(struct load *l, struct load_conn *c)
 	}
 }
 
+/* One step of the TLS handshake; the connection is active once it is done. */
+static void
+lc_handshake(struct load *l, struct load_conn *c)
+{
+	int ret = SSL_connect(c->ssl);
+
+	if (ret == 1) {
+		c->phase = LC_ACTIVE;
+		c->want_write = false;
+		c->t_progress = now_ms();
+		l->st.handshakes++;
+	} else if (lc_tls_error(c, ret) == 0) {
+		lc_broken(l, c, "TLS handshake: closed", 0);
+	} else if (errno != EAGAIN) {
+		lc_broken(l, c, "TLS handshake", errno);
+	}
+}
+
+static void
+lc_tls_begin(struct load *l, struct load_conn *c)
+{
+	if ((c->ssl = SSL_new(l->tls_ctx)) == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
+		fail_msg("SSL_new: out of memory");
+	c->phase = LC_HANDSHAKE;
+	lc_handshake(l, c);
+}
+
 static void
 lc_connected(struct load *l, struct load_conn *c)
 {
@@ -477,6 +583,8 @@ lc_connected(struct load *l, struct load_conn *c)
 	if (err == 0) {
 		c->phase = LC_ACTIVE;
 		c->t_progress = now_ms();
+		if (l->tls_ctx != NULL)
+			lc_tls_begin(l, c);
 		return;
 	}
 	if (err == ECONNREFUSED)
@@ -516,15 +624,16 @@ lc_send(struct load *l, struct load_conn *c)
 	size_t want;
 	ssize_t n;
 
+	/* A retried TLS write offers the same bytes again, and never fewer. */
 	if (!c->stream) {
-		n = send(c->fd, c->msg + c->sent, c->len - c->sent, MSG_NOSIGNAL);
+		n = lc_io(c, c->msg + c->sent, c->len - c->sent, true);
 	} else {
 		want = STREAM_WINDOW - (size_t)(c->s_sent - c->s_rcvd);
 		if (want > sizeof(chunk))
 			want = sizeof(chunk);
 		for (size_t i = 0; i < want; i++)
 			chunk[i] = stream_byte(c->seed, c->s_sent + i);
-		n = send(c->fd, chunk, want, MSG_NOSIGNAL);
+		n = lc_io(c, chunk, want, true);
 	}
 	if (n < 0) {
 		if (errno != EAGAIN && errno != EINTR)
@@ -546,7 +655,7 @@ lc_recv(struct load *l, struct load_conn *c)
 
 	if (room == 0)
 		room = 1;  /* only EOF or surplus can arrive now */
-	n = recv(c->fd, buf, room, 0);
+	n = lc_io(c, buf, room, false);
 	if (n < 0) {
 		if (errno != EAGAIN && errno != EINTR)
 			lc_broken(l, c, "recv", errno);
@@ -578,8 +687,30 @@ lc_recv(struct load *l, struct load_conn *c)
 	c->rcvd += (size_t)n;
 	if (c->rcvd == c->len) {
 		l->st.served++;
-		lc_close(c);
+		lc_close_done(c);
 	}
+}
+
+/* OpenSSL may hold decrypted bytes of a record read in part: poll would not tell. */
+static void
+lc_recv_all(struct load *l, struct load_conn *c)
+{
+	do
+		lc_recv(l, c);
+	while (c->phase != LC_IDLE && c->ssl != NULL && SSL_pending(c->ssl) > 0);
+}
+
+/* Half-closes the stream: a TLS one with its close_notify (again later if the socket is full). */
+static int
+lc_half_close(struct load_conn *c)
+{
+	int ret;
+
+	if (c->ssl == NULL)
+		return shutdown(c->fd, SHUT_WR);
+	if ((ret = SSL_shutdown(c->ssl)) >= 0)
+		return 0;
+	return lc_tls_error(c, ret) == -1 && errno == EAGAIN ? 1 : -1;
 }
 
 /* A stream whose time is up stops sending, and half-closes once all of its
@@ -589,14 +720,16 @@ lc_stream_end(struct load *l, struct load_conn *c)
 {
 	bool done = l->stopping ||
 	    (l->stream_ms > 0 && now_ms() - c->t_start >= l->stream_ms);
+	int rc;
 
 	if (c->phase != LC_ACTIVE || !done || c->s_rcvd != c->s_sent)
 		return;
-	if (shutdown(c->fd, SHUT_WR) == -1) {
+	if ((rc = lc_half_close(c)) == -1) {
 		lc_broken(l, c, "shutdown", errno);
 		return;
 	}
-	c->phase = LC_WAIT_EOF;
+	if (rc == 0)
+		c->phase = LC_WAIT_EOF;
 }
 
 static bool
@@ -633,6 +766,14 @@ load_start(struct load *l, int port, size_t nshort, size_t nstream,
 	}
 }
 
+void
+load_start_tls(struct load *l, int port, size_t nshort, size_t nstream,
+    int stream_ms, uint32_t seed)
+{
+	load_start(l, port, nshort, nstream, stream_ms, seed);
+	l->tls_ctx = tls_client_ctx(0);
+}
+
 static void
 load_poll_set(struct load *l, struct pollfd *pfd, size_t n)
 {
@@ -643,9 +784,11 @@ load_poll_set(struct load *l, struct pollfd *pfd, size_t n)
 		pfd[i].revents = 0;
 		if (c->phase == LC_CONNECTING)
 			pfd[i].events = POLLOUT;
+		else if (c->phase == LC_HANDSHAKE)
+			pfd[i].events = c->want_write ? POLLOUT : POLLIN;
 		else if (c->phase != LC_IDLE)
-			pfd[i].events = (short)(POLLIN |
-			    (lc_may_send(l, c) ? POLLOUT : 0));
+			pfd[i].events = (short)(POLLIN | (lc_may_send(l, c) ||
+			    c->want_write ? POLLOUT : 0));
 		else
 			pfd[i].fd = -1;
 	}
@@ -655,10 +798,12 @@ void
 load_step(struct load *l, int wait_ms)
 {
 	size_t i, n = l->nshort + l->nstream;
-	struct pollfd *pfd = calloc(n, sizeof(*pfd));
+	struct pollfd *pfd;
 	int64_t now;
 
-	assert_non_null(pfd);
+	if (l->conns == NULL)
+		return;  /* finished */
+	assert_non_null(pfd = calloc(n, sizeof(*pfd)));
 	for (i = 0; i < n; i++)
 		if (l->conns[i].phase == LC_IDLE && !l->stopping)
 			lc_connect(l, &l->conns[i]);
@@ -674,9 +819,12 @@ load_step(struct load *l, int wait_ms)
 		if (c->phase == LC_CONNECTING) {
 			if (pfd[i].revents != 0)
 				lc_connected(l, c);
+		} else if (c->phase == LC_HANDSHAKE) {
+			if (pfd[i].revents != 0)
+				lc_handshake(l, c);
 		} else {
 			if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
-				lc_recv(l, c);
+				lc_recv_all(l, c);
 			if (c->phase != LC_IDLE && (pfd[i].revents & POLLOUT))
 				lc_send(l, c);
 		}
@@ -732,6 +880,8 @@ load_finish(struct load *l, int timeout_ms)
 	}
 	free(l->conns);
 	l->conns = NULL;
+	SSL_CTX_free(l->tls_ctx);
+	l->tls_ctx = NULL;
 }
 
 size_t
@@ -759,11 +909,16 @@ void
 load_print(const struct load *l, const char *what)
 {
 	const struct load_stats *s = &l->st;
+	char tls[64] = "";
 
-	print_message("%s: served %llu connect-echo-close, %llu streams "
+	if (l->tls_ctx != NULL || s->handshakes > 0)
+		snprintf(tls, sizeof(tls), "over TLS (%llu handshakes), ",
+		    (unsigned long long)s->handshakes);
+
+	print_message("%s: %sserved %llu connect-echo-close, %llu streams "
 	    "(%llu stream bytes verified); refused %llu, wrong %llu, broken "
 	    "%llu, stalled %llu, other connect errors %llu; lost with a "
-	    "killed worker %llu\n", what,
+	    "killed worker %llu\n", what, tls,
 	    (unsigned long long)s->served, (unsigned long long)s->streams_done,
 	    (unsigned long long)s->stream_bytes,
 	    (unsigned long long)s->refused, (unsigned long long)s->wrong,

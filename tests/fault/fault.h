@@ -3,8 +3,9 @@
  * harness (tests/integration/harness.h, used as is): /proc figures (fds,
  * CPU time, RSS, uids, zombies, workers found by parent pid), a start with
  * a resource limit, configs with extra settings, and a load generator that
- * keeps many connect-echo-close clients and long-lived streams going while
- * a test breaks things, counting every outcome a client can see.
+ * keeps many connect-echo-close clients and long-lived streams going, plain
+ * or over TLS, while a test breaks things, counting every outcome a client
+ * can see.
  *
  * Like the harness: every wait is bounded by a deadline, and the naps inside
  * wait loops are poll intervals, never the synchronisation itself.
@@ -53,6 +54,11 @@ pid_t	 fault_start_nofile(struct env *e, rlim_t nofile);
  * before the listen list, and writes it as the env's config. */
 void	 fault_write_conf(struct env *e, const struct em_conf *c,
 	    const char *extra);
+/* The same, with the TCP listener on tls_port serving TLS with the
+ * certificate FAULT_CERT (tls_make_cert), made on first use. */
+#define FAULT_CERT "fault"
+void	 fault_write_conf_tls(struct env *e, const struct em_conf *c,
+	    const char *extra, int tls_port);
 
 /* ---- UDP ----------------------------------------------------------------- */
 
@@ -90,6 +96,7 @@ struct load_stats {
 	uint64_t	 doomed_lost;	/* broken, doomed: expected */
 	uint64_t	 stalled;	/* no progress for stall_ms */
 	uint64_t	 connect_failed;/* any other connect error */
+	uint64_t	 handshakes;	/* TLS handshakes completed */
 };
 
 struct load {
@@ -102,12 +109,18 @@ struct load {
 	struct load_conn	*conns;
 	struct load_stats	 st;
 	uint32_t		 rng;
+	SSL_CTX			*tls_ctx;	/* a TLS load's client context, else NULL */
 	char			 first_error[256];
 };
 
 void	 load_start(struct load *l, int port, size_t nshort, size_t nstream,
 	    int stream_ms, uint32_t seed);
-/* One poll round of at most wait_ms. */
+/* The same over TLS: each connection handshakes (fully, no resumption)
+ * before its bytes, and a stream half-closes with its close_notify and
+ * ends at the server's. load_finish frees the context. */
+void	 load_start_tls(struct load *l, int port, size_t nshort, size_t nstream,
+	    int stream_ms, uint32_t seed);
+/* One poll round of at most wait_ms; nothing once the load is finished. */
 void	 load_step(struct load *l, int wait_ms);
 /* Runs load_step until ms have passed. */
 void	 load_run_for(struct load *l, int ms);

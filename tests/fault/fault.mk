@@ -12,7 +12,7 @@ FAULT_LIB  := $(BUILD)/tests/fault/fault.o
 VG_BIN     := $(BUILD)/tests/fault/vg_scenarios
 
 $(BUILD)/tests/fault/%: $(BUILD)/tests/fault/%.o $(FAULT_LIB) $(INTEG_LIB)
-	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS)
+	$(call quiet,LINK,$@)$(CC) $(CFLAGS) $(EM_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(OPENSSL_LIBS)
 
 CHECK_BINS += $(FAULT_BINS)
 tests: $(FAULT_BINS)

@@ -13,6 +13,10 @@
  * SIGSTOP, see kill_mid_move); its client ports are read from its
  * descriptor table while it is stopped. Only those connections may break;
  * every other stream goes on to its last byte.
+ *
+ * TLS: a handover moves the plain streams and leaves the TLS ones (their
+ * state is OpenSSL's) in the old workers, which go on serving them, every
+ * byte checked, and are gone as soon as the last of them has ended.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -33,6 +37,9 @@
 #define STATUS_EVERY_MS	50
 #define KILL_STREAMS	600
 #define MAX_GEN		(STORM_RELOADS + 2)
+#define MIXED_PLAIN	200
+#define MIXED_TLS	20
+#define MIXED_AFTER_MS	1500
 
 static void
 conf_handover(struct env *e, struct em_conf *c, char *extra, size_t len,
@@ -404,6 +411,105 @@ kill_mid_move(struct env *e, bool receiver)
 	tcp_roundtrip(port, "after\n", 6, "AFTER\n");
 }
 
+/* Steps both loads until the status shows what cond asks for; fails after the deadline. */
+static void
+mixed_until(struct env *e, struct load *l, struct load *tl, struct em_status *st,
+    bool (*cond)(const struct em_status *), const char *what)
+{
+	int64_t deadline = now_ms() + EM_DEADLINE_MS;
+
+	for (;;) {
+		load_step(l, 5);
+		load_step(tl, 5);
+		status_or_fail(e, st);
+		if (cond(st))
+			return;
+		if (now_ms() >= deadline) {
+			env_dump_log(e);
+			fail_msg("%s: not within %d ms", what, EM_DEADLINE_MS);
+		}
+	}
+}
+
+static bool
+all_open(const struct em_status *st)
+{
+	return gen_active(st, 1) == MIXED_PLAIN + MIXED_TLS;
+}
+
+static bool
+plain_moved(const struct em_status *st)
+{
+	return st->generation == 2 && gen_moved_in(st, 2) == MIXED_PLAIN;
+}
+
+static bool
+old_gone(const struct em_status *st)
+{
+	return oldest_gen(st) == 2;
+}
+
+static void
+test_tls_streams_stay_while_plain_ones_move(void **state)
+{
+	struct env *e = *state;
+	struct em_conf c;
+	struct em_status st;
+	struct load l, tl;
+	char extra[512];
+	uint64_t tls_bytes;
+	int64_t t_end;
+	int ports[2];
+
+	ports_pick(ports, 2);
+	conf_handover(e, &c, extra, sizeof(extra), 2, ports[0]);
+	conf_listen(&c, "tcp", ports[1], "upper");
+	fault_write_conf_tls(e, &c, "", ports[1]);
+	env_start_ready(e, 2, ports[0]);
+	load_start(&l, ports[0], 0, MIXED_PLAIN, 0, 0x9a1a);
+	load_start_tls(&tl, ports[1], 0, MIXED_TLS, 0, 0x7157);
+	mixed_until(e, &l, &tl, &st, all_open, "every stream open");
+	env_signal(e, SIGHUP);
+	mixed_until(e, &l, &tl, &st, plain_moved, "the plain streams moved");
+	/* The TLS streams stay behind, served on by generation 1. */
+	tls_bytes = tl.st.stream_bytes;
+	for (int64_t end = now_ms() + MIXED_AFTER_MS; now_ms() < end;) {
+		load_step(&l, 5);
+		load_step(&tl, 5);
+	}
+	status_or_fail(e, &st);
+	print_message("after the handover: generation 1 holds %llu connections, generation 2 "
+	    "%llu (%llu moved in); %llu TLS stream bytes verified meanwhile\n",
+	    (unsigned long long)gen_active(&st, 1), (unsigned long long)gen_active(&st, 2),
+	    (unsigned long long)gen_moved_in(&st, 2),
+	    (unsigned long long)(tl.st.stream_bytes - tls_bytes));
+	assert_int_equal(gen_active(&st, 1), MIXED_TLS);
+	assert_true(tl.st.stream_bytes > tls_bytes);
+	assert_int_equal(all_moves_failed(&st), 0);
+	/* The TLS streams end (close_notify both ways); their workers go with the last. */
+	load_finish(&tl, EM_DEADLINE_MS);
+	t_end = now_ms();
+	mixed_until(e, &l, &tl, &st, old_gone, "generation 1 gone");
+	print_message("generation 1 gone %lld ms after its last TLS stream ended\n",
+	    (long long)(now_ms() - t_end));
+	load_finish(&l, EM_DEADLINE_MS);
+	load_print(&l, "plain, handed over");
+	load_print(&tl, "TLS, drained in place");
+	load_expect_clean(&l);
+	load_expect_clean(&tl);
+	assert_int_equal(l.st.streams_done, MIXED_PLAIN);
+	assert_int_equal(tl.st.streams_done, MIXED_TLS);
+	assert_false(env_log_has(e, "shutdown_timeout reached"));
+	assert_false(env_log_has(e, "did not stop in time"));
+	{
+		char *line = env_log_line(e, "generation 1 handed over ");
+
+		assert_non_null(line);
+		print_message("%s\n", strstr(line, "generation 1 handed over "));
+		free(line);
+	}
+}
+
 static void
 test_kill_receiver_mid_move(void **state)
 {
@@ -426,6 +532,9 @@ main(void)
 		    env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_kill_sender_mid_move,
 		    env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_tls_streams_stay_while_plain_ones_move, env_setup,
+		    env_teardown),
 	};
 
 	return cmocka_run_group_tests_name("handover storm", tests, NULL, NULL);

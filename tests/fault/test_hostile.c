@@ -3,7 +3,12 @@
  * datagram sizes from 0 to 65507 bytes echo exactly; idle, silent,
  * non-reading and half-closed clients are dropped after idle_timeout while
  * a slow but live one is not; limits.max_connections refuses the excess of
- * one worker cleanly without touching its connected clients.
+ * one worker cleanly without touching its connected clients. Hostile TLS
+ * clients (garbage for a ClientHello, a handshake stalled or reset midway,
+ * truncated and forged records, a flood of abandoned handshakes) harm only
+ * themselves: a good TLS client and a plain one on the same worker are
+ * served throughout, the worker lives on, and the status counters say what
+ * each failed handshake was.
  *
  * udp_rate = 0 where datagrams are counted: this file checks the echo, and
  * the per-source limiter would otherwise decide how many come back.
@@ -23,6 +28,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #define STREAMS		8
 #define STREAM_MAX	(2u * 1024 * 1024)
 #define DGRAMS		300
@@ -30,6 +37,8 @@
 #define IDLE_S		1
 #define MAXCONN		5
 #define EXCESS		5
+#define HANDSHAKE_S	2
+#define FLOOD		100
 
 static int
 start_with(struct env *e, int workers, const char *extra)
@@ -305,6 +314,289 @@ test_max_connections_refuses_excess_cleanly(void **state)
 	    MAXCONN, MAXCONN, EXCESS, eof, reset, MAXCONN);
 }
 
+/* ---- hostile TLS clients ------------------------------------------------ */
+
+/* Both well-behaved clients still get their echo. */
+static void
+others_served(struct tls_client *good, int plain, const char *after)
+{
+	char got[64];
+	size_t len = strlen(after);
+
+	tls_roundtrip(good, "still here\n", "STILL HERE\n");
+	assert_int_equal(tcp_send_all(plain, "still here\n", 11, EM_DEADLINE_MS), 0);
+	if (tcp_read_exact(plain, got, 11, EM_DEADLINE_MS) != 11 ||
+	    memcmp(got, "STILL HERE\n", 11) != 0)
+		fail_msg("the plain client was not served after %.*s", (int)len, after);
+}
+
+/* The server ends the connection: at most a TLS alert comes first, never an echo. */
+static void
+expect_closed(int fd, const char *what)
+{
+	int64_t deadline = now_ms() + EM_DEADLINE_MS;
+	uint8_t buf[512];
+	ssize_t n;
+
+	while (now_ms() < deadline) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		if (poll(&p, 1, 100) != 1)
+			continue;
+		if ((n = recv(fd, buf, sizeof(buf), 0)) == 0 ||
+		    (n == -1 && errno == ECONNRESET))
+			return;
+		if (n > 0 && buf[0] != 0x15)
+			fail_msg("%s: %zd bytes back that are not a TLS alert", what, n);
+	}
+	fail_msg("%s: still open after %d ms", what, EM_DEADLINE_MS);
+}
+
+/* The same after a handshake, where alerts are encrypted: read through the session, no echo. */
+static void
+expect_tls_closed(struct tls_client *cl, const char *what)
+{
+	int64_t t0 = now_ms();
+	char buf[512];
+	ssize_t n = tls_read_exact(cl, buf, sizeof(buf), EM_DEADLINE_MS);
+
+	if (n != 0)
+		fail_msg("%s: %zd bytes of echo back", what, n);
+	if (now_ms() - t0 >= EM_DEADLINE_MS)
+		fail_msg("%s: still open after %d ms", what, EM_DEADLINE_MS);
+}
+
+static int
+raw_send(int fd, const void *buf, size_t len)
+{
+	return tcp_send_all(fd, buf, len, EM_DEADLINE_MS);
+}
+
+/*
+ * A real ClientHello (OpenSSL's, into memory: nothing of the server's is
+ * ever read by it) sent on fd, and the server's first flight arrived: the
+ * handshake is under way, the server has done its part of the work.
+ */
+static void
+hello_answered(SSL_CTX *ctx, int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	SSL *ssl = SSL_new(ctx);
+	BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
+	char *hello;
+	long len;
+
+	assert_true(ssl != NULL && rbio != NULL && wbio != NULL);
+	SSL_set_bio(ssl, rbio, wbio);
+	assert_int_equal(SSL_get_error(ssl, SSL_connect(ssl)), SSL_ERROR_WANT_READ);
+	len = BIO_get_mem_data(wbio, &hello);
+	assert_true(len > 0 && hello[0] == 0x16);
+	assert_int_equal(raw_send(fd, hello, (size_t)len), 0);
+	SSL_free(ssl);
+	if (poll(&p, 1, EM_DEADLINE_MS) != 1)
+		fail_msg("no ServerHello within %d ms", EM_DEADLINE_MS);
+}
+
+/* A reset, not a FIN: SO_LINGER with a zero timeout. */
+static void
+close_with_reset(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+static int
+start_tls_hostile(struct env *e, int *tport)
+{
+	struct em_conf c;
+	char extra[PATH_MAX + 128];
+	int ports[2];
+
+	ports_pick(ports, 2);
+	snprintf(extra, sizeof(extra), "control_socket = \"%s\";\n"
+	    "limits = { handshake_timeout = %d; };\n", env_control_socket(e), HANDSHAKE_S);
+	conf_init(&c, 1);
+	conf_listen(&c, "tcp", ports[0], "upper");
+	conf_listen(&c, "tcp", ports[1], "upper");
+	fault_write_conf_tls(e, &c, extra, ports[1]);
+	env_start_ready(e, 1, ports[0]);
+	*tport = ports[1];
+	return ports[0];
+}
+
+/* Garbage where a ClientHello belongs: a handshake record of random bytes, and no record at all. */
+static void
+hostile_garbage(int tport, uint32_t *rng, size_t *n)
+{
+	uint8_t junk[1 + 2 + 2 + 200];
+	int fd;
+
+	junk[0] = 0x16;
+	junk[1] = 0x03;
+	junk[2] = 0x01;
+	junk[3] = 0x00;
+	junk[4] = 200;
+	random_fill(junk + 5, 200, rng);
+	assert_true((fd = tcp_connect(tport, EM_DEADLINE_MS)) >= 0);
+	assert_int_equal(raw_send(fd, junk, sizeof(junk)), 0);
+	expect_closed(fd, "a handshake record of garbage");
+	close(fd);
+	random_fill(junk, sizeof(junk), rng);
+	junk[0] = 0x80 | junk[0];  /* no TLS record type */
+	assert_true((fd = tcp_connect(tport, EM_DEADLINE_MS)) >= 0);
+	assert_int_equal(raw_send(fd, junk, sizeof(junk)), 0);
+	expect_closed(fd, "random bytes");
+	close(fd);
+	*n += 2;
+}
+
+/* A ClientHello's first bytes, then nothing: closed at handshake_timeout, not before. */
+static int
+hostile_stall_begin(int tport, int64_t *t0)
+{
+	static const uint8_t partial[] = { 0x16, 0x03, 0x01, 0x02, 0x00, 0x01 };
+	int fd = tcp_connect(tport, EM_DEADLINE_MS);
+
+	assert_true(fd >= 0);
+	*t0 = now_ms();
+	assert_int_equal(raw_send(fd, partial, sizeof(partial)), 0);
+	return fd;
+}
+
+static void
+hostile_reset_mid_handshake(SSL_CTX *ctx, int tport)
+{
+	int fd = tcp_connect(tport, EM_DEADLINE_MS);
+
+	assert_true(fd >= 0);
+	hello_answered(ctx, fd);
+	close_with_reset(fd);
+}
+
+/* After a handshake: half a record then EOF, and a whole record that is not the session's. */
+static void
+hostile_records(int tport, uint32_t *rng)
+{
+	static const uint8_t half[] = { 0x17, 0x03, 0x03, 0x40, 0x00, 'h', 'a', 'l', 'f' };
+	uint8_t forged[5 + 100] = { 0x17, 0x03, 0x03, 0x00, 100 };
+	struct tls_opts o = { 0 };
+	struct tls_client cl;
+
+	assert_int_equal(tls_connect(&cl, tport, &o, EM_DEADLINE_MS), 1);
+	tls_roundtrip(&cl, "then\n", "THEN\n");
+	assert_int_equal(raw_send(cl.fd, half, sizeof(half)), 0);
+	shutdown(cl.fd, SHUT_WR);
+	expect_tls_closed(&cl, "a truncated record");
+	tls_close(&cl);
+	assert_int_equal(tls_connect(&cl, tport, &o, EM_DEADLINE_MS), 1);
+	tls_roundtrip(&cl, "then\n", "THEN\n");
+	random_fill(forged + 5, 100, rng);
+	assert_int_equal(raw_send(cl.fd, forged, sizeof(forged)), 0);
+	expect_tls_closed(&cl, "a forged record");
+	tls_close(&cl);
+}
+
+/* Reads what the server sent until it closes. */
+static void
+drain_to_close(int fd, const char *what)
+{
+	int64_t deadline = now_ms() + EM_DEADLINE_MS;
+	uint8_t buf[4096];
+	ssize_t n;
+
+	while (now_ms() < deadline) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		if (poll(&p, 1, 100) != 1)
+			continue;
+		if ((n = recv(fd, buf, sizeof(buf), 0)) == 0 || (n == -1 && errno == ECONNRESET))
+			return;
+	}
+	fail_msg("%s: still open after %d ms", what, EM_DEADLINE_MS);
+}
+
+/*
+ * FLOOD handshakes at once: each ClientHello answered, then walked away
+ * from (a FIN), all of them before the first is closed.
+ */
+static void
+hostile_flood(SSL_CTX *ctx, int tport)
+{
+	static int fds[FLOOD];
+
+	for (int i = 0; i < FLOOD; i++) {
+		assert_true((fds[i] = tcp_connect(tport, EM_DEADLINE_MS)) >= 0);
+		hello_answered(ctx, fds[i]);
+	}
+	for (int i = 0; i < FLOOD; i++)
+		shutdown(fds[i], SHUT_WR);
+	for (int i = 0; i < FLOOD; i++) {
+		drain_to_close(fds[i], "an abandoned handshake");
+		close(fds[i]);
+	}
+}
+
+static void
+test_hostile_tls_clients_harm_only_themselves(void **state)
+{
+	struct env *e = *state;
+	struct tls_opts o = { 0 };
+	struct tls_client good, fresh;
+	uint32_t rng = 0x7157u ^ (uint32_t)getpid();
+	SSL_CTX *ctx = tls_client_ctx(0);
+	size_t garbage = 0;
+	int64_t t0, waited;
+	int tport, port = start_tls_hostile(e, &tport), plain, stalled;
+	pid_t worker, now;
+
+	fault_wait_children(e, 1, &worker, EM_DEADLINE_MS);
+	assert_int_equal(tls_connect(&good, tport, &o, EM_DEADLINE_MS), 1);
+	plain = tcp_connect(port, EM_DEADLINE_MS);
+	assert_true(plain >= 0);
+	others_served(&good, plain, "nothing");
+	stalled = hostile_stall_begin(tport, &t0);
+	hostile_garbage(tport, &rng, &garbage);
+	others_served(&good, plain, "garbage");
+	hostile_reset_mid_handshake(ctx, tport);
+	others_served(&good, plain, "a reset mid-handshake");
+	hostile_records(tport, &rng);
+	others_served(&good, plain, "bad records");
+	hostile_flood(ctx, tport);
+	others_served(&good, plain, "a flood of abandoned handshakes");
+	expect_closed(stalled, "a stalled handshake");
+	waited = now_ms() - t0;
+	close(stalled);
+	others_served(&good, plain, "a stalled handshake");
+	if (waited < HANDSHAKE_S * 1000 - 100)
+		fail_msg("the stalled handshake was closed after %lld ms, before handshake_timeout",
+		    (long long)waited);
+	/* A new client is served as well; the worker is the same one. */
+	assert_int_equal(tls_connect(&fresh, tport, &o, EM_DEADLINE_MS), 1);
+	tls_roundtrip(&fresh, "fresh\n", "FRESH\n");
+	tls_close(&fresh);
+	fault_wait_children(e, 1, &now, EM_DEADLINE_MS);
+	assert_int_equal(now, worker);
+	print_message("hostile TLS: garbage %zu, a stall closed after %lld ms (handshake_timeout %d s), "
+	    "a reset, 2 bad records, %d abandoned handshakes; counted: handshakes %llu, failed on the "
+	    "protocol %llu, on timeout %llu, otherwise %llu; worker %d served both good clients "
+	    "throughout\n", garbage, (long long)waited, HANDSHAKE_S, FLOOD,
+	    (unsigned long long)env_total(e, "tls_handshakes"),
+	    (unsigned long long)env_total(e, "tls_fail_protocol"),
+	    (unsigned long long)env_total(e, "tls_fail_timeout"),
+	    (unsigned long long)env_total(e, "tls_fail_other"), (int)worker);
+	/* The good client, the two that sent bad records, the fresh one. */
+	assert_int_equal(env_total(e, "tls_handshakes"), 4);
+	assert_int_equal(env_total(e, "tls_fail_protocol"), garbage);
+	assert_int_equal(env_total(e, "tls_fail_timeout"), 1);
+	assert_int_equal(env_total(e, "tls_fail_other"), 1 + FLOOD);
+	assert_int_equal(env_total(e, "tls_fail_cert"), 0);
+	tls_close(&good);
+	close(plain);
+	SSL_CTX_free(ctx);
+}
+
 int
 main(void)
 {
@@ -318,6 +610,9 @@ main(void)
 		    env_teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_max_connections_refuses_excess_cleanly, env_setup,
+		    env_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_hostile_tls_clients_harm_only_themselves, env_setup,
 		    env_teardown),
 	};
 

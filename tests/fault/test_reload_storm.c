@@ -1,8 +1,10 @@
 /*
  * test_reload_storm.c: 50 SIGHUPs in 10 s, alternating between a 2-worker
  * and a 3-worker config, under connect-echo-close load and streams that
- * each live STREAM_MS. Nothing a client sees may go wrong: no refused
- * connect, no broken connection, no wrong or missing byte. Afterwards the
+ * each live STREAM_MS, plain and over TLS (a TLS connection is never
+ * handed over: it drains in its worker). Nothing a client sees may go
+ * wrong: no refused connect, no failed handshake, no broken connection, no
+ * wrong or missing byte, no TLS stream without its close_notify. Afterwards the
  * master has the last config's worker count, no zombie child and the same
  * number of descriptors as before, and every old worker was gone within
  * shutdown_timeout of starting to drain.
@@ -28,6 +30,8 @@
 #define STREAM_MS	1500
 #define SHORT_CLIENTS	16
 #define STREAMS		4
+#define TLS_SHORT	4
+#define TLS_STREAMS	4
 #define SCAN_EVERY_MS	100
 #define MAX_TRACKED	1024
 #define SETTLE_MS	(EM_DEADLINE_MS + SHUTDOWN_S * 1000)
@@ -116,33 +120,63 @@ settle(struct env *e, struct drains *d, size_t workers)
 	}
 }
 
+/* Both loads, a plain and a TLS one, for ms. */
+static void
+loads_run_for(struct load *l, struct load *tl, int ms)
+{
+	int64_t end = now_ms() + ms;
+
+	while (now_ms() < end) {
+		load_step(l, 5);
+		load_step(tl, 5);
+	}
+}
+
+static void
+tls_after(int port)
+{
+	struct tls_opts o = { 0 };
+	struct tls_client cl;
+
+	assert_int_equal(tls_connect(&cl, port, &o, EM_DEADLINE_MS), 1);
+	tls_roundtrip(&cl, "after the storm\n", "AFTER THE STORM\n");
+	tls_close(&cl);
+}
+
 static void
 test_reload_storm_under_load(void **state)
 {
 	struct env *e = *state;
 	struct em_conf a, b;
 	struct drains *d = calloc(1, sizeof(*d));
-	struct load l;
+	struct load l, tl;
 	int64_t t0, next_hup, next_scan;
-	int fds_before, fds_after, hups = 0, port = port_pick();
+	int fds_before, fds_after, hups = 0, ports[2], port, tport;
 	size_t started, finished;
 
 	assert_non_null(d);
+	ports_pick(ports, 2);
+	port = ports[0];
+	tport = ports[1];
 	conf_init(&a, 2);
 	conf_init(&b, 3);
 	a.shutdown_timeout = b.shutdown_timeout = SHUTDOWN_S;
 	conf_listen_pair(&a, port, "upper");
 	conf_listen_pair(&b, port, "upper");
-	fault_write_conf(e, &a, EXTRA);
+	conf_listen(&a, "tcp", tport, "upper");
+	conf_listen(&b, "tcp", tport, "upper");
+	fault_write_conf_tls(e, &a, EXTRA, tport);
 	env_start_ready(e, 2, port);
 	env_wait_workers(e, 2, NULL, EM_DEADLINE_MS);
 	fds_before = fault_fd_count(e->master);
 	load_start(&l, port, SHORT_CLIENTS, STREAMS, STREAM_MS, 0x5eed);
-	load_run_for(&l, 500);
+	load_start_tls(&tl, tport, TLS_SHORT, TLS_STREAMS, STREAM_MS, 0x7157);
+	loads_run_for(&l, &tl, 500);
 	t0 = now_ms();
 	next_hup = next_scan = t0;
 	while (hups < HUPS) {
 		load_step(&l, 5);
+		load_step(&tl, 0);
 		if (now_ms() >= next_scan) {
 			drains_scan(d, e->master);
 			next_scan += SCAN_EVERY_MS;
@@ -150,16 +184,18 @@ test_reload_storm_under_load(void **state)
 		if (now_ms() < next_hup)
 			continue;
 		/* Odd HUPs ask for 3 workers, even ones for 2: the last is 2. */
-		fault_write_conf(e, hups % 2 == 0 ? &b : &a, EXTRA);
+		fault_write_conf_tls(e, hups % 2 == 0 ? &b : &a, EXTRA, tport);
 		env_signal(e, SIGHUP);
 		hups++;
 		next_hup = t0 + (int64_t)hups * STORM_MS / HUPS;
 	}
 	print_message("%d HUPs in %lld ms\n", hups, (long long)(now_ms() - t0));
 	/* Keep the load up while the last reloads and drains finish. */
-	load_run_for(&l, STREAM_MS);
+	loads_run_for(&l, &tl, STREAM_MS);
 	load_finish(&l, EM_DEADLINE_MS);
+	load_finish(&tl, EM_DEADLINE_MS);
 	load_print(&l, "reload storm");
+	load_print(&tl, "reload storm");
 	settle(e, d, 2);
 	env_wait_workers(e, 2, NULL, EM_DEADLINE_MS);
 	fds_after = fault_fd_count(e->master);
@@ -174,6 +210,10 @@ test_reload_storm_under_load(void **state)
 	    env_log_count(e, "reload failed"), started, finished, d->n,
 	    (long long)drains_longest(d), SHUTDOWN_S, fds_before, fds_after);
 	load_expect_clean(&l);
+	load_expect_clean(&tl);
+	/* The TLS streams went on through the storm, each to its close_notify. */
+	assert_true(tl.st.streams_done >= TLS_STREAMS);
+	assert_true(tl.st.served > 0);
 	assert_int_equal(env_log_count(e, "reload failed"), 0);
 	assert_true(env_log_count(e, "reload ok") > 0);
 	/* Every old worker ended its drain by itself, none was killed. */
@@ -186,6 +226,7 @@ test_reload_storm_under_load(void **state)
 	assert_int_equal(fds_after, fds_before);
 	assert_int_equal(fault_zombies(e->master), 0);
 	tcp_roundtrip(port, "after the storm\n", 16, "AFTER THE STORM\n");
+	tls_after(tport);
 	free(d);
 }
 

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -287,9 +288,35 @@ vg_sh(struct env *e, const char *cmd)
 }
 
 /*
+ * The error paths of a TLS connection: a record that is not the session's
+ * (an alert, then the close), and a reset in the middle of a handshake.
+ */
+static void
+vg_tls_errors(int port)
+{
+	static const uint8_t forged[5 + 64] = { 0x17, 0x03, 0x03, 0x00, 64, 0x55 };
+	struct tls_opts o = { 0 };
+	struct tls_client cl;
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	char buf[256];
+
+	assert_int_equal(tls_connect(&cl, port, &o, VG_DEADLINE_MS), 1);
+	tls_roundtrip(&cl, MSG, MSG_UP);
+	assert_int_equal(tcp_send_all(cl.fd, forged, sizeof(forged), VG_DEADLINE_MS), 0);
+	assert_int_equal(tls_read_exact(&cl, buf, sizeof(buf), VG_DEADLINE_MS), 0);
+	tls_close(&cl);
+	cl.fd = tcp_connect(port, VG_DEADLINE_MS);
+	assert_true(cl.fd >= 0);
+	assert_int_equal(tcp_send_all(cl.fd, "\x16\x03\x01\x02\x00\x01", 6, VG_DEADLINE_MS), 0);
+	setsockopt(cl.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(cl.fd);
+}
+
+/*
  * TLS: handshakes (ECDSA and SNI, TLS 1.2 and 1.3, a resumption), whoami
- * lines over TLS, plain text and a stalled handshake closed, a reload that
- * reads the certificates again; graceful stop. s_client is the client.
+ * lines over TLS, plain text and a stalled handshake closed, a forged
+ * record and a reset handshake, a reload that reads the certificates
+ * again; graceful stop. s_client is the client, and harness_tls's.
  */
 static void
 test_vg_tls(void **state)
@@ -297,19 +324,24 @@ test_vg_tls(void **state)
 	struct env *e = *state;
 	struct vg_expect x = { .nvictims = 0 };
 	struct em_conf c;
-	char tls[2 * PATH_MAX + 256], *text, *with, cmd[512], find[64];
-	int port = port_pick(), fd;
+	char tls[2 * PATH_MAX + 256], *text, *with, *both, cmd[512], find[64];
+	int ports[2], port, fd;
 
 	assert_true(vg_sh(e, "openssl ecparam -name prime256v1 -genkey -noout -out a.key && "
 	    "openssl req -new -x509 -key a.key -out a.crt -days 30 -subj /CN=a.test"));
+	ports_pick(ports, 2);
+	port = ports[0];
 	conf_init(&c, 2);
 	conf_listen(&c, "tcp", port, "whoami");
+	conf_listen(&c, "tcp", ports[1], "upper");
 	text = env_conf_text(e, &c);
 	snprintf(find, sizeof(find), "mode = \"whoami\"; }");
 	snprintf(tls, sizeof(tls), "mode = \"whoami\"; tls = { certificate = \"%s/a.crt\"; "
 	    "key = \"%s/a.key\"; alpn = [ \"echo\" ]; }; }", e->dir, e->dir);
 	with = text_replace(text, find, tls);
-	env_write_conf_text(e, with);
+	both = tls_listener_text(e, with, ports[1], "a", NULL);
+	env_write_conf_text(e, both);
+	free(both);
 	free(with);
 	free(text);
 	env_start(e);
@@ -339,6 +371,7 @@ test_vg_tls(void **state)
 		assert_true(buf[0] == 0x15);  /* a TLS alert record, never the echo */
 	}
 	close(fd);
+	vg_tls_errors(ports[1]);
 	env_signal(e, SIGHUP);
 	env_wait_log(e, "reload ok: generation 2", VG_DEADLINE_MS);
 	snprintf(cmd, sizeof(cmd), "openssl s_client -ign_eof -connect 127.0.0.1:%d </dev/null | "

@@ -29,6 +29,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <cmocka.h>
+#include <openssl/ssl.h>
 
 /* How long any single awaited condition may take before the test fails. */
 #define EM_DEADLINE_MS 20000
@@ -395,5 +396,66 @@ int	 streams_step(struct em_stream *s, size_t n, size_t limit,
  * outlives timeout_ms is killed and fails the test. */
 int	 run_daemon_cmd(struct env *e, const char *const *args, int timeout_ms,
 	    char **out, char **err);
+
+/* ---- TLS (harness_tls.c) -------------------------------------------------- */
+
+/* Makes NAME.crt and NAME.key in the env dir with openssl(1): ECDSA P-256,
+ * self-signed for CN and DNS name NAME, 30 days. Fails the test. */
+void	 tls_make_cert(struct env *e, const char *name);
+/* text (a config conf_render wrote) with its TCP listener on port serving
+ * TLS with NAME's certificate and key, and tls_extra (more settings of the
+ * tls group, NULL: none) in its tls group; malloc'd. */
+char	*tls_listener_text(struct env *e, const char *text, int port,
+	    const char *name, const char *tls_extra);
+/* env_write_conf, with the TCP listener on port a TLS one (NAME's pair). */
+void	 env_write_conf_tls(struct env *e, const struct em_conf *c, int port,
+	    const char *name);
+
+/*
+ * A TLS client over a non-blocking socket, every wait bounded by a
+ * timeout. It does not verify the server's certificate (the tests make
+ * them self-signed). ticket: the first session ticket the server sent on
+ * this connection (TLS 1.2: the handshake's session; TLS 1.3: the first
+ * NewSessionTicket), owned, until tls_take_ticket takes it.
+ */
+struct tls_client {
+	SSL_CTX		*ctx;
+	SSL		*ssl;
+	int		 fd;
+	SSL_SESSION	*ticket;
+};
+
+struct tls_opts {
+	int		 version;	/* TLS1_2_VERSION, TLS1_3_VERSION; 0: either */
+	SSL_SESSION	*session;	/* to resume (copied), or NULL */
+};
+
+/* A client context (version 0: either); SSL objects made from it keep
+ * their TLS 1.3 ticket in the tls_client their app data points at. Sets
+ * SIGPIPE to be ignored: OpenSSL writes with write(2). */
+SSL_CTX	*tls_client_ctx(int version);
+/* Connects to 127.0.0.1:port and handshakes: 1, or 0 when the handshake
+ * failed or timed out (cl is then freed). A failed connect fails the test. */
+int	 tls_connect(struct tls_client *cl, int port, const struct tls_opts *o,
+	    int timeout_ms);
+/* Sends our close_notify (if the socket takes it) and frees everything. */
+void	 tls_close(struct tls_client *cl);
+/* 0, or -1 on an error or timeout. */
+int	 tls_send_all(struct tls_client *cl, const void *buf, size_t len,
+	    int timeout_ms);
+/* Reads until len bytes, the server's close_notify or EOF, an error or the
+ * timeout; returns how many bytes came. */
+ssize_t	 tls_read_exact(struct tls_client *cl, void *buf, size_t len,
+	    int timeout_ms);
+/* Sends msg, expects exactly expect back. Fails the test. */
+void	 tls_roundtrip(struct tls_client *cl, const char *msg, const char *expect);
+/* Whether the handshake resumed the session it was given. */
+bool	 tls_resumed(const struct tls_client *cl);
+/* The connection's ticket (see struct tls_client), waiting for a TLS 1.3
+ * one at most timeout_ms; the caller frees it. NULL if none came. */
+SSL_SESSION *tls_take_ticket(struct tls_client *cl, int timeout_ms);
+/* The name of the key a ticket is under (its first 16 bytes), in hex: cap
+ * at least 33. Fails the test on a ticket too short to have one. */
+void	 tls_ticket_key_name(const SSL_SESSION *s, char *hex, size_t cap);
 
 #endif
