@@ -249,6 +249,12 @@ size_t	 status_count_gen(const struct em_status *st, unsigned gen);
  * one counter, named by its offset: offsetof(struct em_status_worker, active). */
 uint64_t status_gen_sum(const struct em_status *st, unsigned gen, size_t counter);
 
+/* Waits until status-json lists no worker older than the serving
+ * generation (a worker is listed until it is reaped, and the totals count
+ * it until then); returns how long after t0 that was seen. Fails the test
+ * after timeout_ms, printing the log. */
+int64_t	 env_wait_old_gone(struct env *e, int64_t t0, int timeout_ms);
+
 /* The "totals" counter name from status-json; fails the test when the
  * master does not answer or the counter is missing. */
 uint64_t env_total(struct env *e, const char *name);

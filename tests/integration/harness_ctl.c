@@ -337,6 +337,26 @@ status_gen_sum(const struct em_status *st, unsigned gen, size_t counter)
 	return sum;
 }
 
+int64_t
+env_wait_old_gone(struct env *e, int64_t t0, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	struct em_status st;
+
+	for (;;) {
+		if (env_status(e, &st, EM_DEADLINE_MS) == -1)
+			fail_msg("status-json: %s", strerror(errno));
+		if (status_count_gen(&st, 0) == 0)
+			return now_ms() - t0;
+		if (now_ms() >= deadline) {
+			env_dump_log(e);
+			fail_msg("%zu workers of an old generation still there %lld ms after t0",
+			    status_count_gen(&st, 0), (long long)(now_ms() - t0));
+		}
+		nap_ms(EM_POLL_NAP_MS);
+	}
+}
+
 uint64_t
 env_total(struct env *e, const char *name)
 {
