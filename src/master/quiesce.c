@@ -191,8 +191,13 @@ quiesce_look(struct quiesce *q)
 	q->queued = 0;
 	q->handshakes = 0;
 	for (size_t i = 0; i < q->n; i++) {
-		int queued = quiesce_queue_len(q->s[i].fd);
+		/*
+		 * Handshakes first: with new SYNs dropped, a connection only moves
+		 * from handshake to queue, so one that completes between the two
+		 * looks is seen in the queue. The other order could miss it.
+		 */
 		int hs = quiesce_handshakes(q->s[i].fd);
+		int queued = quiesce_queue_len(q->s[i].fd);
 
 		if (queued == -1 || hs == -1)
 			known = false;

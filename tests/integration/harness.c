@@ -393,8 +393,12 @@ child_redirect(int target, const char *path, int flags)
 {
 	int fd = open(path, flags | O_CLOEXEC, 0644);
 
-	if (fd == -1 || dup2(fd, target) == -1)
+	if (fd == -1 || dup2(fd, target) == -1) {
+		/* Still the test's stderr (a failed dup2 left it so): say why. */
+		dprintf(STDERR_FILENO, "harness: %s %s for fd %d: %s\n",
+		    fd == -1 ? "open" : "dup2 of", path, target, strerror(errno));
 		_exit(126);
+	}
 	close(fd);
 }
 

@@ -298,6 +298,10 @@ bool	 proc_alive(pid_t pid, unsigned long long start_time);
  * on timeout. */
 void	 env_wait_workers(struct env *e, size_t n, pid_t *pids,
 	    int timeout_ms);
+/* The same for another master than the one the test started (a live
+ * upgrade's new master, say), whose workers teardown then knows too. */
+void	 env_wait_workers_of(struct env *e, pid_t master, size_t n,
+	    pid_t *pids, int timeout_ms);
 bool	 pids_contain(const pid_t *pids, size_t n, pid_t pid);
 /* Whether sig is pending (not yet delivered or read from a signalfd) for
  * the process, from SigPnd/ShdPnd in /proc/PID/status. */

@@ -200,29 +200,38 @@ pids_print(const char *what, const pid_t *pids, size_t n)
 void
 env_wait_workers(struct env *e, size_t n, pid_t *pids, int timeout_ms)
 {
+	env_wait_workers_of(e, e->master, n, pids, timeout_ms);
+}
+
+void
+env_wait_workers_of(struct env *e, pid_t master, size_t n, pid_t *pids,
+    int timeout_ms)
+{
 	int64_t deadline = now_ms() + timeout_ms;
 	pid_t seen[EM_MAX_WORKERS], draining[EM_MAX_WORKERS];
 	size_t got, ndrain, i;
+	bool exited;
 
 	assert_true(n <= EM_MAX_WORKERS);
 	for (;;) {
-		got = proc_children(e->master, EM_TITLE_WORKER, seen,
+		got = proc_children(master, EM_TITLE_WORKER, seen,
 		    EM_MAX_WORKERS);
-		ndrain = proc_children(e->master, EM_TITLE_DRAINING, draining,
+		ndrain = proc_children(master, EM_TITLE_DRAINING, draining,
 		    EM_MAX_WORKERS);
 		for (i = 0; i < got && i < EM_MAX_WORKERS; i++)
 			known_add(e, seen[i]);
 		if (got == n && ndrain == 0)
 			break;
-		if (now_ms() >= deadline || env_exited(e)) {
+		/* Only our own child can be reaped: another master is waited for until the deadline. */
+		exited = master == e->master && env_exited(e);
+		if (now_ms() >= deadline || exited) {
 			env_dump_log(e);
 			pids_print("workers seen", seen, got);
 			pids_print("draining workers seen", draining, ndrain);
 			fail_msg("master %d: wanted exactly %zu workers titled "
 			    "\"%s\" and none draining; saw %zu and %zu "
-			    "draining%s", (int)e->master, n, EM_TITLE_WORKER,
-			    got, ndrain, env_exited(e) ? " (master exited)" :
-			    "");
+			    "draining%s", (int)master, n, EM_TITLE_WORKER,
+			    got, ndrain, exited ? " (master exited)" : "");
 		}
 		nap_ms(EM_POLL_NAP_MS);
 	}

@@ -10,6 +10,7 @@
 #include "harness.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,16 +40,23 @@ socket_inodes(pid_t pid, unsigned long *inodes, size_t max)
 	return n;
 }
 
-/* Established TCP connections on local port `port` whose inode pid holds. */
+/*
+ * Established TCP connections on local port `port` whose inode pid holds.
+ * /proc/net/tcp is read in pieces, not as a snapshot: a socket opened or
+ * closed anywhere meanwhile shifts the rest, and a line can come twice
+ * (or not at all: the caller looks again). Each inode counts once.
+ */
 static int
 established_on_port(pid_t pid, int port)
 {
 	static unsigned long inodes[8192];
+	static bool counted[8192];
 	size_t ninodes = socket_inodes(pid, inodes, 8192);
 	FILE *f = fopen("/proc/net/tcp", "r");
 	char line[512];
 	int count = 0;
 
+	memset(counted, 0, sizeof(counted));
 	assert_non_null(f);
 	while (fgets(line, sizeof(line), f) != NULL) {
 		unsigned local_port, state;
@@ -59,8 +67,10 @@ established_on_port(pid_t pid, int port)
 		if ((int)local_port != port || state != 1 /* ESTABLISHED */)
 			continue;
 		for (size_t i = 0; i < ninodes; i++)
-			if (inodes[i] == inode)
+			if (inodes[i] == inode && !counted[i]) {
+				counted[i] = true;
 				count++;
+			}
 	}
 	fclose(f);
 	return count;

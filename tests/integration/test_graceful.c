@@ -13,7 +13,9 @@
  * Each run counts served, refused, reset (RST or an error after
  * "connected"), early EOF and wrong replies; reset, EOF and wrong must be
  * 0, and both served and refused must be seen, so the run did span the
- * stop.
+ * stop. The burst's last connects are issued only once the log says new
+ * handshakes are dropped (a loaded machine may run the master later than
+ * the whole burst takes), and none of them may connect.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -35,6 +37,9 @@
 
 #define BURST           2000
 #define BURST_BEFORE    1000   /* connects issued before the QUIT, the rest after */
+#define BURST_LATE      100    /* the last ones: issued once the filter is known to be on */
+#define BURST_LOOK      25     /* after the QUIT, the log is looked at every this many */
+#define FILTER_ON_LOG   "graceful stop: no new connections"
 #define CHURNERS        4
 #define BUSY_LOOPS      2
 #define REPEATS         3
@@ -48,6 +53,7 @@ struct tally {
 	unsigned long early_eof;   /* EOF before the whole echo */
 	unsigned long wrong;       /* bytes that are not the echo */
 	unsigned long unanswered;  /* the connect neither succeeded nor failed in time */
+	unsigned long admitted;    /* connected, though it began after the filter was on */
 };
 
 static void
@@ -59,14 +65,15 @@ tally_add(struct tally *t, const struct tally *u)
 	t->early_eof += u->early_eof;
 	t->wrong += u->wrong;
 	t->unanswered += u->unanswered;
+	t->admitted += u->admitted;
 }
 
 static void
 tally_print(const char *what, const struct tally *t)
 {
 	print_message("%s: served %lu, refused %lu, reset %lu, early EOF %lu, wrong %lu, "
-	    "unanswered %lu\n", what, t->served, t->refused, t->reset, t->early_eof, t->wrong,
-	    t->unanswered);
+	    "unanswered %lu, admitted late %lu\n", what, t->served, t->refused, t->reset,
+	    t->early_eof, t->wrong, t->unanswered, t->admitted);
 }
 
 /* The verdict of every run: nothing accepted was lost, and the run spanned the stop. */
@@ -77,6 +84,7 @@ tally_expect(const char *what, const struct tally *t)
 	assert_int_equal(t->reset, 0);
 	assert_int_equal(t->early_eof, 0);
 	assert_int_equal(t->wrong, 0);
+	assert_int_equal(t->admitted, 0);
 	assert_true(t->served > 0);
 	assert_true(t->refused + t->unanswered > 0);
 }
@@ -111,6 +119,7 @@ connect_start(int port)
 struct bclient {
 	int fd;                 /* -1 once judged */
 	bool connected;
+	bool late;              /* begun after the log said new handshakes are dropped */
 	char msg[MSG_MAX];
 	char got[MSG_MAX];
 	size_t len, rcvd;
@@ -133,6 +142,10 @@ bclient_connected(struct bclient *b, struct tally *t)
 	getsockopt(b->fd, SOL_SOCKET, SO_ERROR, &err, &el);
 	if (err != 0) {
 		judge_close(b, &t->refused);
+		return;
+	}
+	if (b->late) {
+		judge_close(b, &t->admitted);
 		return;
 	}
 	b->connected = true;
@@ -217,29 +230,54 @@ burst_open(struct bclient *b, int port, int i, struct tally *t)
 }
 
 /*
- * BURST connects, BURST_BEFORE of them before the QUIT and the rest just
- * after, all served as they complete; then waits until each is judged or
- * the deadline has passed (a SYN the filter dropped is refused at its
- * retransmit once the listener is closed).
+ * Whether the log, from FROM on, says the QUIT's filter is on, looked at
+ * every BURST_LOOK connects. Before the last BURST_LATE it is waited for:
+ * however late a loaded machine runs the master, those meet the filter.
+ */
+static bool
+burst_filter_on(struct env *e, size_t from, int i)
+{
+	if (i == BURST - BURST_LATE) {
+		env_wait_log_from(e, from, FILTER_ON_LOG, EM_DEADLINE_MS);
+		return true;
+	}
+	return i % BURST_LOOK == 0 && env_log_find(e, from, FILTER_ON_LOG) > 0;
+}
+
+/*
+ * BURST connects, BURST_BEFORE of them before the QUIT and the rest after,
+ * the later ones once the filter is on, all served as they complete; then
+ * waits until each is judged or the deadline has passed (a SYN the filter
+ * dropped is refused at its retransmit once the listener is closed).
  */
 static void
 burst_across_quit(struct env *e, int port, struct tally *t)
 {
 	struct bclient *b = calloc(BURST, sizeof(*b));
 	struct pollfd *pfd = calloc(BURST, sizeof(*pfd));
+	bool filter_on = false;
+	int filter_at = 0;
+	size_t open = 1, from = 0;
 	int64_t deadline;
-	size_t open = 1;
 
 	assert_non_null(b);
 	assert_non_null(pfd);
 	memset(t, 0, sizeof(*t));
 	for (int i = 0; i < BURST; i++) {
-		if (i == BURST_BEFORE)
+		if (i == BURST_BEFORE) {
+			from = env_log_size(e);
 			env_signal(e, SIGQUIT);
+		} else if (i > BURST_BEFORE && !filter_on && burst_filter_on(e, from, i)) {
+			filter_on = true;
+			filter_at = i;
+		}
 		burst_open(&b[i], port, i, t);
+		b[i].late = filter_on;
 		if (i % 50 == 49)
 			burst_step(b, (size_t)i + 1, pfd, t, 0);
 	}
+	print_message("QUIT before connect %d; the filter on, as logged, before connect %d\n",
+	    BURST_BEFORE, filter_at);
 	deadline = now_ms() + EM_DEADLINE_MS;
 	while (open > 0 && now_ms() < deadline)
 		open = burst_step(b, BURST, pfd, t, 50);
