@@ -137,29 +137,6 @@ reload_to(struct env *e, struct ho_conf *h, unsigned gen)
 	return t0;
 }
 
-/* Waits until no worker older than the serving generation is left (in
- * status-json, which lists a worker until it is reaped); returns how long
- * after t0 that was seen. */
-static int64_t
-wait_old_gone(struct env *e, int64_t t0, int timeout_ms)
-{
-	int64_t deadline = now_ms() + timeout_ms;
-	struct em_status st;
-
-	for (;;) {
-		status_get(e, &st);
-		if (status_count_gen(&st, 0) == 0)
-			return now_ms() - t0;
-		if (now_ms() >= deadline) {
-			env_dump_log(e);
-			fail_msg("%zu workers of an old generation still there "
-			    "%lld ms after the reload", status_count_gen(&st, 0),
-			    (long long)(now_ms() - t0));
-		}
-		nap_ms(EM_POLL_NAP_MS);
-	}
-}
-
 /*
  * The master's line for generation gen's handover (src/master/master.c):
  * "generation G handed over N connections in T ms (W workers; K could not
@@ -445,7 +422,7 @@ test_half_closed_slow_reader_is_moved(void **state)
 		fail_msg("the server has read all input (%lu unread)", q.srv_rxq);
 	ho_conf(e, &h, 2, port, "true", NULL);
 	t0 = reload_to(e, &h, 2);
-	gone = wait_old_gone(e, t0, EM_DEADLINE_MS);
+	gone = env_wait_old_gone(e, t0, EM_DEADLINE_MS);
 	print_message("old generation gone %lld ms after the HUP\n",
 	    (long long)gone);
 	wait_gen_sum(e, 2, "moved_in", 1);
@@ -489,7 +466,7 @@ test_never_reading_client_keeps_pending_output(void **state)
 	ho_conf(e, &h, 3, port, "true", NULL);
 	t0 = reload_to(e, &h, 2);
 	print_message("old generation gone %lld ms after the HUP\n",
-	    (long long)wait_old_gone(e, t0, EM_DEADLINE_MS));
+	    (long long)env_wait_old_gone(e, t0, EM_DEADLINE_MS));
 	wait_gen_sum(e, 2, "moved_in", 1);
 	if (streams_pump(&s, 1, len, true, EM_DEADLINE_MS * 3) == -1)
 		fail_msg("after the move: %s", strerror(errno));
@@ -610,7 +587,7 @@ test_receiver_out_of_descriptors(void **state)
 	    status_count_gen(&st, 1));
 	/* Once the clients leave, the old generation has nothing to drain. */
 	conns_close(fds, FD_CONNS);
-	wait_old_gone(e, now_ms(), EM_DEADLINE_MS);
+	env_wait_old_gone(e, now_ms(), EM_DEADLINE_MS);
 	wait_handed_over(e, 1, &lmoved, &lkept);
 	assert_int_equal(lmoved, in);
 	assert_int_equal(lkept, failed);
@@ -688,7 +665,7 @@ test_reload_deny_closes_moved_connection(void **state)
 		fail_msg("the denied client's connection was not closed: %s",
 		    strerror(errno));
 	expect_echo(two, "still two\n", "STILL TWO\n");
-	wait_old_gone(e, now_ms(), EM_DEADLINE_MS);
+	env_wait_old_gone(e, now_ms(), EM_DEADLINE_MS);
 	expect_echo(two, "two, after\n", "TWO, AFTER\n");
 	/* Counted by the worker whose lists refused it: the new one. */
 	wait_gen_sum(e, 2, "refused", 1);
@@ -782,7 +759,7 @@ test_handover_off_keeps_connection_on_old_worker(void **state)
 	assert_non_null(status_worker(&st, old));
 	expect_echo(fd, "and now\n", "AND NOW\n");
 	close(fd);
-	wait_old_gone(e, now_ms(), EM_DEADLINE_MS);
+	env_wait_old_gone(e, now_ms(), EM_DEADLINE_MS);
 	assert_false(env_log_has(e, "handed over"));
 }
 
@@ -834,7 +811,7 @@ test_handover_on_moves_single_connection(void **state)
 	fd = tcp_open_echoed(port, "move\n", 5, "MOVE\n");
 	wait_gen_sum(e, 1, "active", 1);
 	t0 = reload_to(e, &h, 2);
-	gone = wait_old_gone(e, t0, EM_DEADLINE_MS);
+	gone = env_wait_old_gone(e, t0, EM_DEADLINE_MS);
 	env_wait_workers(e, 1, &new, EM_DEADLINE_MS);
 	assert_true(new != old);
 	expect_echo(fd, "moved\n", "MOVED\n");
@@ -887,7 +864,7 @@ test_removed_listeners_connection_is_moved(void **state)
 	wait_gen_sum(e, 1, "active", 1);
 	ho_conf(e, &h, 1, ports[0], NULL, NULL);  /* the same, without ports[1] */
 	reload_to(e, &h, 2);
-	wait_old_gone(e, now_ms(), EM_DEADLINE_MS);
+	env_wait_old_gone(e, now_ms(), EM_DEADLINE_MS);
 	refused = tcp_connect(ports[1], EM_DEADLINE_MS);
 	assert_int_equal(refused, -1);  /* the listener is gone */
 	assert_int_equal(errno, ECONNREFUSED);

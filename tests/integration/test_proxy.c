@@ -351,24 +351,12 @@ gen_wait(struct env *e, unsigned gen, size_t counter, const char *name, uint64_t
 static int64_t
 old_gone_within(struct env *e, int64_t t0, int64_t limit_ms)
 {
-	int64_t deadline = now_ms() + EM_DEADLINE_MS;
-	struct em_status st;
+	int64_t took = env_wait_old_gone(e, t0, EM_DEADLINE_MS);
 
-	for (;;) {
-		if (env_status(e, &st, EM_DEADLINE_MS) == -1)
-			fail_msg("status-json: %s", strerror(errno));
-		if (status_count_gen(&st, 0) == 0)
-			break;
-		if (now_ms() >= deadline) {
-			env_dump_log(e);
-			fail_msg("%zu old workers still there", status_count_gen(&st, 0));
-		}
-		nap_ms(EM_POLL_NAP_MS);
-	}
-	if (now_ms() - t0 > limit_ms)
+	if (took > limit_ms)
 		fail_msg("the old generation left %lld ms after the reload, want under %lld",
-		    (long long)(now_ms() - t0), (long long)limit_ms);
-	return now_ms() - t0;
+		    (long long)took, (long long)limit_ms);
+	return took;
 }
 
 /*
