@@ -322,6 +322,12 @@ ctx_configure(struct tlsctx *x, SSL_CTX *ctx, const struct cfg_tls *t, struct tl
 	/* An idle connection holds no record buffers; outbuf's moving, partial writes are fine. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/*
+	 * A record in one read(2), not a header read and a body read. Bytes
+	 * read ahead then wait in OpenSSL where epoll cannot see them:
+	 * conn_tls_read reads on while tlsconn_pending says so.
+	 */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	/* Resumption by tickets only: a per-worker cache would depend on which worker answers. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
