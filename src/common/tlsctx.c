@@ -31,6 +31,13 @@ struct tlsctx {
 /* Shared with every worker (tlsctx_use_ticket_keys); NULL until the master says. */
 static struct tlsctx_ticket_keys *ticket_keys;
 
+/*
+ * The tickets' cipher, fetched once by the first tlsctx_build (in the
+ * master, before any fork) and kept for the process's life: named at each
+ * handshake, as EVP_aes_256_cbc() is, OpenSSL 3 would look it up each time.
+ */
+static EVP_CIPHER *ticket_cipher;
+
 static void EM_PRINTF(2, 3)
 report(struct tlsctx_report *r, const char *fmt, ...)
 {
@@ -246,10 +253,10 @@ ticket_key_set(const struct tlsctx_ticket_key *key, unsigned char *iv, EVP_CIPHE
 		OSSL_PARAM_construct_end(),
 	};
 
-	if (EVP_MAC_CTX_set_params(hctx, params) != 1 ||
-	    EVP_MAC_init(hctx, key->hmac, sizeof(key->hmac), params) != 1)
+	/* The digest by name, once: EVP_MAC_init sets the parameters it is given. */
+	if (EVP_MAC_init(hctx, key->hmac, sizeof(key->hmac), params) != 1)
 		return -1;
-	if (EVP_CipherInit_ex(cctx, EVP_aes_256_cbc(), NULL, key->aes, iv, enc) != 1)
+	if (EVP_CipherInit_ex(cctx, ticket_cipher, NULL, key->aes, iv, enc) != 1)
 		return -1;
 	return 0;
 }
@@ -270,7 +277,7 @@ ticket_key_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *
 	if (ticket_keys_copy(&keys) == -1)
 		return 0;  /* no ticket issued, or none accepted: a full handshake */
 	if (enc) {
-		if (RAND_bytes(iv, EVP_CIPHER_iv_length(EVP_aes_256_cbc())) != 1)
+		if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(ticket_cipher)) != 1)
 			return -1;
 		memcpy(name, keys.k[0].name, sizeof(keys.k[0].name));
 		return ticket_key_set(&keys.k[0], iv, cctx, hctx, 1) == -1 ? -1 : 1;
@@ -322,6 +329,12 @@ ctx_configure(struct tlsctx *x, SSL_CTX *ctx, const struct cfg_tls *t, struct tl
 	/* An idle connection holds no record buffers; outbuf's moving, partial writes are fine. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/*
+	 * A record in one read(2), not a header read and a body read. Bytes
+	 * read ahead then wait in OpenSSL where epoll cannot see them:
+	 * conn_tls_read reads on while tlsconn_pending says so.
+	 */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	/* Resumption by tickets only: a per-worker cache would depend on which worker answers. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
@@ -394,6 +407,11 @@ tlsctx_build(const struct cfg_tls *t, struct tlsctx_report *r, tlsctx_warn_fn *w
 	OPENSSL_init_ssl(OPENSSL_INIT_LOAD_CONFIG, NULL);
 	if (n > TLSCTX_PAIRS_MAX) {
 		report(r, "more than %d certificates on one listener", TLSCTX_PAIRS_MAX);
+		return NULL;
+	}
+	if (ticket_cipher == NULL &&
+	    (ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL)) == NULL) {
+		fail(r, TLSCTX_SET_OTHER, 0, "cannot fetch AES-256-CBC for the session tickets", NULL);
 		return NULL;
 	}
 	if ((x = calloc(1, sizeof(*x))) == NULL) {

@@ -51,6 +51,7 @@ struct conn_tls {
 	struct tlsconn *t;
 	bool handshaking;
 	bool want_write;          /* OpenSSL waits for the socket to become writable */
+	bool read_more;           /* bytes left in OpenSSL (fairness, a full output): EPOLLOUT brings us back */
 	struct deadline_node wait; /* in conn_set's handshake list: the handshake_timeout clock */
 	struct conn_proxy *px;    /* whoami behind a PROXY header: the header, for the line; else NULL */
 };

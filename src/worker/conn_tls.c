@@ -173,26 +173,34 @@ conn_tls_echo(struct worker *w, struct conn *c, size_t n)
 	return sent == n ? 0 : outbuf_append(&c->out, w->scratch + sent, n - sent);
 }
 
-/* Records read in one turn before the others get theirs, unless OpenSSL holds more. */
+/* Records read in one turn before the others get theirs. */
 #define CONN_TLS_READS 8
 
 /*
- * Reads until the socket has nothing more, the output is full, the client
- * is done, or (fairness) CONN_TLS_READS records are in; the 64 KiB bound
- * of outbuf applies to the decrypted replies. It never leaves bytes in
- * OpenSSL's buffer while it could read them: epoll would not say they are
- * there. -1 when broken.
+ * Reads until OpenSSL holds nothing more (read-ahead: a read(2) may bring
+ * several records, or part of one), the output is full, the client is
+ * done, or (fairness) CONN_TLS_READS records are in; the 64 KiB bound of
+ * outbuf applies to the decrypted replies. Bytes still in the socket are
+ * left to level-triggered epoll, which saves a read(2) that would say
+ * EAGAIN. Bytes OpenSSL holds, epoll cannot see: when the output or
+ * fairness stops us with some there, read_more has conn_tls_update watch
+ * EPOLLOUT too, which a socket with room reports at once. -1 when broken.
  */
 static int
 conn_tls_read(struct worker *w, struct conn *c)
 {
 	size_t n;
 
-	for (int reads = 0; !c->read_closed && !c->paused; reads++) {
+	c->tls->read_more = false;
+	for (int reads = 0; !c->read_closed; reads++) {
 		size_t room = c->out.len != 0 ? outbuf_room(&c->out) : WORKER_SCRATCH;
 
-		if (reads >= CONN_TLS_READS && !tlsconn_pending(c->tls->t))
-			return 0;  /* the rest is in the socket: level-triggered epoll calls again */
+		if (reads > 0 && !tlsconn_pending(c->tls->t))
+			return 0;
+		if (c->paused || reads == CONN_TLS_READS) {
+			c->tls->read_more = tlsconn_pending(c->tls->t);
+			return 0;
+		}
 		switch (tlsconn_read(c->tls->t, w->scratch, room, &n)) {
 		case TLSC_DONE:
 			if (conn_tls_echo(w, c, n) == -1)
@@ -238,7 +246,7 @@ conn_tls_update(struct worker *w, struct conn *c)
 		return -1;
 	reading = !c->read_closed && !c->paused;
 	want = (reading ? CONN_SPECIAL_EVENTS : 0) |
-	    (c->out.len != 0 || c->tls->want_write ? EPOLLOUT : 0);
+	    (c->out.len != 0 || c->tls->want_write || (reading && c->tls->read_more) ? EPOLLOUT : 0);
 	if (want != c->events) {
 		if (ev_mod(w->epfd, c->fd, want, &c->ev) == -1)
 			return -1;

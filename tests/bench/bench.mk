@@ -5,6 +5,10 @@
 #   make bench-tools      only build echobench and refserver
 #   make bench-callgrind  instructions per echoed request under callgrind
 #   make bench-syscalls   system calls per echoed request under strace -c -f
+#   make bench-callgrind-tls, bench-syscalls-tls
+#                         the same for TLS, echomaster against tlsref: per
+#                         request, full handshake, resumed handshake and
+#                         16 KiB record (callgrind.sh tls, syscalls.sh tls)
 #   make bench-fairness   connections per worker, 4 workers, 1000 arrivals
 #   make bench-sandbox    the same table, sandbox on against sandbox off in
 #                         one build: every ratio at least 0.98
@@ -35,7 +39,7 @@ ECHOBENCH_SRCS := tests/bench/echobench.c tests/bench/eb_tcp.c \
 BENCH_TLS_LIBS = $(shell $(PKG_CONFIG) --libs libssl libcrypto 2>/dev/null || echo -lssl -lcrypto)
 
 .PHONY: bench bench-sandbox bench-tools bench-callgrind bench-syscalls bench-fairness bench-reload
-.PHONY: bench-tls bench-tls-tools
+.PHONY: bench-tls bench-tls-tools bench-callgrind-tls bench-syscalls-tls
 
 bench-tools: $(BENCH_DIR)/echobench $(BENCH_DIR)/refserver
 
@@ -73,6 +77,12 @@ bench-callgrind: bench-tools $(BUILD)/echomaster
 
 bench-syscalls: bench-tools $(BUILD)/echomaster
 	$(Q)BUILD=$(BUILD) tests/bench/syscalls.sh
+
+bench-callgrind-tls: bench-tls-tools $(BUILD)/echomaster
+	$(Q)BUILD=$(BUILD) tests/bench/callgrind.sh tls
+
+bench-syscalls-tls: bench-tls-tools $(BUILD)/echomaster
+	$(Q)BUILD=$(BUILD) tests/bench/syscalls.sh tls
 
 bench-fairness: bench-tools $(BUILD)/echomaster
 	$(Q)BUILD=$(BUILD) tests/bench/fairness.sh

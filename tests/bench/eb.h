@@ -47,7 +47,7 @@ struct eb_opts {
 	size_t		 msglen;
 	double		 duration;	/* measured seconds */
 	double		 warmup;	/* seconds run before measuring */
-	uint64_t	 count;		/* pingpong: stop after so many requests */
+	uint64_t	 count;		/* -n: stop after so many requests or handshakes */
 	int		 threads;
 	int		 upper;
 	int		 nsrc;		/* source addresses 127.0.0.1 .. */
@@ -59,6 +59,7 @@ struct eb_opts {
 	int		 linger0;	/* churn: close with RST, no TIME_WAIT */
 	int		 proxy_v2;	/* churn, --wait: a PROXY v2 header first */
 	int		 procs;		/* idle: processes (descriptor limit) */
+	double		 pause;		/* tls-pingpong: seconds before each request */
 	int		 base;		/* number of this process's first connection */
 	int		 sync_r, sync_w;	/* idle child: pipes from and to the parent */
 };

@@ -16,16 +16,22 @@
  *                  that did not resume is an error (SSL_session_reused)
  *   tls-pingpong   request and reply over connections opened first
  *   tls-stream     continuous writes and reads, a bounded window in flight
+ * With -n, tls-pingpong stops after N requests, tls-handshake after N
+ * handshakes, tls-resume after N resumed ones and tls-stream once N writes
+ * (of -m bytes) are echoed: fixed work, for callgrind.sh and syscalls.sh.
  *   tls-idle       connections held after a handshake and an echo
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -59,6 +65,7 @@ struct tl_loop {
 	SSL_SESSION		**sess;		/* tls-resume: per slot */
 	int			 n, live, resume;
 	uint64_t		 nextsrc;
+	uint64_t		 issued, done, quota;	/* -n: counted exchanges */
 	unsigned char		 buf[EB_RBUF];
 };
 
@@ -152,7 +159,17 @@ tl_loop_init(struct tl_loop *l, struct eb_thread *t, int resume)
 	}
 	for (int i = 0; i < l->n; i++)
 		l->c[i].fd = -1;
+	if (l->o->count)	/* -n, split over the threads as eb_tcp.c does */
+		l->quota = l->o->count / (uint64_t)l->o->threads +
+		    (t->id == 0 ? l->o->count % (uint64_t)l->o->threads : 0);
 	return 0;
+}
+
+/* -n: whether this thread's quota is done (or cannot be: an error). */
+static int
+tl_quota_done(const struct tl_loop *l)
+{
+	return l->quota && (l->done >= l->quota || l->t->st.errors);
 }
 
 static void
@@ -173,12 +190,22 @@ tl_open(struct tl_loop *l, int i, uint64_t k)
 {
 	struct tl_conn *c = &l->c[i];
 
+	int on = 1;
+
 	c->fd = eb_tcp_socket(l->o, (int)((uint64_t)l->t->first + k));
 	if (c->fd == -1) {
 		tl_error(l, "connect");
 		return -1;
 	}
 	l->live++;
+	/*
+	 * Our Finished and the first request are two writes: with Nagle's
+	 * algorithm the request would wait for the ACK of the Finished, which
+	 * a server with nothing to send then (no new ticket on a resumption)
+	 * delays by 40 ms. Clients that care about latency set this, as every
+	 * server in the table does.
+	 */
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	c->ssl = SSL_new(tl_ctx);
 	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
 	    (l->sess[i] && SSL_set_session(c->ssl, l->sess[i]) != 1)) {
@@ -336,6 +363,7 @@ tl_count(struct tl_loop *l, struct tl_conn *c)
 {
 	if (eb_measuring != 1 || !c->counted)
 		return;
+	l->done++;
 	l->t->st.ops++;
 	l->t->st.bytes += l->o->msglen;
 	eb_hist_add(&l->t->st.lat, eb_now() - c->t0);
@@ -349,13 +377,20 @@ tl_wait(struct tl_loop *l, struct epoll_event *ev)
 
 /* ---- tls-handshake and tls-resume: a connection per exchange ---- */
 
+/* Opens slot i for its next exchange; with -n, none past the quota. */
 static void
 hs_start(struct tl_loop *l, int i)
 {
-	uint64_t k = l->nextsrc++;
+	int counted = !l->resume || l->sess[i] != NULL;
+	uint64_t k;
 
-	if (tl_open(l, i, k) == 0)
+	if (l->quota && counted && l->issued >= l->quota)
+		return;
+	k = l->nextsrc++;
+	if (tl_open(l, i, k) == 0) {
 		l->c[i].off = (size_t)(k * 7919 % EB_PAT);
+		l->issued += (uint64_t)counted;
+	}
 }
 
 static void
@@ -393,7 +428,7 @@ hs_run(struct eb_thread *t, int resume)
 	l->nextsrc = (uint64_t)t->id * 1000003u;
 	for (int i = 0; i < l->n; i++)
 		hs_start(l, i);
-	while (eb_measuring < 2) {
+	while (eb_measuring < 2 && !tl_quota_done(l)) {
 		int n = tl_wait(l, ev);
 
 		for (int k = 0; k < n; k++) {
@@ -425,11 +460,24 @@ eb_tls_resume(void *arg)
 
 /* ---- tls-pingpong ---- */
 
+/* The connection's next request; with -n, none past the quota (it rests). */
 static void
 tp_next(struct tl_loop *l, int i)
 {
 	struct tl_conn *c = &l->c[i];
 
+	if (l->quota && l->issued >= l->quota) {
+		c->phase = TL_IDLE;
+		return;
+	}
+	l->issued++;
+	if (l->o->pause > 0) {	/* -i: the server finds nothing more to read, every time */
+		struct timespec ts = { (time_t)l->o->pause,
+		    (long)((l->o->pause - (double)(time_t)l->o->pause) * 1e9) };
+
+		while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+			;
+	}
 	c->off = (c->off + 7919) % EB_PAT;
 	c->phase = TL_SEND;
 	c->sent = c->rcvd = 0;
@@ -448,8 +496,9 @@ eb_tls_pingpong(void *arg)
 		return NULL;
 	}
 	for (int i = 0; i < l->n; i++)
-		tl_open(l, i, (uint64_t)i);
-	while (eb_measuring < 2 && l->live > 0) {
+		if (tl_open(l, i, (uint64_t)i) == 0)
+			l->issued++;	/* its first request follows the handshake */
+	while (eb_measuring < 2 && l->live > 0 && !tl_quota_done(l)) {
 		int n = tl_wait(l, ev);
 
 		for (int k = 0; k < n; k++) {
@@ -469,12 +518,19 @@ eb_tls_pingpong(void *arg)
 
 /* ---- tls-stream ---- */
 
+/* With -n, the bytes this thread may still send (all of them without). */
+static uint64_t
+ts_budget(const struct tl_loop *l)
+{
+	return l->quota ? l->quota - l->issued : UINT64_MAX;
+}
+
 static int
 ts_pump(struct tl_loop *l, int i, uint64_t window)
 {
 	struct tl_conn *c = &l->c[i];
 
-	while (c->wlen || c->sent - c->rcvd < window) {
+	while (c->wlen || (c->sent - c->rcvd < window && ts_budget(l) > 0)) {
 		size_t len = c->wlen;
 		int n;
 
@@ -482,6 +538,8 @@ ts_pump(struct tl_loop *l, int i, uint64_t window)
 			len = l->o->msglen;
 			if (len > window - (c->sent - c->rcvd))
 				len = (size_t)(window - (c->sent - c->rcvd));
+			if (len > ts_budget(l))
+				len = (size_t)ts_budget(l);
 		}
 		n = SSL_write(c->ssl, eb_pattern + c->sent % EB_PAT, (int)len);
 		if (n <= 0) {
@@ -491,6 +549,7 @@ ts_pump(struct tl_loop *l, int i, uint64_t window)
 		}
 		c->wlen = 0;
 		c->sent += (uint64_t)n;
+		l->issued += (uint64_t)n;
 	}
 	return 0;
 }
@@ -518,6 +577,7 @@ ts_read(struct tl_loop *l, int i)
 			return -1;
 		}
 		c->rcvd += (uint64_t)n;
+		l->done += (uint64_t)n;
 		if (eb_measuring == 1)
 			l->t->st.bytes += (uint64_t)n;
 	}
@@ -536,7 +596,7 @@ ts_event(struct tl_loop *l, int i, uint64_t window)
 	}
 	if (ts_read(l, i) == -1 || (blocked = ts_pump(l, i, window)) == -1)
 		return;
-	tl_watch(l, i, blocked || c->sent - c->rcvd < window ?
+	tl_watch(l, i, blocked || (c->sent - c->rcvd < window && ts_budget(l) > 0) ?
 	    EPOLLIN | EPOLLOUT : EPOLLIN);
 }
 
@@ -555,9 +615,10 @@ eb_tls_stream(void *arg)
 	window = 4 * (uint64_t)t->o->msglen;
 	if (window < 256 * 1024)
 		window = 256 * 1024;
+	l->quota *= t->o->msglen;	/* -n counts writes: in bytes here */
 	for (int i = 0; i < l->n; i++)
 		tl_open(l, i, (uint64_t)i);
-	while (eb_measuring < 2 && l->live > 0) {
+	while (eb_measuring < 2 && l->live > 0 && !tl_quota_done(l)) {
 		int n = tl_wait(l, ev);
 
 		for (int k = 0; k < n; k++) {
@@ -567,6 +628,8 @@ eb_tls_stream(void *arg)
 				ts_event(l, i, window);
 		}
 	}
+	if (l->quota)
+		t->st.ops = l->done / t->o->msglen;
 	tl_loop_free(l);
 	free(l);
 	return NULL;
@@ -667,7 +730,12 @@ static int
 tl_probe(const struct eb_opts *o, int quiet)
 {
 	static const char msg[] = "ready?";
-	struct timeval tv = { 0, 300000 };
+	/*
+	 * Generous: a server under valgrind takes seconds over its first
+	 * handshake, and a probe given up on halfway would leave it a varying
+	 * amount of work (callgrind.sh subtracts one run from another).
+	 */
+	struct timeval tv = { 5, 0 };
 	char buf[sizeof(msg)];
 	SSL *ssl = NULL;
 	EVP_PKEY *pk = NULL;

@@ -37,20 +37,21 @@ struct eb_workload {
 	void		*(*run)(void *);
 	size_t		 msglen;	/* default message or write size */
 	int		 idle;		/* holds connections: barriers, -P */
+	int		 counts;	/* stops after -n exchanges */
 };
 
 static const struct eb_workload eb_workloads[] = {
-	{ "pingpong",	eb_pingpong,	64, 0 },
-	{ "churn",	eb_churn,	64, 0 },
-	{ "stream",	eb_stream,	16384, 0 },
-	{ "idle",	eb_idle,	32, 1 },
-	{ "udp",	eb_udp,		64, 0 },
+	{ "pingpong",	eb_pingpong,	64, 0, 1 },
+	{ "churn",	eb_churn,	64, 0, 0 },
+	{ "stream",	eb_stream,	16384, 0, 0 },
+	{ "idle",	eb_idle,	32, 1, 0 },
+	{ "udp",	eb_udp,		64, 0, 0 },
 #ifdef EB_TLS
-	{ "tls-handshake", eb_tls_handshake, 64, 0 },
-	{ "tls-resume",	eb_tls_resume,	64, 0 },
-	{ "tls-pingpong", eb_tls_pingpong, 64, 0 },
-	{ "tls-stream",	eb_tls_stream,	16384, 0 },
-	{ "tls-idle",	eb_tls_idle,	32, 1 },
+	{ "tls-handshake", eb_tls_handshake, 64, 0, 1 },
+	{ "tls-resume",	eb_tls_resume,	64, 0, 1 },
+	{ "tls-pingpong", eb_tls_pingpong, 64, 0, 1 },
+	{ "tls-stream",	eb_tls_stream,	16384, 0, 1 },
+	{ "tls-idle",	eb_tls_idle,	32, 1, 0 },
 #endif
 };
 
@@ -87,6 +88,10 @@ eb_usage(int status)
 "  -d, --duration SECS     measured time (5)\n"
 "  -W, --warmup SECS       unmeasured time first (0.5)\n"
 "  -n, --count N           pingpong: exactly N requests, then stop\n"
+#ifdef EB_TLS
+"                          (tls-pingpong too; tls-handshake: N handshakes,\n"
+"                          tls-resume: N resumed ones, tls-stream: N writes)\n"
+#endif
 "  -t, --threads N         threads, one epoll loop each (1)\n"
 "  -M, --mode upper|echo   what the server does to the bytes (upper)\n"
 "  -s, --sources N         spread connections over 127.0.0.1..N (1)\n"
@@ -98,7 +103,13 @@ eb_usage(int status)
 "  -X, --proxy-v2          churn and --wait: send a PROXY protocol v2 header\n"
 "                          first, as a load balancer does\n"
 "  -x, --procs N           idle: client processes (default: as many as the\n"
-"                          descriptor limit needs)\n");
+"                          descriptor limit needs)\n"
+#ifdef EB_TLS
+"  -i, --pause SECS        tls-pingpong: the thread waits so long before each\n"
+"                          request, so that the server has always read all\n"
+"                          there was (a steady path for callgrind.sh)\n"
+#endif
+);
 	exit(status);
 }
 
@@ -161,6 +172,7 @@ eb_parse(int argc, char *argv[], struct eb_opts *o)
 		{ "linger0", 0, NULL, 'L' }, { "free-port", 0, NULL, 'f' },
 		{ "wait", 1, NULL, 'r' }, { "help", 0, NULL, 'h' },
 		{ "procs", 1, NULL, 'x' }, { "proxy-v2", 0, NULL, 'X' },
+		{ "pause", 1, NULL, 'i' },
 		{ NULL, 0, NULL, 0 }
 	};
 	const struct eb_workload *w = NULL;
@@ -172,7 +184,7 @@ eb_parse(int argc, char *argv[], struct eb_opts *o)
 	*o = (struct eb_opts){ .conns = 100, .duration = 5, .warmup = 0.5,
 	    .threads = 1, .upper = 1, .nsrc = 1, .hold = 2,
 	    .udp_timeout = 0.2 };
-	while ((c = getopt_long(argc, argv, "w:a:p:c:m:d:W:n:t:M:s:P:H:T:LXx:h",
+	while ((c = getopt_long(argc, argv, "w:a:p:c:m:d:W:n:t:M:s:P:H:T:LXx:i:h",
 	    longopts, NULL)) != -1) {
 		switch (c) {
 		case 'w':
@@ -198,6 +210,7 @@ eb_parse(int argc, char *argv[], struct eb_opts *o)
 		case 'L': o->linger0 = 1; break;
 		case 'X': o->proxy_v2 = 1; break;
 		case 'x': o->procs = (int)eb_num(optarg, 1, 256); break;
+		case 'i': o->pause = eb_secs(optarg); break;
 		case 'M':
 			if (strcmp(optarg, "upper") && strcmp(optarg, "echo"))
 				eb_usage(2);
@@ -222,6 +235,8 @@ eb_parse(int argc, char *argv[], struct eb_opts *o)
 		eb_usage(2);
 	if (wait >= 0)
 		exit(EB_WAIT_READY(o, wait) == 0 ? 0 : 1);
+	if (o->count && !w->counts)
+		eb_usage(2);	/* it would never stop */
 	o->workload = w->name;
 	o->idle = w->idle;
 	if (o->msglen == 0)
@@ -393,6 +408,20 @@ eb_run(const struct eb_workload *w, const struct eb_opts *o,
 	free(t);
 }
 
+/* The load generator's own CPU seconds (its threads, and its processes for idle). */
+static double
+eb_cpu_secs(void)
+{
+	struct rusage self, kids;
+
+	getrusage(RUSAGE_SELF, &self);
+	getrusage(RUSAGE_CHILDREN, &kids);
+	return (double)(self.ru_utime.tv_sec + self.ru_stime.tv_sec +
+	    kids.ru_utime.tv_sec + kids.ru_stime.tv_sec) +
+	    (double)(self.ru_utime.tv_usec + self.ru_stime.tv_usec +
+	    kids.ru_utime.tv_usec + kids.ru_stime.tv_usec) / 1e6;
+}
+
 /* The RESULT line's TLS keys, after the common ones: resumed=N. */
 static const char *
 eb_result_tls(const struct eb_opts *o, const struct eb_stats *s)
@@ -443,7 +472,7 @@ eb_report(const struct eb_opts *o, const struct eb_result *r)
 	    "rate=%.1f mbps=%.3f p50_us=%.2f p99_us=%.2f p999_us=%.2f "
 	    "sent=%llu lost=%llu loss=%.6f late=%llu opened=%llu "
 	    "echoed1=%llu rss_base_kib=%ld rss_held_kib=%ld "
-	    "bytes_per_conn=%.1f mismatches=%llu errors=%llu%s\n",
+	    "bytes_per_conn=%.1f mismatches=%llu errors=%llu cpu_s=%.3f%s\n",
 	    o->workload, o->conns, o->msglen, r->secs,
 	    (unsigned long long)s->ops, rate, mbps,
 	    (double)eb_hist_pct(&s->lat, 0.50) / 1e3,
@@ -453,7 +482,7 @@ eb_report(const struct eb_opts *o, const struct eb_result *r)
 	    (unsigned long long)s->late, (unsigned long long)s->opened,
 	    (unsigned long long)s->echoed1, r->rss_base, r->rss_held, perconn,
 	    (unsigned long long)s->mismatches, (unsigned long long)s->errors,
-	    eb_result_tls(o, s));
+	    eb_cpu_secs(), eb_result_tls(o, s));
 }
 
 /*

@@ -448,6 +448,88 @@ a_slow_reader_gets_every_byte(void **state)
 	client_close(&cl);
 }
 
+/* What a memory BIO holds, written to fd at once (one segment): the flight the client queued. */
+static void
+flight_send(BIO *queued, int fd)
+{
+	char *p;
+	long len = BIO_get_mem_data(queued, &p);
+
+	for (long off = 0; off < len;) {
+		ssize_t n = write(fd, p + off, (size_t)(len - off));
+		if (n == -1 && errno == EAGAIN) {
+			struct pollfd w = { .fd = fd, .events = POLLOUT };
+			poll(&w, 1, EM_DEADLINE_MS);
+			continue;
+		}
+		assert_true(n > 0);
+		off += n;
+	}
+	assert_int_equal(BIO_reset(queued), 1);
+}
+
+/*
+ * The client's Finished and 40 requests in one segment: the server reads
+ * them all at once (read-ahead), and epoll will not say again that bytes
+ * are there once OpenSSL holds them. Every request must still be answered.
+ */
+#define BATCH 40
+
+static void
+records_that_came_at_once_are_all_answered(void **state)
+{
+	struct env *e = *state;
+	int port = port_pick();
+	const char *modes[] = { "upper" };
+	char msg[32], want[BATCH * 16 + 1] = "", in[sizeof(want)];
+	size_t got = 0, n;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	BIO *queued;
+	int fd, r;
+	int64_t deadline;
+
+	make_certs(e);
+	write_conf(e, 1, &port, modes, 1, NULL, NULL);
+	env_start_ready(e, 1, port);
+	assert_non_null(ctx = SSL_CTX_new(TLS_client_method()));
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	assert_true((fd = tcp_connect(port, EM_DEADLINE_MS)) >= 0);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	assert_non_null(ssl = SSL_new(ctx));
+	assert_non_null(queued = BIO_new(BIO_s_mem()));
+	SSL_set_bio(ssl, BIO_new_socket(fd, BIO_NOCLOSE), queued);  /* reads the socket, writes to memory */
+	SSL_set_connect_state(ssl);
+	deadline = now_ms() + EM_DEADLINE_MS;
+	while ((r = SSL_do_handshake(ssl)) != 1 && now_ms() < deadline) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		assert_int_equal(SSL_get_error(ssl, r), SSL_ERROR_WANT_READ);
+		flight_send(queued, fd);
+		poll(&p, 1, 100);
+	}
+	assert_int_equal(r, 1);  /* our Finished is queued, not sent */
+	for (int i = 0; i < BATCH; i++) {
+		snprintf(msg, sizeof(msg), "request %02d\n", i);
+		assert_int_equal(SSL_write_ex(ssl, msg, strlen(msg), &n), 1);
+		snprintf(want + strlen(want), sizeof(want) - strlen(want), "REQUEST %02d\n", i);
+	}
+	flight_send(queued, fd);
+	while (got < strlen(want) && now_ms() < deadline) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (SSL_read_ex(ssl, in + got, sizeof(in) - 1 - got, &n) == 1) {
+			got += n;
+			continue;
+		}
+		assert_int_equal(SSL_get_error(ssl, 0), SSL_ERROR_WANT_READ);
+		poll(&p, 1, 100);
+	}
+	in[got] = '\0';
+	assert_string_equal(in, want);
+	SSL_free(ssl);
+	close(fd);
+	SSL_CTX_free(ctx);
+}
+
 #define CLIENTS 200
 
 static void
@@ -804,6 +886,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(one_mib_each_way, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(close_notify_is_a_half_close, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(a_slow_reader_gets_every_byte, env_setup, env_teardown),
+		cmocka_unit_test_setup_teardown(records_that_came_at_once_are_all_answered, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(two_hundred_concurrent_clients, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(a_stalled_handshake_is_closed_at_handshake_timeout, env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(plaintext_and_garbage_are_closed, env_setup, env_teardown),
