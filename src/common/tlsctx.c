@@ -264,7 +264,11 @@ ticket_key_set(const struct tlsctx_ticket_key *key, unsigned char *iv, EVP_CIPHE
 /*
  * OpenSSL's ticket key callback (SSL_CTX_set_tlsext_ticket_key_evp_cb):
  * encrypt with the first shared key; decrypt with whichever key the
- * ticket names, asking for a fresh ticket when it is not the first.
+ * ticket names, asking for a fresh ticket when it is not the first, and
+ * always under TLS 1.3: its clients should use a ticket once (RFC 8446,
+ * C.4), and a resumption with nothing of ours to send would leave a
+ * client that keeps Nagle on waiting for a delayed ACK (40 ms) before
+ * its first request goes out.
  */
 static int
 ticket_key_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *cctx,
@@ -273,7 +277,6 @@ ticket_key_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *
 	static const unsigned char unused[16];
 	struct tlsctx_ticket_keys keys;
 
-	(void)ssl;
 	if (ticket_keys_copy(&keys) == -1)
 		return 0;  /* no ticket issued, or none accepted: a full handshake */
 	if (enc) {
@@ -288,7 +291,7 @@ ticket_key_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *
 			continue;
 		if (ticket_key_set(&keys.k[i], iv, cctx, hctx, 0) == -1)
 			return -1;
-		return i == 0 ? 1 : 2;
+		return i == 0 && SSL_version(ssl) < TLS1_3_VERSION ? 1 : 2;
 	}
 	return 0;  /* unknown key: a full handshake */
 }

@@ -185,9 +185,15 @@ a_ticket_outlives_one_rotation_not_two(void **state)
 		expect_resume(port, versions[v], NULL, false, &o, "first connection");
 		old[v] = expect_ticket(&o, NULL);
 		memcpy(k0[v], o.key, KEY_HEX);
-		/* Before any rotation: the ticket resumes, and needs no renewal. */
+		/*
+		 * Before any rotation: the ticket resumes; TLS 1.2 keeps it, TLS
+		 * 1.3 gets a new one under the same key (a ticket is for one use).
+		 */
 		expect_resume(port, versions[v], old[v], true, &o, "same day");
-		assert_null(o.ticket);
+		if (versions[v] == TLS1_3_VERSION)
+			SSL_SESSION_free(expect_ticket(&o, k0[v]));
+		else
+			assert_null(o.ticket);
 	}
 	let_days_pass(e, 1);
 	for (size_t v = 0; v < NVERSIONS; v++) {
