@@ -91,7 +91,7 @@ check "Fedora: Requires(post/preun/postun) systemd" \
 	bash -c "[ \$(grep -c '^Requires(\\(post\\|preun\\|postun\\)): systemd\$' '$TMP/fedora.spec') = 3 ]"
 check "Fedora: no shadow-utils fallback" bash -c "! grep -q shadow-utils '$TMP/fedora.spec'"
 check_eq "the spec's BuildRequires" \
-	"gcc libcmocka-devel libconfig-devel libseccomp-devel make openssl openssl-devel pkgconfig systemd-rpm-macros" \
+	"gcc haproxy libcmocka-devel libconfig-devel libseccomp-devel make openssl openssl-devel pkgconfig systemd-rpm-macros" \
 	"$(sed -n 's/^BuildRequires:[[:space:]]*//p' "$SPEC" | sort | xargs)"
 
 # The upgrade: %posttrans asks a running service to upgrade live; restarts
