@@ -129,10 +129,8 @@ conn_open(struct worker *w, int fd, int mode, int addr_entry, struct conn_proxy 
 	}
 	if ((c->px = px) != NULL)
 		deadline_append(&w->conns.waiting, &px->wait, c, w->now_ms);
-	if ((c->tls = tls) != NULL) {
-		tls->handshaking = true;
-		deadline_append(&w->conns.handshakes, &tls->wait, c, w->now_ms);
-	}
+	if (tls != NULL)
+		conn_tls_begin(w, c, tls);
 	w->me->active = ++w->conns.n;
 	w->me->accepted++;
 	return c;
@@ -374,12 +372,7 @@ conn_update_events(struct worker *w, struct conn *c)
 	if (c->read_closed && c->out.len == 0)
 		return -1;
 	want = conn_wanted(c);
-	if (want != c->events) {
-		if (ev_mod(w->epfd, c->fd, want, &c->ev) == -1)
-			return -1;
-		c->events = want;
-	}
-	return 0;
+	return conn_watch(w, c, want);
 }
 
 /*

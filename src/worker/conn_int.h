@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "common/ev.h"
 #include "worker/conn.h"
 #include "worker/echo.h"
 #include "worker/outbuf.h"
@@ -99,6 +100,18 @@ struct conn {
 
 /* ---- conn.c ---- */
 
+/* Has epoll watch want for the connection, with a system call only when that changes; -1 when it fails. */
+static inline int
+conn_watch(struct worker *w, struct conn *c, uint32_t want)
+{
+	if (want == c->events)
+		return 0;
+	if (ev_mod(w->epfd, c->fd, want, &c->ev) == -1)
+		return -1;
+	c->events = want;
+	return 0;
+}
+
 /* Moves a connection to the newest end of the idle list (limits.min_rate permitting). */
 void conn_restamp(struct worker *w, struct conn *c);
 
@@ -179,6 +192,8 @@ enum conn_accepted conn_accept_tls(struct worker *w, const struct worker_listene
  */
 bool conn_tls_start(struct worker *w, struct conn *c, struct conn_proxy *px, const void *rest,
     size_t len);
+/* Gives the connection its TLS side: the handshake begins, handshake_timeout counting from now. */
+void conn_tls_begin(struct worker *w, struct conn *c, struct conn_tls *tls);
 /* Frees a TLS side that belongs to no connection (yet). */
 void conn_tls_release(struct conn_tls *tls);
 /* Frees a connection's TLS side: our close_notify goes out first when the session is up. */

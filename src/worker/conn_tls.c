@@ -39,6 +39,14 @@ conn_tls_free(struct conn_set *s, struct conn *c)
 	c->tls = NULL;
 }
 
+void
+conn_tls_begin(struct worker *w, struct conn *c, struct conn_tls *tls)
+{
+	c->tls = tls;
+	tls->handshaking = true;
+	deadline_append(&w->conns.handshakes, &tls->wait, c, w->now_ms);
+}
+
 /* A TLS listener: the connection starts with the handshake (conn_tls_handle). */
 enum conn_accepted
 conn_accept_tls(struct worker *w, const struct worker_listener *l, int fd, int entry)
@@ -82,9 +90,7 @@ conn_tls_start(struct worker *w, struct conn *c, struct conn_proxy *px, const vo
 		tls->px = px;  /* the line is made once the handshake is complete */
 	else
 		free(px);
-	c->tls = tls;
-	tls->handshaking = true;
-	deadline_append(&w->conns.handshakes, &tls->wait, c, w->now_ms);
+	conn_tls_begin(w, c, tls);
 	return conn_tls_handle(w, c, 0);
 }
 
@@ -247,12 +253,7 @@ conn_tls_update(struct worker *w, struct conn *c)
 	reading = !c->read_closed && !c->paused;
 	want = (reading ? CONN_SPECIAL_EVENTS : 0) |
 	    (c->out.len != 0 || c->tls->want_write || (reading && c->tls->read_more) ? EPOLLOUT : 0);
-	if (want != c->events) {
-		if (ev_mod(w->epfd, c->fd, want, &c->ev) == -1)
-			return -1;
-		c->events = want;
-	}
-	return 0;
+	return conn_watch(w, c, want);
 }
 
 /* The handshake is complete: counted; whoami's line queued; the client's first bytes may be in already. */
@@ -296,12 +297,7 @@ conn_tls_handshake(struct worker *w, struct conn *c)
 		conn_tls_count_failure(w, c);
 		return -1;
 	}
-	if (want != c->events) {
-		if (ev_mod(w->epfd, c->fd, want, &c->ev) == -1)
-			return -1;
-		c->events = want;
-	}
-	return 1;
+	return conn_watch(w, c, want) == -1 ? -1 : 1;
 }
 
 /* Every event of a TLS connection: the handshake, then replies out and requests in. */

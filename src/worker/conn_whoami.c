@@ -27,12 +27,7 @@ conn_whoami_update(struct worker *w, struct conn *c)
 		return -1;
 	/* Never plain EPOLLIN: read_closed here means output is owed. */
 	want = (c->read_closed ? 0 : CONN_SPECIAL_EVENTS) | (c->out.len != 0 ? EPOLLOUT : 0);
-	if (want != c->events) {
-		if (ev_mod(w->epfd, c->fd, want, &c->ev) == -1)
-			return -1;
-		c->events = want;
-	}
-	return 0;
+	return conn_watch(w, c, want);
 }
 
 /* The local and (unless the caller knows it) the peer address of a connection. */

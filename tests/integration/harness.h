@@ -468,4 +468,7 @@ SSL_SESSION *tls_take_ticket(struct tls_client *cl, int timeout_ms);
  * at least 33. Fails the test on a ticket too short to have one. */
 void	 tls_ticket_key_name(const SSL_SESSION *s, char *hex, size_t cap);
 
+/* A non-blocking TCP socket bound to SRC (IPv4) and connected to 127.0.0.1:PORT. Fails the test. */
+int	 tcp_connect_from(const char *src, int port);
+
 #endif

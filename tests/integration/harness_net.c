@@ -646,3 +646,27 @@ streams_pump(struct em_stream *s, size_t n, size_t limit, bool half_close,
 	}
 }
 
+int
+tcp_connect_from(const char *src, int port)
+{
+	struct sockaddr_in from = { .sin_family = AF_INET }, to = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	int err = 0;
+	socklen_t errlen = sizeof(err);
+
+	assert_true(fd != -1);
+	assert_int_equal(inet_pton(AF_INET, src, &from.sin_addr), 1);
+	assert_int_equal(inet_pton(AF_INET, "127.0.0.1", &to.sin_addr), 1);
+	to.sin_port = htons((uint16_t)port);
+	if (bind(fd, (struct sockaddr *)&from, sizeof(from)) == -1)
+		fail_msg("bind %s: %s", src, strerror(errno));
+	if (connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0)
+		return fd;
+	if (errno != EINPROGRESS)
+		fail_msg("connect from %s: %s", src, strerror(errno));
+	if (poll(&p, 1, EM_DEADLINE_MS) != 1 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen) == -1 || err != 0)
+		fail_msg("connect from %s: %s", src, err ? strerror(err) : "timeout");
+	return fd;
+}

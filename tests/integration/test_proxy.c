@@ -19,32 +19,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* A non-blocking TCP socket bound to SRC (IPv4) and connected to 127.0.0.1:PORT. Fails the test. */
-static int
-tcp_from(const char *src, int port)
-{
-	struct sockaddr_in from = { .sin_family = AF_INET }, to = { .sin_family = AF_INET };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	struct pollfd p = { .fd = fd, .events = POLLOUT };
-	int err = 0;
-	socklen_t errlen = sizeof(err);
-
-	assert_true(fd != -1);
-	assert_int_equal(inet_pton(AF_INET, src, &from.sin_addr), 1);
-	assert_int_equal(inet_pton(AF_INET, "127.0.0.1", &to.sin_addr), 1);
-	to.sin_port = htons((uint16_t)port);
-	if (bind(fd, (struct sockaddr *)&from, sizeof(from)) == -1)
-		fail_msg("bind %s: %s", src, strerror(errno));
-	if (connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0)
-		return fd;
-	if (errno != EINPROGRESS)
-		fail_msg("connect from %s: %s", src, strerror(errno));
-	if (poll(&p, 1, EM_DEADLINE_MS) != 1 ||
-	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen) == -1 || err != 0)
-		fail_msg("connect from %s: %s", src, err ? strerror(err) : "timeout");
-	return fd;
-}
-
 /* "PROXY TCP4 SRC 198.51.100.1 SPORT 7\r\n" */
 static size_t
 v1_header(char *buf, size_t cap, const char *src, int sport)
@@ -106,7 +80,7 @@ v1_try(const char *src, int port, const char *client)
 {
 	char buf[128];
 	size_t n = v1_header(buf, sizeof(buf) - 8, client, 40000);
-	int fd = tcp_from(src, port);
+	int fd = tcp_connect_from(src, port);
 	bool served;
 
 	memcpy(buf + n, "ping", 4);
@@ -120,7 +94,7 @@ v2_try(const char *src, int port, const char *client)
 {
 	uint8_t buf[64];
 	size_t n = v2_header(buf, client, 40000);
-	int fd = tcp_from(src, port);
+	int fd = tcp_connect_from(src, port);
 	bool served;
 
 	memcpy(buf + n, "ping", 4);
@@ -190,10 +164,10 @@ malformed_split_and_doubled_headers(void **state)
 	size_t n;
 
 	start(e, "proxy_protocol = \"v1\";", "", port);
-	fd = tcp_from("127.0.0.2", port);
+	fd = tcp_connect_from("127.0.0.2", port);
 	assert_false(send_served(fd, "ping\r\n", 6, "PING"));  /* no header at all */
 	close(fd);
-	fd = tcp_from("127.0.0.2", port);
+	fd = tcp_connect_from("127.0.0.2", port);
 	assert_false(send_served(fd, "PROXY TCP4 192.0.2.01 198.51.100.1 1 2\r\nping", 44, "PING"));
 	close(fd);
 	assert_false(v2_try("127.0.0.2", port, "192.0.2.1"));
@@ -203,7 +177,7 @@ malformed_split_and_doubled_headers(void **state)
 	 * In three writes. The naps only make separate reads likely; the
 	 * parser's unit test splits at every offset.
 	 */
-	fd = tcp_from("127.0.0.2", port);
+	fd = tcp_connect_from("127.0.0.2", port);
 	assert_int_equal(tcp_send_all(fd, "PROXY TCP4 192.0.", 17, EM_DEADLINE_MS), 0);
 	nap_ms(50);
 	assert_int_equal(tcp_send_all(fd, "2.1 198.51.100.1 1 2\r", 21, EM_DEADLINE_MS), 0);
@@ -214,7 +188,7 @@ malformed_split_and_doubled_headers(void **state)
 	/* Two headers: the second is the client's first bytes, echoed. */
 	n = v1_header(buf, sizeof(buf), "192.0.2.1", 1);
 	n += v1_header(buf + n, sizeof(buf) - n, "192.0.2.2", 2);
-	fd = tcp_from("127.0.0.2", port);
+	fd = tcp_connect_from("127.0.0.2", port);
 	assert_true(send_served(fd, buf, n, "PROXY TCP4 192.0.2.2 198.51.100.1 2 7\r\n"));
 	close(fd);
 	env_total_wait(e, "proxy_headers", 2);
@@ -230,7 +204,7 @@ slow_header_is_closed_at_proxy_timeout(void **state)
 	int64_t t0, waited;
 
 	start(e, "proxy_protocol = \"v2\";", "limits = { proxy_timeout = 1; idle_timeout = 300; };", port);
-	fd = tcp_from("127.0.0.2", port);
+	fd = tcp_connect_from("127.0.0.2", port);
 	t0 = now_ms();
 	assert_int_equal(tcp_send_all(fd, "\r\n\r\n\0\r\n", 7, EM_DEADLINE_MS), 0);
 	assert_int_equal(tcp_wait_eof(fd, EM_DEADLINE_MS), 0);
@@ -264,10 +238,10 @@ access_lists_act_on_the_header_address(void **state)
 	assert_false(v2_try("127.0.0.2", port, "192.0.2.66"));
 	n = v2_header(buf, NULL, 0);
 	memcpy(buf + n, "ping", 4);
-	fd = tcp_from("127.0.0.2", port);
+	fd = tcp_connect_from("127.0.0.2", port);
 	assert_false(send_served(fd, buf, n + 4, "PING"));
 	close(fd);
-	fd = tcp_from("127.0.0.3", port);  /* LOCAL from an allowed balancer */
+	fd = tcp_connect_from("127.0.0.3", port);  /* LOCAL from an allowed balancer */
 	assert_true(send_served(fd, buf, n + 4, "PING"));
 	close(fd);
 	env_total_wait(e, "refused_acl", 3);
@@ -292,12 +266,12 @@ per_address_limit_acts_on_the_header_address(void **state)
 	start(e, "proxy_protocol = \"v1\";", "limits = { max_connections_per_address = 1; };", port);
 	n = v1_header(buf, sizeof(buf) - 8, "192.0.2.1", 1);
 	memcpy(buf + n, "ping", 4);
-	a = tcp_from("127.0.0.2", port);
+	a = tcp_connect_from("127.0.0.2", port);
 	assert_true(send_served(a, buf, n + 4, "PING"));
 	assert_false(v1_try("127.0.0.2", port, "192.0.2.1"));
 	n = v1_header(buf, sizeof(buf) - 8, "192.0.2.2", 1);
 	memcpy(buf + n, "ping", 4);
-	b = tcp_from("127.0.0.2", port);
+	b = tcp_connect_from("127.0.0.2", port);
 	assert_true(send_served(b, buf, n + 4, "PING"));
 	env_total_wait(e, "refused_per_address", 1);
 	close(a);
@@ -391,7 +365,7 @@ static int
 proxied_open(const char *src, int port, const void *header, size_t n)
 {
 	uint8_t buf[160];
-	int fd = tcp_from(src, port);
+	int fd = tcp_connect_from(src, port);
 
 	assert_true(n + 4 <= sizeof(buf));
 	memcpy(buf, header, n);
@@ -593,9 +567,9 @@ a_connection_mid_header_moves_once_its_header_is_in(void **state)
 	    "limits = { proxy_timeout = 20; };", port);
 	n = v1_header(buf, sizeof(buf) - 8, "192.0.2.1", 1);
 	memcpy(buf + n, "ping", 4);
-	done = tcp_from("127.0.0.2", port);
+	done = tcp_connect_from("127.0.0.2", port);
 	assert_true(send_served(done, buf, n + 4, "PING"));
-	half = tcp_from("127.0.0.2", port);
+	half = tcp_connect_from("127.0.0.2", port);
 	assert_int_equal(tcp_send_all(half, buf, 10, EM_DEADLINE_MS), 0);
 	t0 = now_ms();
 	assert_int_equal(env_control(e, "reload", NULL, EM_DEADLINE_MS), 0);

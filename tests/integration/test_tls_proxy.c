@@ -86,32 +86,6 @@ write_conf(struct env *e, int workers, const int ports[2], const char *proxy,
 	env_write_conf_text(e, text);
 }
 
-/* A non-blocking TCP socket bound to SRC (IPv4) and connected to 127.0.0.1:PORT. Fails the test. */
-static int
-tcp_from(const char *src, int port)
-{
-	struct sockaddr_in from = { .sin_family = AF_INET }, to = { .sin_family = AF_INET };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	struct pollfd p = { .fd = fd, .events = POLLOUT };
-	int err = 0;
-	socklen_t errlen = sizeof(err);
-
-	assert_true(fd != -1);
-	assert_int_equal(inet_pton(AF_INET, src, &from.sin_addr), 1);
-	assert_int_equal(inet_pton(AF_INET, "127.0.0.1", &to.sin_addr), 1);
-	to.sin_port = htons((uint16_t)port);
-	if (bind(fd, (struct sockaddr *)&from, sizeof(from)) == -1)
-		fail_msg("bind %s: %s", src, strerror(errno));
-	if (connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0)
-		return fd;
-	if (errno != EINPROGRESS)
-		fail_msg("connect from %s: %s", src, strerror(errno));
-	if (poll(&p, 1, EM_DEADLINE_MS) != 1 ||
-	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen) == -1 || err != 0)
-		fail_msg("connect from %s: %s", src, err ? strerror(err) : "timeout");
-	return fd;
-}
-
 /* The local port of a socket: the balancer's port a whoami line names. */
 static int
 local_port(int fd)
@@ -307,7 +281,7 @@ client_begin_settled(struct env *e, struct client *cl, int port, const struct cl
 {
 	uint64_t accepted = env_total(e, "accepted");
 
-	client_begin(cl, tcp_from("127.0.0.2", port), o);
+	client_begin(cl, tcp_connect_from("127.0.0.2", port), o);
 	env_total_wait(e, "accepted", accepted + 1);
 	return env_total(e, "bytes_in");
 }
@@ -329,7 +303,7 @@ static int
 client_open(struct client *cl, const char *src, int port, const void *header, size_t n,
     const struct client_opts *o)
 {
-	client_begin(cl, tcp_from(src, port), o);
+	client_begin(cl, tcp_connect_from(src, port), o);
 	send_with_hello(cl, header, n);
 	return client_finish(cl);
 }
@@ -552,7 +526,7 @@ header_and_hello_in_one_read_or_many(void **state)
 	for (int v = 0; v < 2; v++) {
 		uint64_t headers = env_total(e, "proxy_headers");
 
-		client_begin(&cl, tcp_from("127.0.0.2", ports[0]), &o);
+		client_begin(&cl, tcp_connect_from("127.0.0.2", ports[0]), &o);
 		assert_int_equal(tcp_send_all(cl.fd, v ? v2 : v1, v ? n2 : n1, EM_DEADLINE_MS), 0);
 		env_total_wait(e, "proxy_headers", headers + 1);
 		assert_int_equal(tcp_send_all(cl.fd, cl.hello, cl.hello_len, EM_DEADLINE_MS), 0);
@@ -576,7 +550,7 @@ header_and_hello_in_one_read_or_many(void **state)
 	}
 
 	/* The ClientHello across two reads: 9 bytes of it with the header, the rest later. */
-	client_begin(&cl, tcp_from("127.0.0.2", ports[0]), &o);
+	client_begin(&cl, tcp_connect_from("127.0.0.2", ports[0]), &o);
 	{
 		uint8_t buf[512];
 
@@ -625,21 +599,21 @@ bad_untrusted_stalled_and_plaintext_are_closed_and_counted(void **state)
 	assert_int_equal(client_open(&good, "127.0.0.2", ports[0], h, n, &o), 1);
 	roundtrip(&good, "first\n", "FIRST\n");
 
-	client_begin(&bad, tcp_from("127.0.0.2", ports[0]), &o);
+	client_begin(&bad, tcp_connect_from("127.0.0.2", ports[0]), &o);
 	send_with_hello(&bad, bad_v1, strlen(bad_v1));
 	closed_without_echo(bad.fd);
 	client_free(&bad);
 	env_total_wait(e, "proxy_bad", 1);
 	roundtrip(&good, "after a bad header\n", "AFTER A BAD HEADER\n");
 
-	client_begin(&bad, tcp_from("127.0.0.3", ports[0]), &o);
+	client_begin(&bad, tcp_connect_from("127.0.0.3", ports[0]), &o);
 	send_with_hello(&bad, h, n);
 	closed_without_echo(bad.fd);
 	client_free(&bad);
 	env_total_wait(e, "proxy_untrusted", 1);
 	roundtrip(&good, "after an untrusted one\n", "AFTER AN UNTRUSTED ONE\n");
 
-	fd = tcp_from("127.0.0.2", ports[0]);
+	fd = tcp_connect_from("127.0.0.2", ports[0]);
 	assert_int_equal(tcp_send_all(fd, h, n, EM_DEADLINE_MS), 0);
 	env_total_wait(e, "proxy_headers", 2);
 	t0 = now_ms();
@@ -652,7 +626,7 @@ bad_untrusted_stalled_and_plaintext_are_closed_and_counted(void **state)
 	env_total_wait(e, "tls_fail_timeout", 1);
 	assert_int_equal(env_total(e, "proxy_timeout"), 0);
 
-	fd = tcp_from("127.0.0.2", ports[0]);
+	fd = tcp_connect_from("127.0.0.2", ports[0]);
 	memcpy(h + n, plain, strlen(plain));
 	assert_int_equal(tcp_send_all(fd, h, n + strlen(plain), EM_DEADLINE_MS), 0);
 	closed_without_echo(fd);
@@ -661,7 +635,7 @@ bad_untrusted_stalled_and_plaintext_are_closed_and_counted(void **state)
 	roundtrip(&good, "after plain text\n", "AFTER PLAIN TEXT\n");
 
 	/* A health check: LOCAL, then the balancer closes. Seen, closed, no failure. */
-	fd = tcp_from("127.0.0.2", ports[0]);
+	fd = tcp_connect_from("127.0.0.2", ports[0]);
 	n = v2_header(h, NULL, 0, false);
 	assert_int_equal(tcp_send_all(fd, h, n, EM_DEADLINE_MS), 0);
 	env_total_wait(e, "proxy_headers", 4);
@@ -762,7 +736,7 @@ a_reload_leaves_them_to_drain(void **state)
 	env_start_ready(e, 1, 0);
 	n = v1_header(h, sizeof(h), "192.0.2.1", 1);
 	/* The first connection: the daemon has read nothing else, so its byte count says it read this. */
-	client_begin(&who, tcp_from("127.0.0.2", ports[1]), &o);
+	client_begin(&who, tcp_connect_from("127.0.0.2", ports[1]), &o);
 	assert_int_equal(tcp_send_all(who.fd, h, 10, EM_DEADLINE_MS), 0);
 	env_total_wait(e, "bytes_in", 10);
 	assert_int_equal(client_open(&up, "127.0.0.2", ports[0], h, n, &o), 1);
@@ -958,7 +932,7 @@ haproxy_start(struct env *e, const int fe[NBACKENDS], const int em[2])
 static int
 plain_from_client(int port)
 {
-	int fd = tcp_from("127.0.0.5", port);
+	int fd = tcp_connect_from("127.0.0.5", port);
 
 	set_timeouts(fd);
 	return fd;
@@ -1028,13 +1002,13 @@ haproxy_in_front_reencrypting_and_passing_through(void **state)
 	field_is(line, "sni", "a.test");
 
 	/* Passthrough: the client's own TLS, through HAProxy in mode tcp. */
-	client_begin(&cl, tcp_from("127.0.0.5", fe[2]), &o);
+	client_begin(&cl, tcp_connect_from("127.0.0.5", fe[2]), &o);
 	assert_int_equal(tcp_send_all(cl.fd, cl.hello, cl.hello_len, EM_DEADLINE_MS), 0);
 	assert_int_equal(client_finish(&cl), 1);
 	roundtrip(&cl, "passed through\n", "PASSED THROUGH\n");
 	stream_checked(&cl);
 	client_close(&cl);
-	client_begin(&cl, tcp_from("127.0.0.5", fe[3]), &o);
+	client_begin(&cl, tcp_connect_from("127.0.0.5", fe[3]), &o);
 	assert_int_equal(tcp_send_all(cl.fd, cl.hello, cl.hello_len, EM_DEADLINE_MS), 0);
 	assert_int_equal(client_finish(&cl), 1);
 	client_line(&cl, line, sizeof(line));
