@@ -33,6 +33,7 @@
 #include "master/pidfile.h"
 #include "master/quiesce.h"
 #include "master/supervisor.h"
+#include "master/tickets.h"
 #include "master/upgrade.h"
 
 /* The signals the master acts on; the loop reads them from a signalfd. */
@@ -401,8 +402,6 @@ graceful_progress(struct master *m)
 		life_fire(m, LE_QUIESCED, "shutting down");
 }
 
-static int64_t tickets_due(const struct scoreboard *sb, int64_t now);
-
 /* Milliseconds until the next timed duty, or -1 when only an event can wake us. */
 static int
 loop_timeout(const struct master *m, int64_t admin_due)
@@ -417,7 +416,7 @@ loop_timeout(const struct master *m, int64_t admin_due)
 		due = ev_sooner(due, quiesce_due(&m->quiesce));
 	due = ev_sooner(due, upgrade_due(&m->up));
 	due = ev_sooner(due, admin_due);
-	due = ev_sooner(due, tickets_due(m->sb, now));
+	due = ev_sooner(due, tickets_due(&m->sb->tls_keys, now));
 	if (due == 0)
 		return -1;
 	return due <= now ? 0 : (int)(due - now);
@@ -445,78 +444,6 @@ dispatch(struct master *m, struct ev_source *src)
 	}
 }
 
-/* Wall-clock milliseconds: ticket keys outlive a boot's monotonic clock (a live upgrade carries them). */
-static int64_t
-wall_ms(void)
-{
-	int64_t now = (int64_t)time(NULL) * 1000;
-
-#ifdef EM_TEST_HOOKS
-	/* Test builds only: the clock runs ahead by the milliseconds in the file EM_TEST_WALL_OFFSET names. */
-	const char *path = getenv("EM_TEST_WALL_OFFSET");
-	char text[32];
-	FILE *f;
-
-	if (path != NULL && (f = fopen(path, "re")) != NULL) {
-		if (fgets(text, sizeof(text), f) != NULL)
-			now += strtoll(text, NULL, 10);
-		fclose(f);
-	}
-#endif
-	return now;
-}
-
-/*
- * TLS session ticket keys, in the scoreboard every worker maps: made at
- * start, before any fork, so that a ticket from one worker resumes on
- * any other and after a reload; rotated daily, the previous key still
- * accepted for a day more (common/tlsctx.h).
- */
-#define TICKET_ROTATE_MS (24 * 3600 * 1000LL)
-
-static void
-tickets_start(struct scoreboard *sb, const struct master_boot *boot)
-{
-	const struct upmsg_state *from = &boot->from.state;
-
-	/* A live upgrade's new master carries on with the old one's keys, when it sent them. */
-	if (boot->upgrade_fd != -1 && boot->from.understood && from->has_tickets) {
-		sb->tls_keys = from->tickets;
-		sb->tls_keys.seq = 0;
-		log_info("upgrade: TLS session ticket keys taken over from the old master");
-	} else if (tlsctx_rotate_ticket_keys(&sb->tls_keys, wall_ms()) == -1) {
-		fatalx("cannot make TLS session ticket keys: no randomness");
-	}
-	tlsctx_use_ticket_keys(&sb->tls_keys);
-}
-
-static void
-tickets_tick(struct scoreboard *sb)
-{
-	if (wall_ms() - sb->tls_keys.created_ms < TICKET_ROTATE_MS)
-		return;
-	if (tlsctx_rotate_ticket_keys(&sb->tls_keys, wall_ms()) == -1)
-		log_warnx("cannot rotate the TLS session ticket keys: no randomness; keeping them");
-	else
-		log_info("TLS session ticket keys rotated; the previous key is still accepted");
-}
-
-/*
- * When the next rotation is due, on the loop's clock: an idle master must
- * wake for it. Not sooner than a second from now (a rotation that failed
- * is tried again then, not in a busy loop), nor later than a day (a wall
- * clock set back).
- */
-static int64_t
-tickets_due(const struct scoreboard *sb, int64_t now)
-{
-	int64_t left = sb->tls_keys.created_ms + TICKET_ROTATE_MS - wall_ms();
-
-	if (left > TICKET_ROTATE_MS)
-		left = TICKET_ROTATE_MS;
-	return now + (left > 1000 ? left : 1000);
-}
-
 /* Each turn: take in what happened, then do every duty in order. */
 static void
 master_loop(struct master *m)
@@ -539,7 +466,7 @@ master_loop(struct master *m)
 		if (m->state == LS_UPGRADING && upgrade_overdue(&m->up, ev_now_ms()))
 			life_fire(m, LE_UPGRADE_FAILED, m->up.why);
 		announce_ready(m);
-		tickets_tick(m->sb);
+		tickets_tick(&m->sb->tls_keys);
 		sup_tick(&m->sup, ev_now_ms());
 		admin_due = admin_expire(&m->admin, ev_now_ms());
 	}
@@ -567,7 +494,9 @@ master_start(struct master *m, const struct master_boot *boot)
 	notify_init();
 	if ((m->sb = scoreboard_create()) == NULL)
 		fatal("cannot map the scoreboard");
-	tickets_start(m->sb, boot);
+	/* A live upgrade's new master carries on with the old one's keys, when it sent them. */
+	tickets_start(&m->sb->tls_keys, boot->upgrade_fd != -1 && boot->from.understood &&
+	    boot->from.state.has_tickets ? &boot->from.state.tickets : NULL);
 	upgrade_init(&m->up, m->epfd, MEV_UPGRADE, boot->exe, cfg->path);
 	if (boot->upgrade_fd != -1)
 		upgrading_adopt(m, boot);
